@@ -1,0 +1,236 @@
+//! The agent's main loop: tick, collect, batch, encode, enqueue; flush on
+//! the flush timer; a summary line every minute; and on a stop request, a
+//! bounded flush and a final account of every point. Also `--once`.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::batch::Batcher;
+use crate::collect::{self, Context, Runner};
+use crate::config::Config;
+use crate::encode::{Encoder, Identity};
+use crate::point::{Batch, Point, Timestamp};
+use crate::queue::Queue;
+use crate::schedule::{FlushTimer, Ticker, splay};
+use crate::ship::{self, Shipper};
+use crate::stats::{Drop, Stats};
+
+/// Messages from the signal thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Stop,
+    Reload,
+}
+
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+pub fn now_ns() -> Timestamp {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn identity(cfg: &Config) -> Identity {
+    Identity {
+        host: cfg.hostname.clone(),
+        run: u64::try_from(now_ns()).unwrap_or(0),
+    }
+}
+
+fn runner(cfg: &Config) -> Runner {
+    let ctx = Context::from_config(cfg);
+    Runner::new(collect::build(&cfg.collectors, &ctx), cfg.paths.clone())
+}
+
+/// `--once`: one complete snapshot (deltas primed internally, over
+/// min(interval, 1 s)) encoded as one batch, without compression.
+pub fn once(cfg: &Config) -> std::io::Result<Vec<u8>> {
+    let mut runner = runner(cfg);
+    let mut points = Vec::new();
+    runner.collect(now_ns(), &mut points);
+    points.clear();
+    std::thread::sleep(cfg.interval.min(Duration::from_secs(1)));
+    runner.collect(now_ns(), &mut points);
+    let mut batcher = Batcher::new(&cfg.hostname, &cfg.tags, usize::MAX);
+    batcher.add(&mut points);
+    let batch = batcher.flush().unwrap_or_else(|| Batch {
+        seq: 1,
+        common_tags: Arc::new(Vec::new()),
+        points: Vec::new(),
+    });
+    let mut enc = Encoder::new(cfg.format, crate::config::Compression::None, identity(cfg));
+    Ok(enc.encode(&batch)?.body)
+}
+
+/// What happened to the points of one run, logged at exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    pub collected: u64,
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+struct Loop {
+    cfg: Config,
+    stats: Arc<Stats>,
+    queue: Arc<Queue>,
+    runner: Runner,
+    batcher: Batcher,
+    encoder: Encoder,
+    points: Vec<Point>,
+}
+
+impl Loop {
+    fn enqueue(&mut self, batch: Batch) {
+        match self.encoder.encode(&batch) {
+            Ok(e) => self.queue.push(e),
+            Err(err) => {
+                tracing::error!(seq = batch.seq, "cannot encode batch, dropped: {err}");
+                self.stats
+                    .drop_points(Drop::OutputError, batch.points.len() as u64);
+            }
+        }
+    }
+
+    fn cycle(&mut self) {
+        let started = Instant::now();
+        let failed = self.runner.collect(now_ns(), &mut self.points);
+        Stats::add(&self.stats.cycles, 1);
+        Stats::add(&self.stats.collector_errors, failed as u64);
+        let (taken, full) = self.batcher.add(&mut self.points);
+        Stats::add(&self.stats.collected, taken as u64);
+        for b in full {
+            self.enqueue(b);
+        }
+        let took = started.elapsed();
+        if took > self.cfg.interval {
+            tracing::warn!(
+                took = ?took,
+                interval = ?self.cfg.interval,
+                "collection took longer than the interval; the next tick is skipped"
+            );
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(b) = self.batcher.flush() {
+            self.enqueue(b);
+        }
+    }
+
+    fn summary(&self) {
+        let s = &self.stats;
+        let (batches, bytes) = self.queue.depth();
+        tracing::info!(
+            collected = Stats::get(&s.collected),
+            sent = Stats::get(&s.sent_points),
+            dropped = s.dropped_total(),
+            queue_batches = batches,
+            queue_bytes = bytes,
+            retries = Stats::get(&s.retries),
+            skipped_ticks = Stats::get(&s.skipped_ticks),
+            collector_errors = Stats::get(&s.collector_errors),
+            "summary"
+        );
+    }
+}
+
+/// Runs the agent until `Control::Stop` (or the control channel closes);
+/// returns the account of every point.
+pub fn run(cfg: Config, control: &Receiver<Control>) -> std::io::Result<Account> {
+    let stats = Arc::new(Stats::default());
+    let queue = Arc::new(Queue::new(cfg.queue_max_bytes, stats.clone()));
+    let (encoder, sink) = ship::sink_for(&cfg, identity(&cfg));
+    let shipper = Shipper::new(&cfg, sink, queue.clone(), stats.clone()).spawn()?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        host = %cfg.hostname,
+        output = %cfg.ingest_url_masked(),
+        format = ship::format_name(cfg.format),
+        interval = ?cfg.interval,
+        collectors = %cfg.collectors.join(","),
+        "procship started"
+    );
+    let mut l = Loop {
+        runner: runner(&cfg),
+        batcher: Batcher::new(&cfg.hostname, &cfg.tags, cfg.batch_max_points.get()),
+        encoder,
+        stats: stats.clone(),
+        queue: queue.clone(),
+        points: Vec::new(),
+        cfg,
+    };
+
+    let mut stop = false;
+    let wait = |until: Instant, stop: &mut bool| {
+        let d = until.saturating_duration_since(Instant::now());
+        match control.recv_timeout(d) {
+            Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => *stop = true,
+            Ok(Control::Reload) => {
+                tracing::warn!(
+                    "SIGHUP received: live reload is not available in this version (issue #7); restart to apply changes"
+                )
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    };
+    let first = Instant::now() + splay(l.cfg.jitter, fastrand::f64());
+    while !stop && Instant::now() < first {
+        wait(first, &mut stop);
+    }
+    let start = Instant::now();
+    let mut ticker = Ticker::new(start, l.cfg.interval);
+    let mut flush = FlushTimer::new(start, l.cfg.flush_interval, l.cfg.flush_jitter);
+    let mut next_summary = start + SUMMARY_EVERY;
+    while !stop {
+        let now = Instant::now();
+        if now >= ticker.deadline() {
+            let skipped = ticker.fire(now);
+            if skipped > 0 {
+                Stats::add(&stats.skipped_ticks, skipped);
+                tracing::warn!(
+                    skipped,
+                    "missed collection ticks were skipped (the agent was stalled)"
+                );
+            }
+            l.cycle();
+        }
+        let now = Instant::now();
+        if now >= flush.deadline() {
+            l.flush();
+            flush.flushed(now, fastrand::f64());
+        }
+        if now >= next_summary {
+            l.summary();
+            next_summary += SUMMARY_EVERY;
+        }
+        let wake = ticker.deadline().min(flush.deadline()).min(next_summary);
+        wait(wake, &mut stop);
+    }
+
+    tracing::info!(timeout = ?l.cfg.shutdown_timeout, "stopping: collection ended, delivering what is queued");
+    l.flush();
+    queue.close(Instant::now() + l.cfg.shutdown_timeout);
+    if shipper.join().is_err() {
+        tracing::error!("the shipper thread panicked");
+    }
+    let account = Account {
+        collected: Stats::get(&stats.collected),
+        sent: Stats::get(&stats.sent_points),
+        dropped: stats.dropped_total(),
+    };
+    tracing::info!(
+        collected = account.collected,
+        sent = account.sent,
+        batches = Stats::get(&stats.sent_batches),
+        dropped = account.dropped,
+        queue_full = stats.dropped(Drop::QueueFull),
+        rejected = stats.dropped(Drop::Rejected),
+        shutdown = stats.dropped(Drop::Shutdown),
+        output_error = stats.dropped(Drop::OutputError),
+        retries = Stats::get(&stats.retries),
+        "stopped"
+    );
+    Ok(account)
+}

@@ -1,0 +1,106 @@
+//! The batcher: collects each cycle's points and cuts them into numbered
+//! batches of at most `PROCSHIP_BATCH_MAX_POINTS`, either as soon as that
+//! many are pending or when the flush timer fires. The host tag and
+//! `PROCSHIP_TAGS` ride along once per batch as its common tags.
+
+use crate::point::{Batch, CommonTags, Point};
+
+pub struct Batcher {
+    pending: Vec<Point>,
+    max_points: usize,
+    next_seq: u64,
+    common: CommonTags,
+}
+
+impl Batcher {
+    pub fn new(host: &str, tags: &[(String, String)], max_points: usize) -> Self {
+        let mut common: Vec<(String, String)> = tags.to_vec();
+        common.push(("host".into(), host.to_string()));
+        common.sort();
+        Batcher {
+            pending: Vec::new(),
+            max_points: max_points.max(1),
+            next_seq: 1,
+            common: CommonTags::new(common),
+        }
+    }
+
+    fn cut(&mut self, n: usize) -> Batch {
+        let rest = self.pending.split_off(n);
+        let points = std::mem::replace(&mut self.pending, rest);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Batch {
+            seq,
+            common_tags: self.common.clone(),
+            points,
+        }
+    }
+
+    /// Takes a cycle's points (emptying `points`); returns the full batches
+    /// this completes. Points without fields carry nothing and are left out.
+    /// Returns how many points were taken, and the batches.
+    pub fn add(&mut self, points: &mut Vec<Point>) -> (usize, Vec<Batch>) {
+        let before = self.pending.len();
+        self.pending
+            .extend(points.drain(..).filter(|p| !p.fields.is_empty()));
+        let taken = self.pending.len() - before;
+        let mut full = Vec::new();
+        while self.pending.len() >= self.max_points {
+            full.push(self.cut(self.max_points));
+        }
+        (taken, full)
+    }
+
+    /// Cuts whatever is pending (the flush timer fired, or shutdown).
+    pub fn flush(&mut self) -> Option<Batch> {
+        if self.pending.is_empty() {
+            None
+        } else {
+            Some(self.cut(self.pending.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts(n: usize) -> Vec<Point> {
+        (0..n)
+            .map(|i| Point::new("m", i as i64).int("v", 1))
+            .collect()
+    }
+
+    #[test]
+    fn cuts_by_size_and_on_flush_with_sequence() {
+        let mut b = Batcher::new("h", &[("dc".into(), "x".into())], 4);
+        let (taken, full) = b.add(&mut pts(10));
+        assert_eq!(taken, 10);
+        assert_eq!(
+            full.iter()
+                .map(|b| (b.seq, b.points.len()))
+                .collect::<Vec<_>>(),
+            [(1, 4), (2, 4)]
+        );
+        let last = b.flush().unwrap();
+        assert_eq!((last.seq, last.points.len()), (3, 2));
+        assert_eq!(last.points[0].timestamp, 8, "order kept");
+        assert!(b.flush().is_none());
+        assert_eq!(
+            &**last.common_tags,
+            &[
+                ("dc".to_string(), "x".to_string()),
+                ("host".into(), "h".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn fieldless_points_are_not_taken() {
+        let mut b = Batcher::new("h", &[], 10);
+        let mut v = vec![Point::new("m", 0), Point::new("m", 0).int("x", 1)];
+        assert_eq!(b.add(&mut v).0, 1);
+        assert!(v.is_empty());
+    }
+}

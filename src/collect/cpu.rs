@@ -1,0 +1,137 @@
+//! `cpu`: CPU usage in percent from deltas of /proc/stat, for the whole host
+//! (`cpu=cpu-total`) and each CPU (`cpu=cpu0`, …), fields as Telegraf's cpu
+//! plugin: usage_user, usage_system, usage_idle, usage_nice, usage_iowait,
+//! usage_irq, usage_softirq, usage_steal, usage_guest, usage_guest_nice.
+//! The first cycle only primes. Guest time is already counted in user (and
+//! guest_nice in nice) by the kernel, so it is subtracted there, as Telegraf does.
+//! A CPU whose counters go backwards (hotplug) is skipped for one cycle.
+
+use super::{CollectError, Collector, Files, stat};
+use crate::point::{Point, Timestamp};
+
+const FIELDS: [&str; 10] = [
+    "usage_user",
+    "usage_nice",
+    "usage_system",
+    "usage_idle",
+    "usage_iowait",
+    "usage_irq",
+    "usage_softirq",
+    "usage_steal",
+    "usage_guest",
+    "usage_guest_nice",
+];
+
+#[derive(Default)]
+pub struct Cpu {
+    /// Last cycle's counters by CPU name.
+    last: Vec<(String, [u64; 10])>,
+}
+
+/// Usage percentages between two readings of one CPU, or `None` when no
+/// time passed or a counter went backwards.
+pub fn usage(prev: &[u64; 10], cur: &[u64; 10]) -> Option<[f64; 10]> {
+    let mut d = [0u64; 10];
+    for i in 0..10 {
+        d[i] = cur[i].checked_sub(prev[i])?;
+    }
+    // user..steal; guest and guest_nice are inside user and nice.
+    let total: u64 = d[..8].iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let pct = |v: u64| 100.0 * v as f64 / total as f64;
+    let mut out = [0.0; 10];
+    for i in 0..10 {
+        out[i] = pct(d[i]);
+    }
+    out[0] = pct(d[0].saturating_sub(d[8]));
+    out[1] = pct(d[1].saturating_sub(d[9]));
+    Some(out)
+}
+
+impl Collector for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let st = stat::read(files)?;
+        for line in &st.cpus {
+            let prev = self.last.iter_mut().find(|(n, _)| n == line.name);
+            let Some((_, prev)) = prev else {
+                self.last.push((line.name.to_string(), line.ticks));
+                continue;
+            };
+            if let Some(u) = usage(prev, &line.ticks) {
+                let tag = if line.name == "cpu" {
+                    "cpu-total"
+                } else {
+                    line.name
+                };
+                let mut p = Point::new("cpu", now).tag("cpu", tag);
+                for (name, v) in FIELDS.iter().zip(u) {
+                    p = p.gauge(name, v);
+                }
+                out.push(p);
+            }
+            *prev = line.ticks;
+        }
+        // Forget CPUs that went away (hotplug), so a returning one primes again.
+        self.last
+            .retain(|(n, _)| st.cpus.iter().any(|c| c.name == n));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::testutil::*;
+
+    #[test]
+    fn first_cycle_primes_then_deltas() {
+        let mut c = Cpu::default();
+        assert!(run(&mut c, "cpu-t0").unwrap().is_empty());
+        let pts = run(&mut c, "cpu-t1").unwrap();
+        assert_eq!(pts.len(), 3, "total + 2 cpus");
+        let total = &pts[0];
+        assert_eq!(total.tag_value("cpu"), Some("cpu-total"));
+        // t0 -> t1 total: user +60 (guest +10), system +20, idle +100, iowait +20: 200 ticks
+        use crate::point::Value::Gauge;
+        assert_eq!(total.field("usage_user"), Some(Gauge(25.0)));
+        assert_eq!(total.field("usage_guest"), Some(Gauge(5.0)));
+        assert_eq!(total.field("usage_system"), Some(Gauge(10.0)));
+        assert_eq!(total.field("usage_idle"), Some(Gauge(50.0)));
+        assert_eq!(total.field("usage_iowait"), Some(Gauge(10.0)));
+        assert_eq!(
+            pts[2].tag_value("cpu"),
+            Some("cpu3"),
+            "offline cpu1/cpu2 keep real names"
+        );
+    }
+
+    #[test]
+    fn backwards_counters_and_no_time_give_nothing() {
+        let a = [5, 0, 5, 5, 0, 0, 0, 0, 0, 0];
+        let b = [4, 0, 6, 6, 0, 0, 0, 0, 0, 0];
+        assert!(usage(&a, &b).is_none());
+        assert!(usage(&a, &a).is_none());
+    }
+
+    #[test]
+    fn truncated_stat_is_an_error() {
+        let e = err_text(run(&mut Cpu::default(), "truncated"));
+        assert!(
+            e.contains("proc/stat") && e.contains("expected at least 4"),
+            "{e}"
+        );
+        let e = err_text(run(&mut Cpu::default(), "empty"));
+        assert!(e.contains("no aggregate"), "{e}");
+    }
+}

@@ -1,0 +1,423 @@
+//! `disk`: filesystem usage by statvfs of every real mount in the host's
+//! mountinfo (tags path, device, fstype, mode; fields as Telegraf's disk:
+//! total, free, used, used_percent, inodes_total, inodes_free, inodes_used,
+//! inodes_used_percent; `free` is what unprivileged users can use and
+//! used_percent = used / (used + free), as `df` shows).
+//!
+//! Pseudo filesystems are always skipped, `PROCSHIP_DISK_IGNORE_FS` types by
+//! default, and a device mounted twice (bind mounts) is reported once.
+//! Network filesystems are skipped unless `PROCSHIP_DISK_NETWORK_FS=true`;
+//! then their statvfs runs off the main thread, bounded by
+//! `PROCSHIP_DISK_STATFS_TIMEOUT`: a mount that does not answer is skipped,
+//! with one warning, until its pending call returns.
+//!
+//! Mounts are read from `<proc>/self/mountinfo`, or `<proc>/1/mountinfo`
+//! when `PROCSHIP_HOST_ROOT` is not `/` (the agent in a container watching
+//! its host), and statvfs is called on `<root>/<mount point>`.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use procfs_core::FromBufRead;
+use procfs_core::process::MountInfos;
+
+use super::{CollectError, Collector, Context, Files};
+use crate::point::{Point, Timestamp};
+
+const PSEUDO: &[&str] = &[
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "efivarfs",
+    "fusectl",
+    "fuse.gvfsd-fuse",
+    "fuse.lxcfs",
+    "fuse.portal",
+    "hugetlbfs",
+    "mqueue",
+    "nsfs",
+    "nfsd",
+    "proc",
+    "pstore",
+    "ramfs",
+    "rootfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "sysfs",
+    "tracefs",
+];
+
+const NETWORK: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ncpfs",
+    "sshfs",
+    "fuse.sshfs",
+    "ceph",
+    "fuse.ceph",
+    "glusterfs",
+    "fuse.glusterfs",
+    "lustre",
+    "afs",
+    "9p",
+    "davfs",
+    "fuse.s3fs",
+    "fuse.rclone",
+    "gpfs",
+    "beegfs",
+    "fuse.mfs",
+    "fuse.juicefs",
+    "cephfs",
+];
+
+pub fn is_network(fstype: &str) -> bool {
+    NETWORK.contains(&fstype)
+}
+
+/// The statvfs numbers we use, in bytes and inodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FsStats {
+    pub total: u64,
+    pub free: u64,
+    pub used: u64,
+    pub inodes_total: u64,
+    pub inodes_free: u64,
+}
+
+pub fn statfs(path: &Path) -> nix::Result<FsStats> {
+    let s = nix::sys::statvfs::statvfs(path)?;
+    let frsize = s.fragment_size() as u64;
+    let blocks = s.blocks() as u64;
+    Ok(FsStats {
+        total: blocks.saturating_mul(frsize),
+        free: (s.blocks_available() as u64).saturating_mul(frsize),
+        used: blocks
+            .saturating_sub(s.blocks_free() as u64)
+            .saturating_mul(frsize),
+        inodes_total: s.files() as u64,
+        inodes_free: s.files_free() as u64,
+    })
+}
+
+/// Undoes the octal escapes mountinfo uses for space, tab, newline and
+/// backslash in paths (`\040` …), which procfs-core leaves in place.
+pub fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            if let Ok(byte) = u8::try_from(v) {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A mount that passed the filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    pub path: PathBuf,
+    pub device: String,
+    pub fstype: String,
+    pub read_only: bool,
+}
+
+/// The real mounts of a mountinfo text, filtered and de-duplicated.
+pub fn real_mounts(
+    path: &Path,
+    text: &str,
+    ignore_fs: &[String],
+    network_fs: bool,
+) -> Result<Vec<Mount>, CollectError> {
+    if text.trim().is_empty() {
+        return Err(CollectError::parse(path, "empty: no mounts"));
+    }
+    let infos = MountInfos::from_buf_read(Cursor::new(text))
+        .map_err(|e| CollectError::parse(path, format!("{e} (line truncated?)")))?;
+    let mut seen_devices: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for m in infos {
+        let fs = m.fs_type.as_str();
+        if PSEUDO.contains(&fs)
+            || ignore_fs.iter().any(|x| x == fs)
+            || (!network_fs && is_network(fs))
+        {
+            continue;
+        }
+        if seen_devices.contains(&m.majmin) {
+            continue;
+        }
+        seen_devices.push(m.majmin.clone());
+        let source = unescape_octal(&m.mount_source.unwrap_or_default());
+        out.push(Mount {
+            device: source.strip_prefix("/dev/").unwrap_or(&source).to_string(),
+            read_only: m.mount_options.contains_key("ro"),
+            path: PathBuf::from(unescape_octal(&m.mount_point.to_string_lossy())),
+            fstype: m.fs_type,
+        });
+    }
+    Ok(out)
+}
+
+pub struct Disk {
+    root: PathBuf,
+    mountinfo: &'static str,
+    ignore_fs: Vec<String>,
+    network_fs: bool,
+    timeout: Duration,
+    /// Network mounts whose statvfs has not answered yet.
+    pending: HashMap<PathBuf, mpsc::Receiver<nix::Result<FsStats>>>,
+}
+
+impl Disk {
+    pub fn new(ctx: &Context) -> Self {
+        Disk {
+            root: ctx.paths.root.clone(),
+            mountinfo: if ctx.paths.root == Path::new("/") {
+                "self/mountinfo"
+            } else {
+                "1/mountinfo"
+            },
+            ignore_fs: ctx.disk.ignore_fs.clone(),
+            network_fs: ctx.disk.network_fs,
+            timeout: ctx.disk.statfs_timeout,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// statvfs in a helper thread, waited for at most `timeout`; `None` while
+    /// the mount does not answer.
+    fn bounded_statfs(
+        &mut self,
+        mount: &Path,
+        call: impl FnOnce() -> nix::Result<FsStats> + Send + 'static,
+    ) -> Option<nix::Result<FsStats>> {
+        if let Some(rx) = self.pending.get(mount) {
+            match rx.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => return None,
+                _ => {
+                    tracing::info!(mount = %mount.display(), "network filesystem answers statvfs again");
+                    self.pending.remove(mount);
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("procship-statfs".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = tx.send(call());
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(mount = %mount.display(), "cannot start statvfs thread: {e}");
+            return None;
+        }
+        match rx.recv_timeout(self.timeout) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                tracing::warn!(
+                    mount = %mount.display(),
+                    timeout = ?self.timeout,
+                    "statvfs of a network filesystem did not answer; skipping this mount until it does"
+                );
+                self.pending.insert(mount.to_path_buf(), rx);
+                None
+            }
+        }
+    }
+}
+
+impl Collector for Disk {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let path = files.proc_path(self.mountinfo);
+        let mounts = real_mounts(&path, files.read(&path)?, &self.ignore_fs, self.network_fs)?;
+        for m in mounts {
+            let full = self.root.join(m.path.strip_prefix("/").unwrap_or(&m.path));
+            let result = if is_network(&m.fstype) {
+                match self.bounded_statfs(&m.path, move || statfs(&full)) {
+                    Some(r) => r,
+                    None => continue,
+                }
+            } else {
+                statfs(&full)
+            };
+            let s = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    // Mounts the agent may not see into (another user's FUSE
+                    // mount, a container's private mount) are normal: no warning.
+                    tracing::debug!(mount = %m.path.display(), "statvfs failed: {e}");
+                    continue;
+                }
+            };
+            let pct = |a: u64, b: u64| {
+                if a + b == 0 {
+                    0.0
+                } else {
+                    100.0 * a as f64 / (a + b) as f64
+                }
+            };
+            let inodes_used = s.inodes_total.saturating_sub(s.inodes_free);
+            out.push(
+                Point::new("disk", now)
+                    .tag("path", m.path.to_string_lossy().into_owned())
+                    .tag("device", m.device)
+                    .tag("fstype", m.fstype)
+                    .tag("mode", if m.read_only { "ro" } else { "rw" })
+                    .uint("total", s.total)
+                    .uint("free", s.free)
+                    .uint("used", s.used)
+                    .gauge("used_percent", pct(s.used, s.free))
+                    .uint("inodes_total", s.inodes_total)
+                    .uint("inodes_free", s.inodes_free)
+                    .uint("inodes_used", inodes_used)
+                    .gauge("inodes_used_percent", pct(inodes_used, s.inodes_free)),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::testutil::*;
+    use crate::config::DiskOptions;
+
+    fn mounts(network: bool) -> Vec<Mount> {
+        let p = fixture("basic").proc.join("self/mountinfo");
+        let text = std::fs::read_to_string(&p).unwrap();
+        real_mounts(&p, &text, &DiskOptions::default().ignore_fs, network).unwrap()
+    }
+
+    #[test]
+    fn only_real_deduplicated_mounts() {
+        let m = mounts(false);
+        let paths: Vec<_> = m.iter().map(|m| m.path.to_str().unwrap()).collect();
+        assert_eq!(paths, ["/", "/boot", "/data with space"]);
+        assert_eq!(m[0].device, "nvme0n1p2");
+        assert_eq!(m[0].fstype, "ext4");
+        assert!(m[1].read_only);
+        let with_net = mounts(true);
+        assert!(
+            with_net
+                .iter()
+                .any(|m| m.fstype == "nfs4" && m.path == Path::new("/mnt/nfs"))
+        );
+    }
+
+    #[test]
+    fn statvfs_on_the_fixture_root() {
+        let ctx = Context {
+            paths: fixture("basic"),
+            disk: DiskOptions::default(),
+            page_size: 4096,
+        };
+        let pts = run(&mut Disk::new(&ctx), "basic").unwrap();
+        // "/" and "/boot" exist under tests/fixtures/basic/root; the third mount point does not.
+        let paths: Vec<_> = pts.iter().map(|p| p.tag_value("path").unwrap()).collect();
+        assert_eq!(paths, ["/", "/boot"]);
+        assert!(matches!(pts[0].field("total"), Some(crate::point::Value::Int(t)) if t > 0));
+    }
+
+    #[test]
+    fn hung_network_statfs_is_skipped_until_it_answers() {
+        let mut ctx = Context {
+            paths: fixture("basic"),
+            disk: DiskOptions::default(),
+            page_size: 4096,
+        };
+        ctx.disk.statfs_timeout = Duration::from_millis(100);
+        let mut d = Disk::new(&ctx);
+        let (release, gate) = mpsc::channel::<()>();
+        let mount = Path::new("/mnt/nfs");
+        let t0 = std::time::Instant::now();
+        let hung = d.bounded_statfs(mount, move || {
+            let _ = gate.recv_timeout(Duration::from_secs(10));
+            statfs(Path::new("/"))
+        });
+        assert!(hung.is_none());
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "the cycle waited {:?}",
+            t0.elapsed()
+        );
+        // While the call hangs the mount is skipped at once, without a new thread.
+        let t1 = std::time::Instant::now();
+        assert!(
+            d.bounded_statfs(mount, || panic!("no second call while one hangs"))
+                .is_none()
+        );
+        assert!(t1.elapsed() < Duration::from_millis(50));
+        // Once the pending call answers, the mount is measured again.
+        release.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(matches!(
+            d.bounded_statfs(mount, || statfs(Path::new("/"))),
+            Some(Ok(_))
+        ));
+    }
+
+    #[test]
+    fn octal_escapes() {
+        assert_eq!(unescape_octal("/a\\040b\\011c\\134"), "/a b\tc\\");
+        assert_eq!(
+            unescape_octal("/x\\04"),
+            "/x\\04",
+            "a cut escape stays as it is"
+        );
+        assert_eq!(
+            unescape_octal("/x\\777y"),
+            "/x\\777y",
+            "out of byte range stays"
+        );
+    }
+
+    #[test]
+    fn hostile_mountinfo() {
+        let p = Path::new("/proc/self/mountinfo");
+        assert!(
+            real_mounts(p, "", &[], false)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        let e = real_mounts(p, "22 1 8:1 / /\n", &[], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mountinfo"), "{e}");
+    }
+}

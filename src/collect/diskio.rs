@@ -1,0 +1,178 @@
+//! `diskio`: cumulative I/O counters of whole block devices from
+//! /proc/diskstats (tag `name`; fields as Telegraf's diskio: reads, writes,
+//! read_bytes, write_bytes, read_time, write_time, io_time, weighted_io_time,
+//! merged_reads, merged_writes, iops_in_progress). Partitions, loop, ram,
+//! zram and floppy devices are left out. The device list comes from
+//! `<sys>/block` (which lists whole devices only) and is refreshed every
+//! `REFRESH`; without /sys a name rule stands in. Lines are parsed with
+//! procfs-core's `DiskStat`, only for the devices kept.
+
+use std::time::{Duration, Instant};
+
+use procfs_core::DiskStat;
+
+use super::{CollectError, Collector, Files};
+use crate::point::{Point, Timestamp};
+
+/// How long the cached device list is trusted before /sys/block is read again.
+pub const REFRESH: Duration = Duration::from_secs(60);
+
+/// /proc/diskstats counts sectors of 512 bytes whatever the device's own sector size.
+const SECTOR: u64 = 512;
+
+#[derive(Default)]
+pub struct DiskIo {
+    /// Whole devices from /sys/block, or `None` where /sys is not readable.
+    devices: Option<Vec<String>>,
+    refreshed: Option<Instant>,
+}
+
+fn virtual_device(name: &str) -> bool {
+    ["loop", "ram", "zram", "fd"].iter().any(|p| {
+        name.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// Without /sys/block: is this diskstats name a partition? (sda1, vdb2,
+/// nvme0n1p1, mmcblk0p1, xvda1)
+fn looks_like_partition(name: &str) -> bool {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return false;
+    }
+    let stem = &name[..name.len() - digits];
+    if stem.ends_with('p') && (name.starts_with("nvme") || name.starts_with("mmcblk")) {
+        return true;
+    }
+    ["sd", "vd", "hd", "xvd"].iter().any(|p| {
+        stem.strip_prefix(p)
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase()))
+    })
+}
+
+impl DiskIo {
+    fn refresh(&mut self, files: &Files) {
+        let dir = files.sys_path("block");
+        self.devices = std::fs::read_dir(&dir).ok().map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| !virtual_device(n))
+                .collect()
+        });
+        if self.devices.is_none() {
+            tracing::debug!(
+                "{} is not readable; telling partitions by name",
+                dir.display()
+            );
+        }
+        self.refreshed = Some(Instant::now());
+    }
+
+    fn wanted(&self, name: &str) -> bool {
+        match &self.devices {
+            Some(list) => list.iter().any(|d| d == name),
+            None => !virtual_device(name) && !looks_like_partition(name),
+        }
+    }
+}
+
+impl Collector for DiskIo {
+    fn name(&self) -> &'static str {
+        "diskio"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            self.refresh(files);
+        }
+        let path = files.proc_path("diskstats");
+        let text = files.proc("diskstats")?;
+        let mut seen = 0;
+        for line in text.lines() {
+            let Some(name) = line.split_ascii_whitespace().nth(2) else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(CollectError::parse(
+                    &path,
+                    format!("line {line:?}: fewer than 3 columns"),
+                ));
+            };
+            if !self.wanted(name) {
+                continue;
+            }
+            seen += 1;
+            let d = DiskStat::from_line(line).map_err(|e| {
+                CollectError::parse(&path, format!("device {name}: {e} (line truncated?)"))
+            })?;
+            out.push(
+                Point::new("diskio", now)
+                    .tag("name", d.name)
+                    .counter("reads", d.reads)
+                    .counter("writes", d.writes)
+                    .counter("read_bytes", d.sectors_read.saturating_mul(SECTOR))
+                    .counter("write_bytes", d.sectors_written.saturating_mul(SECTOR))
+                    .counter("read_time", d.time_reading)
+                    .counter("write_time", d.time_writing)
+                    .counter("io_time", d.time_in_progress)
+                    .counter("weighted_io_time", d.weighted_time_in_progress)
+                    .counter("merged_reads", d.merged)
+                    .counter("merged_writes", d.writes_merged)
+                    .uint("iops_in_progress", d.in_progress),
+            );
+        }
+        // A device in /sys/block but not in diskstats went away: list them again next cycle.
+        if self.devices.as_ref().is_some_and(|list| seen < list.len()) {
+            self.refreshed = None;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::testutil::*;
+    use crate::point::Value::Counter;
+
+    #[test]
+    fn whole_devices_only() {
+        let pts = run(&mut DiskIo::default(), "basic").unwrap();
+        let names: Vec<_> = pts.iter().map(|p| p.tag_value("name").unwrap()).collect();
+        assert_eq!(names, ["nvme0n1", "sda", "dm-0"]);
+        assert_eq!(pts[1].field("read_bytes"), Some(Counter(2000 * 512)));
+        assert_eq!(pts[1].field("io_time"), Some(Counter(900)));
+    }
+
+    #[test]
+    fn name_rule_without_sys() {
+        for p in ["sda1", "vdb12", "nvme0n1p1", "mmcblk0p2", "xvda1"] {
+            assert!(looks_like_partition(p), "{p}");
+        }
+        for d in ["sda", "nvme0n1", "mmcblk0", "dm-0", "md127", "sr0"] {
+            assert!(!looks_like_partition(d), "{d}");
+        }
+        assert!(virtual_device("loop7") && virtual_device("zram0") && !virtual_device("loopy"));
+        let pts = run_on(&mut DiskIo::default(), &[("proc/diskstats", b"   8   0 sda 1 2 3 4 5 6 7 8 9 10 11\n   8   1 sda1 1 2 3 4 5 6 7 8 9 10 11\n   7   0 loop0 1 2 3 4 5 6 7 8 9 10 11\n")]).unwrap();
+        assert_eq!(pts.len(), 1);
+    }
+
+    #[test]
+    fn truncated_line_is_an_error() {
+        let e = err_text(run_on(
+            &mut DiskIo::default(),
+            &[("proc/diskstats", b"   8   0 sda 1 2 3\n")],
+        ));
+        assert!(e.contains("diskstats") && e.contains("sda"), "{e}");
+        let e = err_text(run_on(
+            &mut DiskIo::default(),
+            &[("proc/diskstats", b"8 0\n")],
+        ));
+        assert!(e.contains("fewer than 3 columns"), "{e}");
+    }
+}

@@ -1,0 +1,373 @@
+//! Collectors: the `Collector` trait, the registry that builds the ones
+//! `PROCSHIP_COLLECTORS` names, the per-cycle file reader they share, and the
+//! runner that keeps a failing collector from stopping the others.
+//!
+//! Every collector reads through `Files`, which resolves paths under
+//! `PROCSHIP_HOST_PROC` / `PROCSHIP_HOST_SYS`, bounds how much it reads, reads
+//! a file at most once per cycle (`/proc/stat` feeds cpu, system and kernel),
+//! and names the file in every error.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::config::{Config, DiskOptions, HostPaths};
+use crate::point::{Point, Timestamp};
+
+pub mod cpu;
+pub mod disk;
+pub mod diskio;
+pub mod kernel;
+pub mod kv;
+pub mod mem;
+pub mod net;
+pub mod processes;
+pub mod stat;
+pub mod swap;
+pub mod system;
+
+/// Every collector, in the order a cycle runs them.
+pub const NAMES: &[&str] = &[
+    "cpu",
+    "mem",
+    "swap",
+    "diskio",
+    "disk",
+    "net",
+    "system",
+    "kernel",
+    "processes",
+];
+
+pub trait Collector: Send {
+    fn name(&self) -> &'static str;
+    /// Appends this cycle's points. A collector working from deltas may only
+    /// prime itself on its first call.
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError>;
+}
+
+/// What went wrong, always with the file it concerns.
+#[derive(Debug)]
+pub struct CollectError {
+    pub path: PathBuf,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug)]
+pub enum ErrorKind {
+    Io(std::io::Error),
+    TooLarge(usize),
+    Parse(String),
+}
+
+impl CollectError {
+    pub fn parse(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        CollectError {
+            path: path.into(),
+            kind: ErrorKind::Parse(msg.into()),
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, e: std::io::Error) -> Self {
+        CollectError {
+            path: path.into(),
+            kind: ErrorKind::Io(e),
+        }
+    }
+}
+
+impl fmt::Display for CollectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.path.display();
+        match &self.kind {
+            ErrorKind::Io(e) => write!(f, "{p}: {e}"),
+            ErrorKind::TooLarge(n) => write!(f, "{p}: larger than {n} bytes, refusing to read it"),
+            ErrorKind::Parse(m) => write!(f, "{p}: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CollectError {}
+
+/// No /proc or /sys file we read comes near this; a larger one is hostile.
+pub const MAX_FILE_BYTES: usize = 4 << 20;
+
+/// Reads files for collectors: paths under the configured roots, a size
+/// bound, and a per-cycle cache for the files several collectors share.
+pub struct Files {
+    pub paths: HostPaths,
+    cache: Vec<(&'static str, String)>,
+    spare: Vec<String>,
+    scratch: String,
+}
+
+impl Files {
+    pub fn new(paths: HostPaths) -> Self {
+        Files {
+            paths,
+            cache: Vec::new(),
+            spare: Vec::new(),
+            scratch: String::new(),
+        }
+    }
+
+    /// Forgets the cached contents (keeping their memory) at the start of a cycle.
+    pub fn new_cycle(&mut self) {
+        for (_, s) in self.cache.drain(..) {
+            self.spare.push(s);
+        }
+    }
+
+    pub fn proc_path(&self, rel: &str) -> PathBuf {
+        self.paths.proc.join(rel)
+    }
+
+    pub fn sys_path(&self, rel: &str) -> PathBuf {
+        self.paths.sys.join(rel)
+    }
+
+    /// A file under the proc root, read at most once per cycle.
+    pub fn proc(&mut self, rel: &'static str) -> Result<&str, CollectError> {
+        if let Some(i) = self.cache.iter().position(|(k, _)| *k == rel) {
+            return Ok(&self.cache[i].1);
+        }
+        let mut buf = self.spare.pop().unwrap_or_default();
+        let path = self.proc_path(rel);
+        read_bounded(&path, &mut buf)?;
+        self.cache.push((rel, buf));
+        Ok(self.cache.last().map_or("", |(_, s)| s.as_str()))
+    }
+
+    /// Reads any file (not cached) into a buffer reused across calls.
+    pub fn read(&mut self, path: &Path) -> Result<&str, CollectError> {
+        read_bounded(path, &mut self.scratch)?;
+        Ok(&self.scratch)
+    }
+}
+
+/// Reads a whole file into `buf`, refusing more than `MAX_FILE_BYTES`.
+pub fn read_bounded(path: &Path, buf: &mut String) -> Result<(), CollectError> {
+    buf.clear();
+    let f = std::fs::File::open(path).map_err(|e| CollectError::io(path, e))?;
+    let n = f
+        .take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_string(buf)
+        .map_err(|e| CollectError::io(path, e))?;
+    if n > MAX_FILE_BYTES {
+        buf.clear();
+        return Err(CollectError {
+            path: path.to_path_buf(),
+            kind: ErrorKind::TooLarge(MAX_FILE_BYTES),
+        });
+    }
+    Ok(())
+}
+
+/// Host facts collectors need that are not in the files they parse; passed
+/// in so fixture trees parse the same on every machine.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub paths: HostPaths,
+    pub disk: DiskOptions,
+    pub page_size: u64,
+}
+
+impl Context {
+    pub fn from_config(cfg: &Config) -> Self {
+        Context {
+            paths: cfg.paths.clone(),
+            disk: cfg.disk.clone(),
+            page_size: page_size(),
+        }
+    }
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(4096)
+}
+
+/// Builds the named collectors (names come validated from the configuration).
+pub fn build(names: &[&str], ctx: &Context) -> Vec<Box<dyn Collector>> {
+    names
+        .iter()
+        .filter_map(|name| -> Option<Box<dyn Collector>> {
+            Some(match *name {
+                "cpu" => Box::new(cpu::Cpu::default()),
+                "mem" => Box::new(mem::Mem),
+                "swap" => Box::new(swap::Swap::new(ctx.page_size)),
+                "diskio" => Box::new(diskio::DiskIo::default()),
+                "disk" => Box::new(disk::Disk::new(ctx)),
+                "net" => Box::new(net::Net),
+                "system" => Box::new(system::System),
+                "kernel" => Box::new(kernel::Kernel),
+                "processes" => Box::new(processes::Processes::default()),
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+/// How often a collector that keeps failing the same way is logged again.
+const REPEAT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+struct Health {
+    failures: u64,
+    last_logged: Option<Instant>,
+    last_message: String,
+}
+
+/// Runs the collectors of one cycle; a failing one is logged (at most once
+/// per ten minutes while it fails the same way) and the others go on.
+pub struct Runner {
+    pub files: Files,
+    collectors: Vec<(Box<dyn Collector>, Health)>,
+}
+
+impl Runner {
+    pub fn new(collectors: Vec<Box<dyn Collector>>, paths: HostPaths) -> Self {
+        Runner {
+            files: Files::new(paths),
+            collectors: collectors
+                .into_iter()
+                .map(|c| {
+                    (
+                        c,
+                        Health {
+                            failures: 0,
+                            last_logged: None,
+                            last_message: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs every collector once; returns how many failed.
+    pub fn collect(&mut self, now: Timestamp, out: &mut Vec<Point>) -> usize {
+        self.files.new_cycle();
+        let mut failed = 0;
+        for (c, health) in &mut self.collectors {
+            match c.collect(&mut self.files, now, out) {
+                Ok(()) => {
+                    if health.failures > 0 {
+                        tracing::info!(
+                            collector = c.name(),
+                            failures = health.failures,
+                            "collector recovered"
+                        );
+                    }
+                    health.failures = 0;
+                    health.last_logged = None;
+                }
+                Err(e) => {
+                    failed += 1;
+                    health.failures += 1;
+                    let msg = e.to_string();
+                    let due = health
+                        .last_logged
+                        .is_none_or(|t| t.elapsed() >= REPEAT_LOG_EVERY);
+                    if due || msg != health.last_message {
+                        tracing::warn!(
+                            collector = c.name(),
+                            failures = health.failures,
+                            "collector failed, the others go on: {msg}"
+                        );
+                        health.last_logged = Some(Instant::now());
+                        health.last_message = msg;
+                    }
+                }
+            }
+        }
+        failed
+    }
+}
+
+/// Parses a decimal field, naming it in the error.
+pub fn num<T: std::str::FromStr>(
+    path: &Path,
+    what: &str,
+    s: Option<&str>,
+) -> Result<T, CollectError> {
+    let s =
+        s.ok_or_else(|| CollectError::parse(path, format!("{what}: missing (file truncated?)")))?;
+    s.parse()
+        .map_err(|_| CollectError::parse(path, format!("{what}: {s:?} is not a number")))
+}
+
+#[cfg(test)]
+pub mod testutil {
+    //! Helpers to run a collector on a fixture tree under tests/fixtures.
+    use super::*;
+
+    pub fn fixture(case: &str) -> HostPaths {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(case);
+        HostPaths {
+            proc: base.join("proc"),
+            sys: base.join("sys"),
+            root: base.join("root"),
+        }
+    }
+
+    pub fn run(c: &mut dyn Collector, case: &str) -> Result<Vec<Point>, CollectError> {
+        let mut files = Files::new(fixture(case));
+        let mut out = Vec::new();
+        c.collect(&mut files, 1_000, &mut out)?;
+        Ok(out)
+    }
+
+    /// Runs a collector on a tree written into a fresh temporary directory:
+    /// `files` are (path under the tree, contents).
+    pub fn run_on(
+        c: &mut dyn Collector,
+        files: &[(&str, &[u8])],
+    ) -> Result<Vec<Point>, CollectError> {
+        let dir = tempdir();
+        for (rel, data) in files {
+            let p = dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, data).unwrap();
+        }
+        let paths = HostPaths {
+            proc: dir.join("proc"),
+            sys: dir.join("sys"),
+            root: dir.join("root"),
+        };
+        let mut f = Files::new(paths);
+        let mut out = Vec::new();
+        let r = c.collect(&mut f, 1_000, &mut out).map(|_| out);
+        std::fs::remove_dir_all(&dir).ok();
+        r
+    }
+
+    pub fn tempdir() -> PathBuf {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "procship-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    pub fn err_text(r: Result<Vec<Point>, CollectError>) -> String {
+        match r {
+            Ok(p) => panic!("expected an error, got {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+}

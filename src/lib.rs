@@ -1,0 +1,14 @@
+//! procship: a lean host-telemetry push agent for Linux. See DESIGN.md for
+//! the path of a point: collect → batch → queue → ship.
+
+pub mod agent;
+pub mod batch;
+pub mod collect;
+pub mod config;
+pub mod encode;
+pub mod point;
+pub mod queue;
+pub mod retry;
+pub mod schedule;
+pub mod ship;
+pub mod stats;

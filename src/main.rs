@@ -1,0 +1,192 @@
+//! Command line, logging, signals and exit codes; the work is in the library.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::mpsc;
+
+use nix::sys::signal::{SigSet, Signal};
+use procship::agent::{self, Control};
+use procship::config::{self, Config, ConfigError, EX_CONFIG, EnvFile, LogFormat, PREFIX, VARS};
+
+enum Mode {
+    Run,
+    Once,
+    CheckConfig,
+    Help,
+    Version,
+}
+
+struct Args {
+    mode: Mode,
+    env_file: EnvFile,
+    flags: Vec<(String, String)>,
+}
+
+fn parse_args() -> Result<Args, ConfigError> {
+    use lexopt::prelude::*;
+    let usage = |msg: String| ConfigError::Usage(format!("{msg}; see procship --help"));
+    let mut p = lexopt::Parser::from_env();
+    let mut args = Args {
+        mode: Mode::Run,
+        env_file: EnvFile::default(),
+        flags: Vec::new(),
+    };
+    while let Some(arg) = p.next().map_err(|e| usage(e.to_string()))? {
+        match arg {
+            Long("once") => args.mode = Mode::Once,
+            Long("check-config") => args.mode = Mode::CheckConfig,
+            Short('h') | Long("help") => args.mode = Mode::Help,
+            Short('V') | Long("version") => args.mode = Mode::Version,
+            Long("env-file") => {
+                let v = p.value().map_err(|e| usage(e.to_string()))?;
+                args.env_file = EnvFile {
+                    path: v.into(),
+                    explicit: true,
+                };
+            }
+            Long(name) => {
+                // Every variable is also a flag: --interval 5 sets PROCSHIP_INTERVAL.
+                let name = name.to_string();
+                let var = format!("{PREFIX}{}", name.to_ascii_uppercase().replace('-', "_"));
+                if config::lookup(&var).is_none() {
+                    return Err(usage(format!("unknown option --{name}")));
+                }
+                let v = p.value().map_err(|e| usage(e.to_string()))?;
+                let v = v
+                    .into_string()
+                    .map_err(|_| usage(format!("--{name}: value is not UTF-8")))?;
+                args.flags.push((var, v));
+            }
+            other => return Err(usage(other.unexpected().to_string())),
+        }
+    }
+    Ok(args)
+}
+
+fn help() -> String {
+    let mut s = String::from(
+        "procship: lean host-telemetry push agent for Linux\n\n\
+         Usage: procship [--env-file PATH] [--once | --check-config] [--VARIABLE VALUE]...\n\n\
+         Modes:\n\
+         \x20 (none)            run the agent: collect every interval, ship batches\n\
+         \x20 --once            print one complete snapshot to stdout and exit\n\
+         \x20 --check-config    validate, print the effective configuration (secrets masked), exit 0 or 78\n\
+         \x20 --env-file PATH   env file to read (default ./.env; must exist when given)\n\
+         \x20 -V, --version     print the version\n\n\
+         Configuration: flags > environment > env file. Each variable is also a flag,\n\
+         e.g. --interval 5 sets PROCSHIP_INTERVAL. Variables (default):\n",
+    );
+    for v in VARS {
+        s.push_str(&format!(
+            "  {PREFIX}{:<22} {}  [{}]\n",
+            v.name, v.help, v.default
+        ));
+    }
+    s.push_str("\nExit status: 0 ok, 1 runtime error, 78 invalid configuration.\n");
+    s
+}
+
+fn load(args: &Args) -> Result<Config, ConfigError> {
+    let file = config::read_env_file(&args.env_file)?;
+    let environment: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(PREFIX))
+        .collect();
+    Config::from_sources(&args.flags, &environment, &file)
+}
+
+fn init_logging(cfg: &Config) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cfg.log_level)
+        .with_target(false);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in every thread and turns them into
+/// `Control` messages from one small thread (no async-signal-safety puzzles).
+fn signal_channel() -> std::io::Result<mpsc::Receiver<Control>> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block().map_err(std::io::Error::from)?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("procship-signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            while let Ok(sig) = set.wait() {
+                let msg = if sig == Signal::SIGHUP {
+                    Control::Reload
+                } else {
+                    Control::Stop
+                };
+                tracing::info!(signal = %sig, "signal received");
+                if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("procship: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match args.mode {
+        Mode::Help => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Mode::Version => {
+            println!("procship {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("procship: invalid configuration: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let result = match args.mode {
+        Mode::CheckConfig => {
+            print!(
+                "# procship {}: configuration is valid\n{}",
+                env!("CARGO_PKG_VERSION"),
+                cfg.render_effective()
+            );
+            Ok(())
+        }
+        Mode::Once => {
+            init_logging(&cfg);
+            agent::once(&cfg).and_then(|body| {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&body)?;
+                out.flush()
+            })
+        }
+        _ => {
+            init_logging(&cfg);
+            signal_channel().and_then(|rx| agent::run(cfg, &rx).map(|_| ()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("procship: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The one data model: a `Point` (measurement, sorted tags, typed fields, one
+//! timestamp per cycle) and a `Batch` of points that the encoders turn into
+//! bytes. Host and global tags are held once per batch (`Batch::common_tags`)
+//! and merged into every point's tags at encoding time.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Nanoseconds since the Unix epoch.
+pub type Timestamp = i64;
+
+/// A field's value; the variant says both the wire type and the semantics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// A monotonic cumulative counter (bytes read, context switches, …).
+    Counter(u64),
+    /// A floating-point gauge (percentages, load averages).
+    Gauge(f64),
+    /// An integer gauge (bytes of memory in use, process counts).
+    Int(i64),
+}
+
+pub type Tag = (Cow<'static, str>, String);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub measurement: &'static str,
+    /// Sorted by key, keys unique.
+    pub tags: Vec<Tag>,
+    pub fields: Vec<(&'static str, Value)>,
+    pub timestamp: Timestamp,
+}
+
+impl Point {
+    pub fn new(measurement: &'static str, timestamp: Timestamp) -> Self {
+        Point {
+            measurement,
+            tags: Vec::new(),
+            fields: Vec::new(),
+            timestamp,
+        }
+    }
+
+    /// Adds a tag, keeping the tags sorted; an empty value is left out
+    /// (line protocol cannot carry it) and a repeated key replaces the value.
+    pub fn tag(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        let (key, value) = (key.into(), value.into());
+        if value.is_empty() {
+            return self;
+        }
+        match self.tags.binary_search_by(|(k, _)| k.as_ref().cmp(&key)) {
+            Ok(i) => self.tags[i].1 = value,
+            Err(i) => self.tags.insert(i, (key, value)),
+        }
+        self
+    }
+
+    pub fn counter(mut self, name: &'static str, v: u64) -> Self {
+        self.fields.push((name, Value::Counter(v)));
+        self
+    }
+
+    /// A float gauge; a non-finite value (NaN, ±inf) is left out because no
+    /// wire format can carry it.
+    pub fn gauge(mut self, name: &'static str, v: f64) -> Self {
+        if v.is_finite() {
+            self.fields.push((name, Value::Gauge(v)));
+        }
+        self
+    }
+
+    pub fn int(mut self, name: &'static str, v: i64) -> Self {
+        self.fields.push((name, Value::Int(v)));
+        self
+    }
+
+    /// An integer gauge from an unsigned kernel value, saturated at i64::MAX.
+    pub fn uint(self, name: &'static str, v: u64) -> Self {
+        self.int(name, i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    pub fn tag_value(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn field(&self, name: &str) -> Option<Value> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Tags every point of a batch carries: `host` plus `PROCSHIP_TAGS`, sorted.
+pub type CommonTags = Arc<Vec<(String, String)>>;
+
+/// A cut of points on its way to the queue, numbered per host and run.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub seq: u64,
+    pub common_tags: CommonTags,
+    pub points: Vec<Point>,
+}
+
+/// Merges the batch's common tags into a point's own tags, sorted by key; a
+/// point's own tag wins over a common tag of the same key.
+pub fn merged_tags<'a>(
+    common: &'a [(String, String)],
+    own: &'a [Tag],
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    let mut c = common.iter().peekable();
+    let mut o = own.iter().peekable();
+    std::iter::from_fn(move || match (c.peek(), o.peek()) {
+        (Some((ck, cv)), Some((ok, ov))) => match ck.as_str().cmp(ok.as_ref()) {
+            std::cmp::Ordering::Less => {
+                c.next();
+                Some((ck.as_str(), cv.as_str()))
+            }
+            std::cmp::Ordering::Equal => {
+                c.next();
+                o.next();
+                Some((ok.as_ref(), ov.as_str()))
+            }
+            std::cmp::Ordering::Greater => {
+                o.next();
+                Some((ok.as_ref(), ov.as_str()))
+            }
+        },
+        (Some((ck, cv)), None) => {
+            c.next();
+            Some((ck.as_str(), cv.as_str()))
+        }
+        (None, Some((ok, ov))) => {
+            o.next();
+            Some((ok.as_ref(), ov.as_str()))
+        }
+        (None, None) => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_stay_sorted_and_unique_and_skip_empty() {
+        let p = Point::new("m", 0)
+            .tag("b", "2")
+            .tag("a", "1")
+            .tag("c", "")
+            .tag("b", "3");
+        assert_eq!(
+            p.tags,
+            vec![("a".into(), "1".into()), ("b".into(), "3".into())]
+        );
+    }
+
+    #[test]
+    fn non_finite_gauges_are_left_out() {
+        let p = Point::new("m", 0).gauge("x", f64::NAN).gauge("y", 1.0);
+        assert_eq!(p.fields, vec![("y", Value::Gauge(1.0))]);
+    }
+
+    #[test]
+    fn merge_orders_and_prefers_own_tags() {
+        let common = vec![
+            ("dc".to_string(), "x".to_string()),
+            ("host".to_string(), "h".to_string()),
+        ];
+        let p = Point::new("m", 0).tag("cpu", "cpu0").tag("dc", "own");
+        let merged: Vec<_> = merged_tags(&common, &p.tags).collect();
+        assert_eq!(merged, vec![("cpu", "cpu0"), ("dc", "own"), ("host", "h")]);
+    }
+}

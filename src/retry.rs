@@ -1,0 +1,154 @@
+//! The retry policy, as pure functions: which answers are retried, how
+//! long to wait, and how `Retry-After` is read. Delivery rules (DESIGN.md):
+//! 2xx delivers; 408, 429 and 5xx other than 501, timeouts and connection
+//! errors are retried; every other status is permanent and the batch is
+//! dropped. Delays grow exponentially from `PROCSHIP_RETRY_INITIAL` up to
+//! `PROCSHIP_RETRY_MAX_DELAY` (backon's `ExponentialBuilder`) with full
+//! jitter (a uniform draw in [0, delay]: backon's own jitter only adds to the
+//! delay, which keeps a fleet that failed together in step), and never less
+//! than what the server asked for in `Retry-After`.
+
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+/// What to do after one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Delivered,
+    /// Try again; `after` is the server's Retry-After, if it gave one.
+    Retry {
+        after: Option<Duration>,
+    },
+    /// Permanent: drop the batch.
+    Reject,
+}
+
+pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Decision {
+    match status {
+        200..=299 => Decision::Delivered,
+        408 | 429 | 500 | 502..=599 => Decision::Retry {
+            after: retry_after.and_then(|v| parse_retry_after(v, now)),
+        },
+        _ => Decision::Reject,
+    }
+}
+
+/// A server may ask for at most this long; beyond it is taken as a misconfiguration.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
+
+/// `Retry-After` as delay-seconds or an HTTP-date, capped at `MAX_RETRY_AFTER`.
+pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    let d = match v.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(v)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(d.min(MAX_RETRY_AFTER))
+}
+
+/// Delays for the retries of one batch.
+pub struct Backoff {
+    steps: <ExponentialBuilder as BackoffBuilder>::Backoff,
+    rng: fastrand::Rng,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
+        Backoff {
+            steps: ExponentialBuilder::default()
+                .with_min_delay(initial)
+                .with_max_delay(max)
+                .with_factor(2.0)
+                .without_max_times()
+                .build(),
+            rng: fastrand::Rng::with_seed(seed),
+            max,
+        }
+    }
+
+    /// The ceiling of the next delay (before jitter).
+    pub fn next_ceiling(&mut self) -> Duration {
+        self.steps.next().unwrap_or(self.max)
+    }
+
+    /// The next delay: full jitter under the exponential ceiling, but at
+    /// least the server's Retry-After.
+    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self.next_ceiling();
+        let jittered = ceiling.mul_f64(self.rng.f64());
+        jittered.max(retry_after.unwrap_or(Duration::ZERO))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn statuses() {
+        let now = SystemTime::now();
+        for s in [200, 201, 204] {
+            assert_eq!(classify(s, None, now), Decision::Delivered);
+        }
+        for s in [408, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(
+                classify(s, None, now),
+                Decision::Retry { after: None },
+                "{s}"
+            );
+        }
+        for s in [301, 400, 401, 403, 404, 413, 501] {
+            assert_eq!(classify(s, None, now), Decision::Reject, "{s}");
+        }
+        assert_eq!(
+            classify(429, Some("2"), now),
+            Decision::Retry { after: Some(S(2)) }
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + S(1_700_000_000);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(S(7)));
+        let date = httpdate::fmt_http_date(now + S(30));
+        assert_eq!(parse_retry_after(&date, now), Some(S(30)));
+        let past = httpdate::fmt_http_date(now - S(30));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn ceilings_double_up_to_the_cap() {
+        let mut b = Backoff::new(S(1), S(10), 1);
+        let got: Vec<u64> = (0..6).map(|_| b.next_ceiling().as_secs()).collect();
+        assert_eq!(got, [1, 2, 4, 8, 10, 10]);
+    }
+
+    #[test]
+    fn full_jitter_stays_under_the_ceiling_and_spreads() {
+        let mut b = Backoff::new(S(8), S(8), 42);
+        let d: Vec<Duration> = (0..200).map(|_| b.next_delay(None)).collect();
+        assert!(d.iter().all(|x| *x <= S(8)));
+        assert!(
+            d.iter().any(|x| *x < S(2)) && d.iter().any(|x| *x > S(6)),
+            "uniform over [0, 8s]"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_a_floor() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(10), 7);
+        for _ in 0..20 {
+            assert!(b.next_delay(Some(S(2))) >= S(2));
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The shipper thread: takes encoded batches from the queue, oldest first,
+//! and delivers each one, to the ingest URL over HTTP (ureq) or to stdout
+//! when no URL is set. One batch is in flight at a time, so batches arrive in
+//! order. A failed attempt is retried as `retry.rs` decides; the queue keeps
+//! filling meanwhile and drops its oldest when full. On shutdown the shipper
+//! keeps delivering until the queue's deadline and counts what is left.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{Config, Format};
+use crate::encode::{Encoded, Encoder};
+use crate::queue::{Pop, Queue};
+use crate::retry::{Backoff, Decision, classify};
+use crate::stats::{Drop, Stats};
+
+/// How often a failure that goes on is logged again at warn.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// How much of a rejecting response's body is logged.
+const BODY_HEAD: u64 = 512;
+
+pub enum Sink {
+    Stdout,
+    Http(Http),
+}
+
+pub struct Http {
+    agent: ureq::Agent,
+    url: String,
+    url_masked: String,
+    headers: Vec<(String, String)>,
+    content_type: &'static str,
+    content_encoding: Option<&'static str>,
+    timeout: Duration,
+}
+
+/// The result of one HTTP attempt.
+enum Attempt {
+    Answered {
+        status: u16,
+        retry_after: Option<String>,
+        body_head: String,
+    },
+    Failed(String),
+}
+
+impl Http {
+    pub fn new(cfg: &Config, url: &str, encoder: &Encoder) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(cfg.connect_timeout))
+            .timeout_global(Some(cfg.timeout))
+            .user_agent(crate::encode::json::AGENT)
+            .build();
+        let mut headers: Vec<(String, String)> = cfg
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+            .collect();
+        if let Some(t) = &cfg.auth_token {
+            headers.push(("Authorization".into(), format!("Bearer {}", t.expose())));
+        }
+        Http {
+            agent: ureq::Agent::new_with_config(config),
+            url: url.to_string(),
+            url_masked: cfg.ingest_url_masked(),
+            headers,
+            content_type: encoder.content_type(),
+            content_encoding: encoder.content_encoding(),
+            timeout: cfg.timeout,
+        }
+    }
+
+    fn post(&self, body: &[u8], timeout: Duration) -> Attempt {
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", self.content_type);
+        if let Some(enc) = self.content_encoding {
+            req = req.header("Content-Encoding", enc);
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let req = req.config().timeout_global(Some(timeout)).build();
+        match req.send(body) {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let mut head = Vec::new();
+                // Best effort: the body only feeds a log line.
+                let _ = resp
+                    .body_mut()
+                    .as_reader()
+                    .take(BODY_HEAD)
+                    .read_to_end(&mut head);
+                Attempt::Answered {
+                    status,
+                    retry_after,
+                    body_head: String::from_utf8_lossy(&head).trim().to_string(),
+                }
+            }
+            Err(e) => Attempt::Failed(e.to_string()),
+        }
+    }
+}
+
+pub struct Shipper {
+    pub sink: Sink,
+    pub queue: Arc<Queue>,
+    pub stats: Arc<Stats>,
+    pub retry_initial: Duration,
+    pub retry_max_delay: Duration,
+    last_warn: Option<Instant>,
+}
+
+impl Shipper {
+    pub fn new(cfg: &Config, sink: Sink, queue: Arc<Queue>, stats: Arc<Stats>) -> Self {
+        Shipper {
+            sink,
+            queue,
+            stats,
+            retry_initial: cfg.retry_initial,
+            retry_max_delay: cfg.retry_max_delay,
+            last_warn: None,
+        }
+    }
+
+    pub fn spawn(mut self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("procship-ship".into())
+            .spawn(move || self.run())
+    }
+
+    /// Delivers until the queue is closed and empty (or its deadline passed),
+    /// then counts whatever is left as dropped at shutdown.
+    pub fn run(&mut self) {
+        while let Pop::Batch(e) = self.queue.pop() {
+            self.deliver(e);
+        }
+        for e in self.queue.drain() {
+            self.stats.drop_points(Drop::Shutdown, e.points);
+        }
+    }
+
+    fn delivered(&self, e: &Encoded) {
+        Stats::add(&self.stats.sent_points, e.points);
+        Stats::add(&self.stats.sent_batches, 1);
+    }
+
+    fn deliver(&mut self, e: Encoded) {
+        let http = match &self.sink {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                match out.write_all(&e.body).and_then(|_| out.flush()) {
+                    Ok(()) => self.delivered(&e),
+                    Err(err) => {
+                        tracing::error!(
+                            seq = e.seq,
+                            points = e.points,
+                            "cannot write to stdout, batch dropped: {err}"
+                        );
+                        self.stats.drop_points(Drop::OutputError, e.points);
+                    }
+                }
+                return;
+            }
+            Sink::Http(h) => h,
+        };
+        let mut backoff = Backoff::new(self.retry_initial, self.retry_max_delay, fastrand::u64(..));
+        let mut attempts = 0u64;
+        loop {
+            let mut timeout = http.timeout;
+            if let Some(deadline) = self.queue.deadline() {
+                timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+                if timeout.is_zero() {
+                    self.stats.drop_points(Drop::Shutdown, e.points);
+                    return;
+                }
+            }
+            let (reason, after) = match http.post(&e.body, timeout) {
+                Attempt::Answered {
+                    status,
+                    retry_after,
+                    body_head,
+                } => match classify(status, retry_after.as_deref(), SystemTime::now()) {
+                    Decision::Delivered => {
+                        if attempts > 0 {
+                            tracing::info!(
+                                seq = e.seq,
+                                attempts = attempts + 1,
+                                "delivered after retrying"
+                            );
+                        }
+                        self.last_warn = None;
+                        self.delivered(&e);
+                        return;
+                    }
+                    Decision::Reject => {
+                        tracing::error!(
+                            url = %http.url_masked,
+                            status,
+                            seq = e.seq,
+                            points = e.points,
+                            response = %body_head,
+                            "backend rejected the batch (permanent error), batch dropped"
+                        );
+                        self.stats.drop_points(Drop::Rejected, e.points);
+                        return;
+                    }
+                    Decision::Retry { after } => (format!("HTTP {status} {body_head}"), after),
+                },
+                Attempt::Failed(msg) => (msg, None),
+            };
+            attempts += 1;
+            Stats::add(&self.stats.retries, 1);
+            let delay = backoff.next_delay(after);
+            if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                tracing::warn!(
+                    url = %http.url_masked,
+                    seq = e.seq,
+                    attempt = attempts,
+                    retry_in = ?delay,
+                    "delivery failed, will retry: {}",
+                    reason.trim()
+                );
+                self.last_warn = Some(Instant::now());
+            } else {
+                tracing::debug!(seq = e.seq, attempt = attempts, retry_in = ?delay, "delivery failed: {}", reason.trim());
+            }
+            if !self.queue.sleep(delay) {
+                self.stats.drop_points(Drop::Shutdown, e.points);
+                return;
+            }
+        }
+    }
+}
+
+/// The encoder and sink the configuration asks for: stdout gets plain text.
+pub fn sink_for(cfg: &Config, identity: crate::encode::Identity) -> (Encoder, Sink) {
+    match &cfg.ingest_url {
+        None => (
+            Encoder::new(cfg.format, crate::config::Compression::None, identity),
+            Sink::Stdout,
+        ),
+        Some(url) => {
+            let enc = Encoder::new(cfg.format, cfg.compression, identity);
+            let http = Http::new(cfg, url.expose(), &enc);
+            (enc, Sink::Http(http))
+        }
+    }
+}
+
+/// The format's name, for logs.
+pub fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Json => "json",
+        Format::Influx => "influx",
+    }
+}

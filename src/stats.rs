@@ -1,0 +1,71 @@
+//! The agent's own counters, shared by the collection loop and the shipper:
+//! every point collected ends up sent or dropped with a reason, so
+//! `collected = sent + dropped + (still queued)` at any time and
+//! `collected = sent + dropped` after shutdown.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub cycles: AtomicU64,
+    pub skipped_ticks: AtomicU64,
+    pub collector_errors: AtomicU64,
+    pub collected: AtomicU64,
+    pub sent_points: AtomicU64,
+    pub sent_batches: AtomicU64,
+    pub retries: AtomicU64,
+    pub dropped: [AtomicU64; Drop::ALL.len()],
+}
+
+/// Why points were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// The memory queue was full; the oldest batch went.
+    QueueFull = 0,
+    /// The backend answered with a permanent error (4xx other than 408/429).
+    Rejected = 1,
+    /// Still undelivered when the shutdown timeout ran out.
+    Shutdown = 2,
+    /// Writing to stdout failed, or the batch could not be encoded.
+    OutputError = 3,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 4] = [
+        Drop::QueueFull,
+        Drop::Rejected,
+        Drop::Shutdown,
+        Drop::OutputError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::QueueFull => "queue_full",
+            Drop::Rejected => "rejected",
+            Drop::Shutdown => "shutdown",
+            Drop::OutputError => "output_error",
+        }
+    }
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn drop_points(&self, why: Drop, n: u64) {
+        self.dropped[why as usize].fetch_add(n, Relaxed);
+    }
+
+    pub fn dropped(&self, why: Drop) -> u64 {
+        self.dropped[why as usize].load(Relaxed)
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        Drop::ALL.iter().map(|d| self.dropped(*d)).sum()
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
