@@ -157,7 +157,7 @@ pub fn real_mounts(
         return Err(CollectError::parse(path, "empty: no mounts"));
     }
     let infos = MountInfos::from_buf_read(Cursor::new(text))
-        .map_err(|e| CollectError::parse(path, format!("{e} (line truncated?)")))?;
+        .map_err(|e| super::procfs_error(path, "mount table", &e))?;
     let mut seen_devices: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for m in infos {

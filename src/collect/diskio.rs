@@ -107,9 +107,8 @@ impl Collector for DiskIo {
                 continue;
             }
             seen += 1;
-            let d = DiskStat::from_line(line).map_err(|e| {
-                CollectError::parse(&path, format!("device {name}: {e} (line truncated?)"))
-            })?;
+            let d = DiskStat::from_line(line)
+                .map_err(|e| super::procfs_error(&path, &format!("device {name}"), &e))?;
             out.push(
                 Point::new("diskio", now)
                     .tag("name", d.name)

@@ -293,6 +293,16 @@ impl Runner {
     }
 }
 
+/// A procfs-core parse error as one clear line; its own text (multi-line,
+/// pointing at procfs internals) goes to the debug log only.
+pub fn procfs_error(path: &Path, what: &str, e: &procfs_core::ProcError) -> CollectError {
+    tracing::debug!(path = %path.display(), "procfs-core: {e}");
+    CollectError::parse(
+        path,
+        format!("{what}: malformed (truncated or damaged file?)"),
+    )
+}
+
 /// Parses a decimal field, naming it in the error.
 pub fn num<T: std::str::FromStr>(
     path: &Path,

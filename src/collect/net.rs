@@ -34,7 +34,7 @@ impl Collector for Net {
             ));
         }
         let devs = InterfaceDeviceStatus::from_buf_read(Cursor::new(text))
-            .map_err(|e| CollectError::parse(&path, format!("{e} (line truncated?)")))?;
+            .map_err(|e| super::procfs_error(&path, "interface counters", &e))?;
         let mut devs: Vec<_> = devs.0.into_values().filter(|d| d.name != "lo").collect();
         devs.sort_by(|a, b| a.name.cmp(&b.name));
         for d in devs {

@@ -1,0 +1,317 @@
+//! The command line: configuration errors (exit 78, one line naming the
+//! variable), the env file, precedence, secrets, and the golden `--once`
+//! output of the fixture tree (UPDATE_GOLDEN=1 rewrites the golden files).
+
+mod util;
+
+use std::path::Path;
+use std::process::Output;
+
+use util::*;
+
+fn run(cmd: &mut std::process::Command) -> Output {
+    cmd.output().expect("run procship")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const TOKEN: &str = "tok-5ecret-987";
+
+/// (variable, a wrong value)
+const BAD: &[(&str, &str)] = &[
+    ("INGEST_URL", "127.0.0.1:8428/write"),
+    ("FORMAT", "xml"),
+    ("INTERVAL", "0"),
+    ("JITTER", "soon"),
+    ("COLLECTORS", "cpu,gpu"),
+    ("TAGS", "novalue"),
+    ("HOSTNAME", "two words"),
+    ("AUTH_TOKEN", "tok-5ecret-987 with space"),
+    ("HEADERS", "NoEquals"),
+    ("BATCH_MAX_POINTS", "-1"),
+    ("FLUSH_INTERVAL", "1y"),
+    ("FLUSH_JITTER", "x"),
+    ("QUEUE_MAX_BYTES", "lots"),
+    ("SPOOL_DIR", "/var/lib/procship"),
+    ("TIMEOUT", "0s"),
+    ("CONNECT_TIMEOUT", "forever"),
+    ("RETRY_INITIAL", "0"),
+    ("RETRY_MAX_DELAY", "2d"),
+    ("COMPRESSION", "brotli"),
+    ("SHUTDOWN_TIMEOUT", "-5"),
+    ("HOST_PROC", "proc"),
+    ("HOST_SYS", "sys"),
+    ("HOST_ROOT", "./"),
+    ("DISK_IGNORE_FS", ""),
+    ("DISK_NETWORK_FS", "perhaps"),
+    ("DISK_STATFS_TIMEOUT", "0"),
+    ("LOG_LEVEL", "verbose"),
+    ("LOG_FORMAT", "logfmt"),
+    ("STATUS_ADDR", "127.0.0.1:9100"),
+];
+
+#[test]
+fn every_variable_rejects_a_bad_value_with_exit_78_naming_it() {
+    for v in procship::config::VARS {
+        let Some((_, bad)) = BAD.iter().find(|(n, _)| *n == v.name) else {
+            panic!("no bad value for {} in this test", v.name)
+        };
+        if bad.is_empty() {
+            continue; // any list is a valid ignore list; empty means the default
+        }
+        let var = format!("PROCSHIP_{}", v.name);
+        let out = run(procship(&[(&var, bad)]).arg("--check-config"));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{var}={bad}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&var), "{var} not named: {err}");
+        assert!(!err.contains(TOKEN), "secret echoed: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn flags_and_env_files_are_validated_too() {
+    let out = run(procship(&[]).args(["--check-config", "--interval", "nope"]));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stderr).contains("PROCSHIP_INTERVAL=\"nope\""));
+    let out = run(procship(&[]).args(["--check-config", "--no-such-flag", "1"]));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stderr).contains("unknown option --no-such-flag"));
+
+    let dir = tempdir("envfile");
+    let f = dir.join("procship.env");
+    std::fs::write(&f, "PROCSHIP_INTERVALL=5\n").unwrap();
+    let out = run(procship(&[])
+        .arg("--check-config")
+        .arg("--env-file")
+        .arg(&f));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("PROCSHIP_INTERVALL (from env file) is not a procship variable")
+    );
+}
+
+#[test]
+fn env_file_problems_are_clear_errors() {
+    let dir = tempdir("envfile");
+    let missing = dir.join("missing.env");
+    let out = run(procship(&[])
+        .arg("--check-config")
+        .arg("--env-file")
+        .arg(&missing));
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).contains("missing.env: cannot read it"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let bad = dir.join("bad.env");
+    std::fs::write(
+        &bad,
+        format!("PROCSHIP_INTERVAL=5\n\nPROCSHIP_AUTH_TOKEN=\"{TOKEN}\n"),
+    )
+    .unwrap();
+    let out = run(procship(&[])
+        .arg("--check-config")
+        .arg("--env-file")
+        .arg(&bad));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("bad.env") && err.contains("malformed"),
+        "{err}"
+    );
+    assert!(!err.contains(TOKEN), "{err}");
+
+    let unreadable = dir.join("dir.env");
+    std::fs::create_dir_all(&unreadable).unwrap();
+    let out = run(procship(&[])
+        .arg("--check-config")
+        .arg("--env-file")
+        .arg(&unreadable));
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn precedence_and_masking_in_check_config() {
+    let dir = tempdir("envfile");
+    let f = dir.join("procship.env");
+    std::fs::write(
+        &f,
+        format!("PROCSHIP_INTERVAL=3\nPROCSHIP_FORMAT=influx\nPROCSHIP_TIMEOUT=7\nPROCSHIP_AUTH_TOKEN='{TOKEN}'\nPROCSHIP_HEADERS=X-Scope-OrgID=t1\n"),
+    )
+    .unwrap();
+    let out = run(
+        procship(&[("PROCSHIP_INTERVAL", "4"), ("PROCSHIP_TIMEOUT", "8")])
+            .args(["--check-config", "--timeout", "9", "--env-file"])
+            .arg(&f),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("PROCSHIP_INTERVAL=4  # environment"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PROCSHIP_TIMEOUT=9  # flag"), "{stdout}");
+    assert!(
+        stdout.contains("PROCSHIP_FORMAT=influx  # env file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PROCSHIP_AUTH_TOKEN=****  # env file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PROCSHIP_HEADERS=X-Scope-OrgID=****"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(TOKEN) && !stdout.contains("t1"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_default_env_file_is_read_when_present() {
+    let dir = tempdir("cwd-env");
+    std::fs::write(dir.join(".env"), "PROCSHIP_FORMAT=influx\n").unwrap();
+    let out = run(std::process::Command::new(BIN)
+        .env_clear()
+        .current_dir(&dir)
+        .arg("--check-config"));
+    assert!(text(&out.stdout).contains("PROCSHIP_FORMAT=influx  # env file"));
+}
+
+#[test]
+fn check_config_defaults_match_env_example() {
+    let out = run(procship(&[]).arg("--check-config"));
+    assert!(out.status.success());
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example"))
+            .unwrap();
+    for line in text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("PROCSHIP_"))
+    {
+        let (setting, source) = line.split_once("  # ").unwrap();
+        assert_eq!(source, "default");
+        if setting.starts_with("PROCSHIP_HOSTNAME=") {
+            continue; // the default is the host's own name
+        }
+        assert!(
+            example.lines().any(|l| l == format!("# {setting}")),
+            ".env.example lacks `# {setting}`"
+        );
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(procship(&[]).arg("--version"));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("procship {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = run(procship(&[]).arg("--help"));
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("PROCSHIP_INGEST_URL"));
+}
+
+/// Replaces the values that change from run to run (timestamps, run id).
+fn normalize(s: &str) -> String {
+    let mut out = String::new();
+    for line in s.lines() {
+        let line = if line.starts_with('{') {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["run"] = 0.into();
+            v["agent"] = "procship/VERSION".into();
+            for p in v["points"].as_array_mut().unwrap() {
+                p["timestamp"] = 0.into();
+            }
+            serde_json::to_string_pretty(&v).unwrap()
+        } else {
+            match line.rsplit_once(' ') {
+                Some((head, _ts)) => format!("{head} TS"),
+                None => line.to_string(),
+            }
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn golden(format: &str, file: &str) {
+    let fx = fixture("basic");
+    let vars = [
+        ("PROCSHIP_HOST_PROC", fx.join("proc")),
+        ("PROCSHIP_HOST_SYS", fx.join("sys")),
+        ("PROCSHIP_HOST_ROOT", fx.join("root")),
+    ];
+    let mut cmd = procship(&[
+        ("PROCSHIP_HOSTNAME", "golden-host"),
+        ("PROCSHIP_TAGS", "env=test"),
+        ("PROCSHIP_FORMAT", format),
+        ("PROCSHIP_INTERVAL", "0.1"),
+        // statvfs of the fixture's mount points reports the test machine's disks.
+        ("PROCSHIP_COLLECTORS", "all,-disk"),
+    ]);
+    for (k, v) in &vars {
+        cmd.env(k, v);
+    }
+    let out = run(cmd.arg("--once"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = normalize(&text(&out.stdout));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(file);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).expect("golden file (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(got, want, "--once output differs from {}", path.display());
+}
+
+#[test]
+fn once_golden_influx() {
+    golden("influx", "once.influx");
+}
+
+#[test]
+fn once_golden_json() {
+    golden("json", "once.json");
+}
+
+#[test]
+fn once_on_a_broken_tree_still_prints_what_works() {
+    let fx = fixture("truncated");
+    let out = run(
+        procship(&[("PROCSHIP_INTERVAL", "0.05"), ("PROCSHIP_FORMAT", "influx")])
+            .env("PROCSHIP_HOST_PROC", fx.join("proc"))
+            .env("PROCSHIP_HOST_SYS", fx.join("sys"))
+            .env("PROCSHIP_HOST_ROOT", fx.join("root"))
+            .args(["--once", "--collectors", "cpu,net,system"]),
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("collector=\"cpu\"") && err.contains("expected at least 4"),
+        "{err}"
+    );
+    assert!(
+        err.contains("collector=\"net\"") && err.contains("interface counters: malformed"),
+        "{err}"
+    );
+    assert!(!err.contains("procfs bug"), "{err}");
+    assert_eq!(
+        err.lines().count(),
+        3,
+        "one line per failing collector: {err}"
+    );
+    assert!(text(&out.stdout).is_empty());
+}

@@ -1,0 +1,328 @@
+//! Shared test helpers: run the real binary with a clean environment in its
+//! own temporary directory, and a real HTTP listener on 127.0.0.1 that
+//! answers from a script and records every request. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_procship");
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "procship-it-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(case)
+}
+
+/// The binary with an empty environment (no user config can leak in), run
+/// in a fresh directory so no ./.env is picked up.
+pub fn procship(vars: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear().current_dir(tempdir("cwd"));
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c
+}
+
+/// A running agent: output captured by reader threads; killed on drop.
+pub struct Agent {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn pump(r: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    })
+}
+
+impl Agent {
+    pub fn start(vars: &[(&str, &str)]) -> Agent {
+        let mut child = procship(vars)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start procship");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            pump(child.stdout.take().unwrap(), stdout.clone()),
+            pump(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        Agent {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit; returns (status, stdout, stderr).
+    pub fn stop(mut self, within: Duration) -> (std::process::ExitStatus, String, String) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not exit within {within:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        (status, self.stdout(), self.stderr())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (bounded) until `cond` holds.
+pub fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The numbers of the agent's final "stopped" log line.
+#[derive(Debug, Default, PartialEq)]
+pub struct Account {
+    pub collected: u64,
+    pub sent: u64,
+    pub dropped: u64,
+    pub queue_full: u64,
+    pub rejected: u64,
+    pub shutdown: u64,
+}
+
+pub fn account(stderr: &str) -> Account {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("stopped") && l.contains("collected="))
+        .unwrap_or_else(|| panic!("no final account in:\n{stderr}"));
+    let get = |k: &str| -> u64 {
+        let at = line
+            .find(&format!(" {k}="))
+            .unwrap_or_else(|| panic!("{k} missing in {line}"));
+        line[at + k.len() + 2..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{k} unreadable in {line}"))
+    };
+    Account {
+        collected: get("collected"),
+        sent: get("sent"),
+        dropped: get("dropped"),
+        queue_full: get("queue_full"),
+        rejected: get("rejected"),
+        shutdown: get("shutdown"),
+    }
+}
+
+/// One request as the listener saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub headers: Vec<(String, String)>,
+    /// The body, gunzipped when it came with Content-Encoding: gzip.
+    pub body: Vec<u8>,
+    pub status: u16,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("body is JSON")
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.json()["seq"].as_u64().expect("seq")
+    }
+
+    pub fn points(&self) -> u64 {
+        self.json()["points"].as_array().expect("points").len() as u64
+    }
+}
+
+/// What the listener answers to the n-th request (0-based): status and headers.
+pub type Plan = Box<dyn Fn(usize) -> (u16, Vec<(&'static str, String)>, String) + Send>;
+
+pub struct Listener {
+    pub port: u16,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    pub fn start(plan: Plan) -> Listener {
+        Self::on("127.0.0.1:0", plan)
+    }
+
+    pub fn on(addr: &str, plan: Plan) -> Listener {
+        let server = tiny_http::Server::http(addr).expect("listen on loopback");
+        let port = server.server_addr().to_ip().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, s) = (got.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while !s.load(Ordering::Relaxed) {
+                let Ok(Some(mut req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                let headers: Vec<(String, String)> = req
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.to_string(), h.value.to_string()))
+                    .collect();
+                let mut raw = Vec::new();
+                req.as_reader().read_to_end(&mut raw).unwrap();
+                let gz = headers
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("content-encoding") && v == "gzip");
+                let body = if gz {
+                    let mut out = Vec::new();
+                    flate2::read::GzDecoder::new(&raw[..])
+                        .read_to_end(&mut out)
+                        .expect("valid gzip");
+                    out
+                } else {
+                    raw
+                };
+                let (status, extra, text) = plan(n);
+                n += 1;
+                g.lock().unwrap().push(Received {
+                    at: Instant::now(),
+                    headers,
+                    body,
+                    status,
+                });
+                let mut resp = tiny_http::Response::from_string(text).with_status_code(status);
+                for (k, v) in extra {
+                    resp.add_header(
+                        tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap(),
+                    );
+                }
+                let _ = req.respond(resp);
+            }
+        });
+        Listener {
+            port,
+            got,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/ingest", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    pub fn accepted(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn always(status: u16) -> Plan {
+    Box::new(move |_| (status, vec![], String::new()))
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Settings for a fast agent against a test listener.
+pub fn fast(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PROCSHIP_INGEST_URL", url.to_string()),
+        ("PROCSHIP_INTERVAL", "0.1".into()),
+        ("PROCSHIP_FLUSH_INTERVAL", "0.1".into()),
+        ("PROCSHIP_FLUSH_JITTER", "0".into()),
+        ("PROCSHIP_RETRY_INITIAL", "0.05".into()),
+        ("PROCSHIP_RETRY_MAX_DELAY", "0.2".into()),
+        ("PROCSHIP_COLLECTORS", "all,-processes,-disk".into()),
+        ("PROCSHIP_HOSTNAME", "test-host".into()),
+        ("PROCSHIP_SHUTDOWN_TIMEOUT", "5".into()),
+    ]
+}
+
+pub fn refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
