@@ -1,1 +1,97 @@
-fn main() {}
+//! Criterion benches of the per-cycle work: one full collection cycle on
+//! this host's /proc and /sys (every default collector, and without the
+//! process walk), one cycle on the fixture tree (repeatable anywhere), and
+//! encoding one cycle's batch in each format, with and without gzip.
+//! `cargo bench --bench cycle`; the README lists the figures.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use procship::collect::{self, Context, Runner};
+use procship::config::{Compression, Config, Format, HostPaths};
+use procship::encode::{Encoder, Identity};
+use procship::point::Batch;
+
+fn runner(names: &[&str], paths: HostPaths) -> Runner {
+    let cfg = Config::defaults().expect("default configuration");
+    let ctx = Context {
+        paths: paths.clone(),
+        disk: cfg.disk.clone(),
+        page_size: 4096,
+    };
+    let mut r = Runner::new(collect::build(names, &ctx), paths);
+    // Prime the delta-based collectors so every iteration is a full cycle.
+    r.collect(0, &mut Vec::new());
+    r
+}
+
+fn cycles(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cycle");
+    let host = HostPaths::default();
+    let mut points = Vec::with_capacity(256);
+    let mut all = runner(collect::NAMES, host.clone());
+    g.bench_function("host_all_collectors", |b| {
+        b.iter(|| {
+            points.clear();
+            black_box(all.collect(1, &mut points));
+        })
+    });
+    let without: Vec<&str> = collect::NAMES
+        .iter()
+        .copied()
+        .filter(|n| *n != "processes")
+        .collect();
+    let mut lean = runner(&without, host);
+    g.bench_function("host_without_processes", |b| {
+        b.iter(|| {
+            points.clear();
+            black_box(lean.collect(1, &mut points));
+        })
+    });
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic");
+    let fx = HostPaths {
+        proc: base.join("proc"),
+        sys: base.join("sys"),
+        root: base.join("root"),
+    };
+    let mut fixture = runner(collect::NAMES, fx);
+    g.bench_function("fixture_all_collectors", |b| {
+        b.iter(|| {
+            points.clear();
+            black_box(fixture.collect(1, &mut points));
+        })
+    });
+    g.finish();
+}
+
+fn encoding(c: &mut Criterion) {
+    let mut r = runner(collect::NAMES, HostPaths::default());
+    let mut points = Vec::new();
+    r.collect(1, &mut points);
+    let batch = Batch {
+        seq: 1,
+        common_tags: Arc::new(vec![("host".into(), "bench-host".into())]),
+        points,
+    };
+    let id = Identity {
+        host: "bench-host".into(),
+        run: 1,
+    };
+    let mut g = c.benchmark_group("encode");
+    for (name, format, compression) in [
+        ("json", Format::Json, Compression::None),
+        ("json_gzip", Format::Json, Compression::Gzip),
+        ("influx", Format::Influx, Compression::None),
+        ("influx_gzip", Format::Influx, Compression::Gzip),
+    ] {
+        let mut enc = Encoder::new(format, compression, id.clone());
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(enc.encode(&batch).map(|e| e.body.len())))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, cycles, encoding);
+criterion_main!(benches);

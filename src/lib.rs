@@ -8,6 +8,7 @@ pub mod config;
 pub mod encode;
 pub mod point;
 pub mod queue;
+pub mod resolve;
 pub mod retry;
 pub mod schedule;
 pub mod ship;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::{Config, Format};
 use crate::encode::{Encoded, Encoder};
 use crate::queue::{Pop, Queue};
+use crate::resolve::CachingResolver;
 use crate::retry::{Backoff, Decision, classify};
 use crate::stats::{Drop, Stats};
 
@@ -27,6 +28,7 @@ pub enum Sink {
 
 pub struct Http {
     agent: ureq::Agent,
+    resolver: CachingResolver,
     url: String,
     url_masked: String,
     headers: Vec<(String, String)>,
@@ -62,8 +64,11 @@ impl Http {
         if let Some(t) = &cfg.auth_token {
             headers.push(("Authorization".into(), format!("Bearer {}", t.expose())));
         }
+        let resolver = CachingResolver::default();
+        let connector = ureq::unversioned::transport::DefaultConnector::default();
         Http {
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::with_parts(config, connector, resolver.clone()),
+            resolver,
             url: url.to_string(),
             url_masked: cfg.ingest_url_masked(),
             headers,
@@ -106,7 +111,10 @@ impl Http {
                     body_head: String::from_utf8_lossy(&head).trim().to_string(),
                 }
             }
-            Err(e) => Attempt::Failed(e.to_string()),
+            Err(e) => {
+                self.resolver.forget();
+                Attempt::Failed(e.to_string())
+            }
         }
     }
 }

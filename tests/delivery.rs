@@ -249,3 +249,18 @@ fn stdout_default_prints_one_batch_per_line_and_stops_cleanly() {
         );
     }
 }
+
+#[test]
+fn sigint_stops_like_sigterm() {
+    let l = Listener::start(always(200));
+    let a = Agent::start(&refs(&fast(&l.url())));
+    wait_for("a batch", SECS(20), || !l.received().is_empty());
+    a.signal(nix::sys::signal::Signal::SIGINT);
+    // stop() sends SIGTERM too; the agent must already be on its way out.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, stderr) = a.stop(SECS(10));
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("signal=SIGINT"), "{stderr}");
+    let acc = account(&stderr);
+    assert_eq!((acc.collected, acc.dropped), (acc.sent, 0));
+}
