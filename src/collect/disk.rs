@@ -191,6 +191,11 @@ pub struct Disk {
     timeout: Duration,
     /// Network mounts whose statvfs has not answered yet.
     pending: HashMap<PathBuf, mpsc::Receiver<nix::Result<FsStats>>>,
+    /// The mountinfo text last parsed and its mounts: parsed again only
+    /// when the text changes (mounts change rarely; parsing is most of the
+    /// collector's own work).
+    last_mountinfo: String,
+    mounts: Vec<Mount>,
 }
 
 impl Disk {
@@ -206,6 +211,8 @@ impl Disk {
             network_fs: ctx.disk.network_fs,
             timeout: ctx.disk.statfs_timeout,
             pending: HashMap::new(),
+            last_mountinfo: String::new(),
+            mounts: Vec::new(),
         }
     }
 
@@ -263,8 +270,15 @@ impl Collector for Disk {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let path = files.proc_path(self.mountinfo);
-        let mounts = real_mounts(&path, files.read(&path)?, &self.ignore_fs, self.network_fs)?;
-        for m in mounts {
+        let text = files.read(&path)?;
+        if text != self.last_mountinfo || self.last_mountinfo.is_empty() {
+            self.mounts = real_mounts(&path, text, &self.ignore_fs, self.network_fs)?;
+            self.last_mountinfo.clear();
+            self.last_mountinfo.push_str(text);
+        }
+        // Taken out for the loop (statvfs of a network mount needs &mut self), put back after.
+        let mounts = std::mem::take(&mut self.mounts);
+        for m in &mounts {
             let full = self.root.join(m.path.strip_prefix("/").unwrap_or(&m.path));
             let result = if is_network(&m.fstype) {
                 match self.bounded_statfs(&m.path, move || statfs(&full)) {
@@ -294,8 +308,8 @@ impl Collector for Disk {
             out.push(
                 Point::new("disk", now)
                     .tag("path", m.path.to_string_lossy().into_owned())
-                    .tag("device", m.device)
-                    .tag("fstype", m.fstype)
+                    .tag("device", m.device.as_str())
+                    .tag("fstype", m.fstype.as_str())
                     .tag("mode", if m.read_only { "ro" } else { "rw" })
                     .uint("total", s.total)
                     .uint("free", s.free)
@@ -307,6 +321,7 @@ impl Collector for Disk {
                     .gauge("inodes_used_percent", pct(inodes_used, s.inodes_free)),
             );
         }
+        self.mounts = mounts;
         Ok(())
     }
 }

@@ -15,7 +15,11 @@ pub fn pick(
     out: &mut [Option<u64>],
 ) -> Result<(), CollectError> {
     out.iter_mut().for_each(|v| *v = None);
+    let mut found = 0;
     for line in text.lines() {
+        if found == keys.len() {
+            break; // vmstat has ~180 lines; swap wants two near the top
+        }
         let (key, rest) = match line.split_once(':') {
             Some((k, r)) => (k.trim(), r),
             None => match line.split_once(' ') {
@@ -26,6 +30,9 @@ pub fn pick(
         let Some(i) = keys.iter().position(|k| *k == key) else {
             continue;
         };
+        if out[i].is_none() {
+            found += 1;
+        }
         let mut it = rest.split_ascii_whitespace();
         let value: u64 = super::num(path, key, it.next())?;
         out[i] = Some(match it.next() {
