@@ -270,7 +270,7 @@ impl Collector for Disk {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let path = files.proc_path(self.mountinfo);
-        let text = files.read(&path)?;
+        let text = files.proc(self.mountinfo)?;
         if text != self.last_mountinfo || self.last_mountinfo.is_empty() {
             self.mounts = real_mounts(&path, text, &self.ignore_fs, self.network_fs)?;
             self.last_mountinfo.clear();

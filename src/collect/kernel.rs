@@ -30,7 +30,7 @@ impl Collector for Kernel {
                 stat::need(&path, st.processes, "processes")?,
             );
         let entropy = files.proc_path("sys/kernel/random/entropy_avail");
-        if let Ok(text) = files.read(&entropy) {
+        if let Ok(text) = files.proc("sys/kernel/random/entropy_avail") {
             p = p.uint(
                 "entropy_avail",
                 super::num(

@@ -57,7 +57,7 @@ impl Collector for Swap {
         let mut io = [None; 2];
         kv::pick(
             &vm_path,
-            files.read(&vm_path)?,
+            files.proc("vmstat")?,
             &["pswpin", "pswpout"],
             &mut io,
         )?;
