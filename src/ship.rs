@@ -18,6 +18,9 @@ use crate::stats::{Drop, Stats};
 
 /// How often a failure that goes on is logged again at warn.
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// ureq's per-connection input and output buffers, and the largest
+/// response header accepted.
+const IO_BUFFER: usize = 16 * 1024;
 /// How much of a rejecting response's body is logged.
 const BODY_HEAD: u64 = 512;
 
@@ -55,6 +58,12 @@ impl Http {
             .timeout_connect(Some(cfg.connect_timeout))
             .timeout_global(Some(cfg.timeout))
             .user_agent(crate::encode::json::AGENT)
+            // ureq's defaults (128 KiB in, 128 KiB out per connection) are
+            // sized for downloads; a POST of a few KiB and a short reply
+            // need far less, and this is a quarter of the agent's memory.
+            .input_buffer_size(IO_BUFFER)
+            .output_buffer_size(IO_BUFFER)
+            .max_response_header_size(IO_BUFFER)
             .build();
         let mut headers: Vec<(String, String)> = cfg
             .headers
