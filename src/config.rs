@@ -765,8 +765,8 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 fn parse_dir(s: &str) -> Result<PathBuf, String> {
-    if s.is_empty() || !s.starts_with('/') {
-        return Err("an absolute path".into());
+    if !s.starts_with('/') || !Path::new(s).is_dir() {
+        return Err("the absolute path of an existing directory".into());
     }
     Ok(PathBuf::from(s))
 }
@@ -967,6 +967,7 @@ mod tests {
             ("HOST_PROC", "relative"),
             ("HOST_SYS", "relative"),
             ("HOST_ROOT", "relative"),
+            ("HOST_PROC", "/nonexistent/proc"),
             ("DISK_NETWORK_FS", "maybe"),
             ("DISK_STATFS_TIMEOUT", "0"),
             ("LOG_LEVEL", "loud"),

@@ -232,17 +232,7 @@ fn stdout_default_prints_one_batch_per_line_and_stops_cleanly() {
     assert_eq!((acc.sent, acc.dropped), (points, 0));
     assert_eq!(acc.collected, points);
     // Every default collector shows up on a real host (cpu from the second cycle).
-    for m in [
-        "cpu",
-        "mem",
-        "swap",
-        "diskio",
-        "disk",
-        "net",
-        "system",
-        "kernel",
-        "processes",
-    ] {
+    for m in procship::collect::NAMES {
         assert!(
             stdout.contains(&format!("\"measurement\":\"{m}\"")),
             "no {m} point"
