@@ -315,3 +315,27 @@ fn once_on_a_broken_tree_still_prints_what_works() {
     );
     assert!(text(&out.stdout).is_empty());
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_without_secrets() {
+    let fx = fixture("truncated");
+    let out = run(procship(&[
+        ("PROCSHIP_INTERVAL", "0.05"),
+        ("PROCSHIP_LOG_FORMAT", "json"),
+        ("PROCSHIP_AUTH_TOKEN", TOKEN),
+        ("PROCSHIP_COLLECTORS", "cpu,net"),
+    ])
+    .env("PROCSHIP_HOST_PROC", fx.join("proc"))
+    .env("PROCSHIP_HOST_SYS", fx.join("sys"))
+    .env("PROCSHIP_HOST_ROOT", fx.join("root"))
+    .arg("--once"));
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
+    for line in err.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert_eq!(v["level"], "WARN");
+        assert!(v["fields"]["collector"].is_string(), "{line}");
+    }
+    assert!(!err.contains(TOKEN));
+}
