@@ -61,7 +61,7 @@ impl Collector for Cpu {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let st = stat::read(files)?;
+        let st = stat::read(files, stat::Cpus::Parse)?;
         for line in &st.cpus {
             let prev = self.last.iter_mut().find(|(n, _)| n == line.name);
             let Some((_, prev)) = prev else {

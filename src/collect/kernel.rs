@@ -20,7 +20,7 @@ impl Collector for Kernel {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let path = files.proc_path("stat");
-        let st = stat::read(files)?;
+        let st = stat::read(files, stat::Cpus::Count)?;
         let mut p = Point::new("kernel", now)
             .uint("boot_time", stat::need(&path, st.btime, "btime")?)
             .counter("context_switches", stat::need(&path, st.ctxt, "ctxt")?)

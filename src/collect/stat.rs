@@ -17,16 +17,29 @@ pub struct CpuLine<'a> {
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Stat<'a> {
-    /// The aggregate `cpu` line first, then `cpuN` in file order.
+    /// The aggregate `cpu` line first, then `cpuN` in file order (only
+    /// when parsed with `Cpus::Parse`).
     pub cpus: Vec<CpuLine<'a>>,
+    /// How many `cpuN` lines (online CPUs) the file has.
+    pub n_cpus: usize,
     pub ctxt: Option<u64>,
     pub btime: Option<u64>,
     pub intr: Option<u64>,
     pub processes: Option<u64>,
 }
 
-pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Stat<'a>, CollectError> {
+/// Whether the per-CPU tick counters are wanted (the cpu collector) or only
+/// counted (system, kernel): each of them parses the cached text, and only
+/// one needs ten numbers per CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cpus {
+    Parse,
+    Count,
+}
+
+pub fn parse<'a>(path: &Path, text: &'a str, cpus: Cpus) -> Result<Stat<'a>, CollectError> {
     let mut st = Stat::default();
+    let mut total_line = false;
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();
         let Some(key) = it.next() else { continue };
@@ -36,6 +49,14 @@ pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Stat<'a>, CollectError> {
                     path,
                     format!("unexpected line {key:?}"),
                 ));
+            }
+            if id.is_empty() {
+                total_line = true;
+            } else {
+                st.n_cpus += 1;
+            }
+            if cpus == Cpus::Count {
+                continue;
             }
             let mut ticks = [0u64; 10];
             let mut n = 0;
@@ -61,20 +82,24 @@ pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Stat<'a>, CollectError> {
             *slot = Some(num(path, key, it.next())?);
         }
     }
-    match st.cpus.first() {
-        Some(c) if c.name == "cpu" => Ok(st),
-        _ => Err(CollectError::parse(
+    let has_total = match cpus {
+        Cpus::Parse => st.cpus.first().is_some_and(|c| c.name == "cpu"),
+        Cpus::Count => total_line,
+    };
+    if !has_total {
+        return Err(CollectError::parse(
             path,
             "no aggregate `cpu` line (empty or truncated file?)",
-        )),
+        ));
     }
+    Ok(st)
 }
 
 /// Reads and parses `<proc>/stat` through the per-cycle cache.
-pub fn read<'f>(files: &'f mut super::Files) -> Result<Stat<'f>, CollectError> {
+pub fn read(files: &mut super::Files, cpus: Cpus) -> Result<Stat<'_>, CollectError> {
     let path = files.proc_path("stat");
     let text = files.proc("stat")?;
-    parse(&path, text)
+    parse(&path, text, cpus)
 }
 
 /// A required field of /proc/stat, or an error naming it.
@@ -92,8 +117,15 @@ mod tests {
     fn parses_a_real_stat() {
         let text = "cpu  10 1 5 100 2 0 1 0 0 0\ncpu0 5 1 2 50 1 0 0 0 0 0\ncpu2 5 0 3 50 1 0 1 0 0 0\n\
                     intr 12345 0 1 2\nctxt 999\nbtime 1700000000\nprocesses 4242\nprocs_running 2\n";
-        let st = parse(Path::new(P), text).unwrap();
+        let st = parse(Path::new(P), text, Cpus::Parse).unwrap();
         assert_eq!(st.cpus.len(), 3);
+        assert_eq!(st.n_cpus, 2);
+        let counted = parse(Path::new(P), text, Cpus::Count).unwrap();
+        assert!(counted.cpus.is_empty());
+        assert_eq!(
+            (counted.n_cpus, counted.intr, counted.ctxt),
+            (2, Some(12345), Some(999))
+        );
         assert_eq!(st.cpus[2].name, "cpu2");
         assert_eq!(st.cpus[0].ticks[3], 100);
         assert_eq!(
@@ -104,7 +136,7 @@ mod tests {
 
     #[test]
     fn old_kernels_with_fewer_columns_parse() {
-        let st = parse(Path::new(P), "cpu 1 2 3 4\n").unwrap();
+        let st = parse(Path::new(P), "cpu 1 2 3 4\n", Cpus::Parse).unwrap();
         assert_eq!(st.cpus[0].ticks, [1, 2, 3, 4, 0, 0, 0, 0, 0, 0]);
     }
 
@@ -118,7 +150,9 @@ mod tests {
             ("cpu\0 1 2 3 4\n", "unexpected line"),
             ("cpu 1 2 3 99999999999999999999999\n", "is not a number"),
         ] {
-            let e = parse(Path::new(P), text).unwrap_err().to_string();
+            let e = parse(Path::new(P), text, Cpus::Parse)
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with(P) && e.contains(want), "{text:?}: {e}");
         }
     }

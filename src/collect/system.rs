@@ -52,7 +52,7 @@ impl Collector for System {
         let [l1, l5, l15] = parse_loadavg(&p, files.proc("loadavg")?)?;
         let p = files.proc_path("uptime");
         let uptime = parse_uptime(&p, files.proc("uptime")?)?;
-        let n_cpus = stat::read(files)?.cpus.len().saturating_sub(1);
+        let n_cpus = stat::read(files, stat::Cpus::Count)?.n_cpus;
         out.push(
             Point::new("system", now)
                 .gauge("load1", l1)
