@@ -123,6 +123,7 @@ impl Loop {
         let s = &self.stats;
         let (batches, bytes) = self.queue.depth();
         tracing::info!(
+            cycles = Stats::get(&s.cycles),
             collected = Stats::get(&s.collected),
             sent = Stats::get(&s.sent_points),
             dropped = s.dropped_total(),
@@ -147,7 +148,7 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> std::io::Result<Account>
         version = env!("CARGO_PKG_VERSION"),
         host = %cfg.hostname,
         output = %cfg.ingest_url_masked(),
-        format = ship::format_name(cfg.format),
+        format = cfg.format.name(),
         interval = ?cfg.interval,
         collectors = %cfg.collectors.join(","),
         "procship started"
@@ -221,6 +222,7 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> std::io::Result<Account>
         dropped: stats.dropped_total(),
     };
     tracing::info!(
+        cycles = Stats::get(&stats.cycles),
         collected = account.collected,
         sent = account.sent,
         batches = Stats::get(&stats.sent_batches),

@@ -220,6 +220,18 @@ pub enum Format {
     Influx,
 }
 
+impl Format {
+    pub const ALL: [Format; 2] = [Format::Json, Format::Influx];
+
+    /// The name `PROCSHIP_FORMAT` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Influx => "influx",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     Gzip,
@@ -416,13 +428,15 @@ impl Config {
             effective: Vec::new(),
         };
         let ingest_url = p.opt("INGEST_URL", parse_url)?.map(Secret);
-        let format = p.get("FORMAT", |s| match s {
-            "json" => Ok(Format::Json),
-            "influx" => Ok(Format::Influx),
-            "prometheus" | "otlp" => Err(format!(
-                "{s} is not available in this version yet (issue #4); accepted: json, influx"
-            )),
-            _ => Err("accepted: json, influx".into()),
+        let format = p.get("FORMAT", |s| {
+            let accepted = Format::ALL.map(Format::name).join(", ");
+            match Format::ALL.into_iter().find(|f| f.name() == s) {
+                Some(f) => Ok(f),
+                None if s == "prometheus" || s == "otlp" => Err(format!(
+                    "{s} is not available in this version yet (issue #4); accepted: {accepted}"
+                )),
+                None => Err(format!("accepted: {accepted}")),
+            }
         })?;
         let interval = p.get("INTERVAL", parse_positive_duration)?;
         let jitter = p.get("JITTER", parse_duration)?;

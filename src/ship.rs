@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Config, Format};
+use crate::config::Config;
 use crate::encode::{Encoded, Encoder};
 use crate::queue::{Pop, Queue};
 use crate::resolve::CachingResolver;
@@ -271,13 +271,5 @@ pub fn sink_for(cfg: &Config, identity: crate::encode::Identity) -> (Encoder, Si
             let http = Http::new(cfg, url.expose(), &enc);
             (enc, Sink::Http(http))
         }
-    }
-}
-
-/// The format's name, for logs.
-pub fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::Json => "json",
-        Format::Influx => "influx",
     }
 }

@@ -108,7 +108,7 @@ impl Encoder {
             Format::Influx => influx::write(&mut self.buf, batch)?,
         }
         let body = match &mut self.gzip {
-            None => self.buf.clone(),
+            None => std::mem::take(&mut self.buf),
             Some(z) => gzip(z, &self.buf)?,
         };
         Ok(Encoded {

@@ -94,8 +94,13 @@ impl Agent {
     }
 
     /// SIGTERM, then wait (bounded) for the exit; returns (status, stdout, stderr).
-    pub fn stop(mut self, within: Duration) -> (std::process::ExitStatus, String, String) {
+    pub fn stop(self, within: Duration) -> (std::process::ExitStatus, String, String) {
         self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(within)
+    }
+
+    /// Waits (bounded) for the agent to exit on its own; returns (status, stdout, stderr).
+    pub fn wait_exit(mut self, within: Duration) -> (std::process::ExitStatus, String, String) {
         let deadline = Instant::now() + within;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
