@@ -116,12 +116,20 @@ pub const VARS: &[Var] = &[
         "10",
         "on SIGTERM/SIGINT, how long to keep delivering queued batches",
     ),
-    var("HOST_PROC", "/proc", "where the host's /proc is mounted"),
-    var("HOST_SYS", "/sys", "where the host's /sys is mounted"),
+    var(
+        "HOST_PROC",
+        "/proc",
+        "where the host's /proc is mounted; must exist",
+    ),
+    var(
+        "HOST_SYS",
+        "/sys",
+        "where the host's /sys is mounted; must exist",
+    ),
     var(
         "HOST_ROOT",
         "/",
-        "where the host's / is mounted (filesystem usage)",
+        "where the host's / is mounted (filesystem usage); must exist",
     ),
     var(
         "DISK_IGNORE_FS",
