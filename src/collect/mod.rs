@@ -390,12 +390,9 @@ pub fn num<T: std::str::FromStr>(
 mod tests {
     use super::*;
 
-    /// A source that serves `data` at most `chunk` bytes per read, failing
-    /// with EINTR once first.
-    fn source(
-        data: &[u8],
-        chunk: usize,
-    ) -> impl FnMut(&mut [u8], u64) -> std::io::Result<usize> + '_ {
+    /// A source that serves `data` as a seq_file does (all that fits in
+    /// each read), failing with EINTR once first.
+    fn source(data: &[u8]) -> impl FnMut(&mut [u8], u64) -> std::io::Result<usize> + '_ {
         let mut interrupted = false;
         move |dst, off| {
             if !interrupted {
@@ -403,7 +400,7 @@ mod tests {
                 return Err(std::io::ErrorKind::Interrupted.into());
             }
             let off = off as usize;
-            let n = dst.len().min(chunk).min(data.len().saturating_sub(off));
+            let n = dst.len().min(data.len().saturating_sub(off));
             dst[..n].copy_from_slice(&data[off..off + n]);
             Ok(n)
         }
@@ -414,7 +411,7 @@ mod tests {
         for size in [0, 10, 4095, 4096, 4097, 100_000] {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let mut buf = Vec::new();
-            assert!(fill(&mut buf, source(&data, usize::MAX)).is_ok());
+            assert!(fill(&mut buf, source(&data)).is_ok());
             assert_eq!(buf, data, "size {size}");
         }
     }
@@ -424,7 +421,7 @@ mod tests {
         let huge = vec![b'x'; MAX_FILE_BYTES + 1];
         let mut buf = Vec::new();
         assert!(matches!(
-            fill(&mut buf, source(&huge, usize::MAX)),
+            fill(&mut buf, source(&huge)),
             Err(FillError::TooLarge)
         ));
         assert!(buf.is_empty());
