@@ -14,6 +14,7 @@ use crate::point::{Batch, Point, Timestamp};
 use crate::queue::Queue;
 use crate::schedule::{FlushTimer, Ticker, splay};
 use crate::ship::{self, Shipper};
+use crate::spool::Spool;
 use crate::stats::{Drop, Stats};
 
 /// Messages from the signal thread.
@@ -63,12 +64,64 @@ pub fn once(cfg: &Config) -> std::io::Result<Vec<u8>> {
     Ok(enc.encode(&batch)?.body)
 }
 
-/// What happened to the points of one run, logged at exit.
+/// What happened to the points of one run, logged at exit:
+/// `collected + recovered = sent + dropped + spooled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Account {
     pub collected: u64,
+    /// Found in the spool at start (collected by an earlier run).
+    pub recovered: u64,
     pub sent: u64,
     pub dropped: u64,
+    /// Left in the spool for the next run.
+    pub spooled: u64,
+}
+
+/// Why the agent could not run.
+#[derive(Debug)]
+pub enum RunError {
+    /// A problem the operator must fix (exit 78), such as an unusable spool.
+    Config(String),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Config(m) => f.write_str(m),
+            RunError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for RunError {
+    fn from(e: std::io::Error) -> Self {
+        RunError::Io(e)
+    }
+}
+
+/// Opens the spool when one is configured and there is a backend to
+/// spool for, and says what it found there.
+fn open_spool(cfg: &Config, stats: &Arc<Stats>) -> Result<Option<Spool>, RunError> {
+    let Some(sc) = &cfg.spool else {
+        return Ok(None);
+    };
+    if cfg.ingest_url.is_none() {
+        tracing::info!("PROCSHIP_SPOOL_DIR is not used: the output is stdout");
+        return Ok(None);
+    }
+    let (spool, found) = Spool::open(sc, stats.clone()).map_err(RunError::Config)?;
+    if found.batches > 0 || found.damaged_ranges > 0 {
+        tracing::info!(
+            batches = found.batches,
+            points = found.points,
+            damaged_ranges = found.damaged_ranges,
+            damaged_bytes = found.damaged_bytes,
+            dir = %sc.dir.display(),
+            "spool: undelivered batches from an earlier run are sent first, oldest first"
+        );
+    }
+    Ok(Some(spool))
 }
 
 struct Loop {
@@ -121,14 +174,17 @@ impl Loop {
 
     fn summary(&self) {
         let s = &self.stats;
-        let (batches, bytes) = self.queue.depth();
+        let depth = self.queue.depth();
+        let spool = depth.spool.unwrap_or_default();
         tracing::info!(
             cycles = Stats::get(&s.cycles),
             collected = Stats::get(&s.collected),
             sent = Stats::get(&s.sent_points),
             dropped = s.dropped_total(),
-            queue_batches = batches,
-            queue_bytes = bytes,
+            queue_batches = depth.batches,
+            queue_bytes = depth.bytes,
+            spool_batches = spool.batches,
+            spool_bytes = spool.bytes,
             retries = Stats::get(&s.retries),
             skipped_ticks = Stats::get(&s.skipped_ticks),
             collector_errors = Stats::get(&s.collector_errors),
@@ -139,9 +195,11 @@ impl Loop {
 
 /// Runs the agent until `Control::Stop` (or the control channel closes);
 /// returns the account of every point.
-pub fn run(cfg: Config, control: &Receiver<Control>) -> std::io::Result<Account> {
+pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError> {
     let stats = Arc::new(Stats::default());
-    let queue = Arc::new(Queue::new(cfg.queue_max_bytes, stats.clone()));
+    let spool = open_spool(&cfg, &stats)?;
+    let first_seq = spool.as_ref().map_or(1, Spool::next_seq);
+    let queue = Arc::new(Queue::new(cfg.queue_max_bytes, stats.clone(), spool));
     let (encoder, sink) = ship::sink_for(&cfg, identity(&cfg));
     let shipper = Shipper::new(&cfg, sink, queue.clone(), stats.clone()).spawn()?;
     tracing::info!(
@@ -149,13 +207,15 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> std::io::Result<Account>
         host = %cfg.hostname,
         output = %cfg.ingest_url_masked(),
         format = cfg.format.name(),
+        spool = %cfg.spool.as_ref().filter(|_| cfg.ingest_url.is_some()).map_or_else(|| "off".into(), |s| s.dir.display().to_string()),
         interval = ?cfg.interval,
         collectors = %cfg.collectors.join(","),
         "procship started"
     );
     let mut l = Loop {
         runner: runner(&cfg),
-        batcher: Batcher::new(&cfg.hostname, &cfg.tags, cfg.batch_max_points.get()),
+        batcher: Batcher::new(&cfg.hostname, &cfg.tags, cfg.batch_max_points.get())
+            .first_seq(first_seq),
         encoder,
         stats: stats.clone(),
         queue: queue.clone(),
@@ -218,8 +278,10 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> std::io::Result<Account>
     }
     let account = Account {
         collected: Stats::get(&stats.collected),
+        recovered: Stats::get(&stats.spool_recovered),
         sent: Stats::get(&stats.sent_points),
         dropped: stats.dropped_total(),
+        spooled: queue.depth().spool.map_or(0, |p| p.points),
     };
     tracing::info!(
         cycles = Stats::get(&stats.cycles),
@@ -231,6 +293,11 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> std::io::Result<Account>
         rejected = stats.dropped(Drop::Rejected),
         shutdown = stats.dropped(Drop::Shutdown),
         output_error = stats.dropped(Drop::OutputError),
+        too_old = stats.dropped(Drop::TooOld),
+        spool_full = stats.dropped(Drop::SpoolFull),
+        spool_damaged = stats.dropped(Drop::SpoolDamaged),
+        recovered = account.recovered,
+        spooled = account.spooled,
         retries = Stats::get(&stats.retries),
         "stopped"
     );

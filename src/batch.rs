@@ -37,6 +37,13 @@ impl Batcher {
         }
     }
 
+    /// Numbers batches from `seq` on (the spool carries the sequence
+    /// across restarts).
+    pub fn first_seq(mut self, seq: u64) -> Self {
+        self.next_seq = seq.max(1);
+        self
+    }
+
     /// Takes a cycle's points (emptying `points`); returns the full batches
     /// this completes. Points without fields carry nothing and are left out.
     /// Returns how many points were taken, and the batches.

@@ -96,7 +96,17 @@ pub const VARS: &[Var] = &[
     var(
         "SPOOL_DIR",
         "",
-        "disk spool directory (not available yet: issue #3)",
+        "disk spool: every batch is written here before it is sent and kept until a 2xx; empty: memory queue only",
+    ),
+    var(
+        "SPOOL_MAX_BYTES",
+        "256MiB",
+        "disk spool bound; when full the oldest segment is dropped (reason spool_full)",
+    ),
+    var(
+        "SPOOL_SYNC",
+        "batch",
+        "when spool writes are fsynced: batch (every write) | off (left to the kernel) | a duration such as 5s",
     ),
     var("TIMEOUT", "10", "whole-request timeout of one POST"),
     var("CONNECT_TIMEOUT", "5", "TCP/TLS connect timeout"),
@@ -106,6 +116,11 @@ pub const VARS: &[Var] = &[
         "first retry delay; doubles on every failure (full jitter)",
     ),
     var("RETRY_MAX_DELAY", "60", "cap on the retry delay"),
+    var(
+        "MAX_BATCH_AGE",
+        "",
+        "a batch whose oldest point is older than this is dropped (reason too_old), not retried; empty: no limit",
+    ),
     var(
         "COMPRESSION",
         "gzip",
@@ -231,6 +246,14 @@ pub enum Format {
 impl Format {
     pub const ALL: [Format; 2] = [Format::Json, Format::Influx];
 
+    /// The request's Content-Type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Influx => "text/plain; charset=utf-8",
+        }
+    }
+
     /// The name `PROCSHIP_FORMAT` takes.
     pub fn name(self) -> &'static str {
         match self {
@@ -244,6 +267,16 @@ impl Format {
 pub enum Compression {
     Gzip,
     None,
+}
+
+impl Compression {
+    /// The request's Content-Encoding, if any.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip => Some("gzip"),
+            Compression::None => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +321,27 @@ impl Default for DiskOptions {
     }
 }
 
+/// The smallest `PROCSHIP_SPOOL_MAX_BYTES`.
+pub const MIN_SPOOL_BYTES: usize = 128 << 10;
+
+/// When spool writes (appends and acknowledgements) reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolSync {
+    /// fdatasync after every write: a crash or power loss loses nothing written.
+    Batch,
+    /// fdatasync when this long has passed since the last one (and at exit).
+    Every(Duration),
+    /// Never: the kernel writes back (a process crash loses nothing, a power loss may).
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub sync: SpoolSync,
+}
+
 /// A value that must never be printed; `Debug` masks it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -322,6 +376,9 @@ pub struct Config {
     pub flush_interval: Duration,
     pub flush_jitter: Duration,
     pub queue_max_bytes: usize,
+    /// The disk spool, when `PROCSHIP_SPOOL_DIR` is set.
+    pub spool: Option<SpoolConfig>,
+    pub max_batch_age: Option<Duration>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry_initial: Duration,
@@ -484,12 +541,34 @@ impl Config {
                 "a size of at least 64KiB, such as 8MiB, 512KiB or 1048576 (bytes)".to_string()
             })
         })?;
-        p.opt("SPOOL_DIR", |_| -> Result<(), String> {
-            Err(
-                "the disk spool is not available in this version yet (issue #3); leave it empty"
-                    .into(),
-            )
+        let spool_dir = p.opt("SPOOL_DIR", |s| {
+            let dir = PathBuf::from(s);
+            if !dir.is_absolute() {
+                return Err("the absolute path of a directory the agent owns".into());
+            }
+            crate::spool::check_dir(&dir)?;
+            Ok(dir)
         })?;
+        let spool_max_bytes = p.get("SPOOL_MAX_BYTES", |s| {
+            parse_bytes(s)
+                .filter(|n| *n >= MIN_SPOOL_BYTES)
+                .map(|n| n as u64)
+                .ok_or_else(|| {
+                    "a size of at least 128KiB, such as 256MiB, 2GiB or 1048576 (bytes)".to_string()
+                })
+        })?;
+        let spool_sync = p.get("SPOOL_SYNC", |s| match s {
+            "batch" => Ok(SpoolSync::Batch),
+            "off" => Ok(SpoolSync::Off),
+            d => parse_positive_duration(d)
+                .map(SpoolSync::Every)
+                .map_err(|_| "batch, off, or a duration such as 1s or 500ms".to_string()),
+        })?;
+        let spool = spool_dir.map(|dir| SpoolConfig {
+            dir,
+            max_bytes: spool_max_bytes,
+            sync: spool_sync,
+        });
         let timeout = p.get("TIMEOUT", parse_positive_duration)?;
         let connect_timeout = p.get("CONNECT_TIMEOUT", parse_positive_duration)?;
         let retry_initial = p.get("RETRY_INITIAL", parse_positive_duration)?;
@@ -500,6 +579,15 @@ impl Config {
                 "a delay no shorter than PROCSHIP_RETRY_INITIAL",
             ));
         }
+        let max_batch_age = p.opt("MAX_BATCH_AGE", |s| {
+            parse_duration_upto(s, 365 * 86_400).and_then(|d| {
+                if d < Duration::from_secs(1) {
+                    Err("a duration of at least 1s, such as 1h, 2d or 3600".into())
+                } else {
+                    Ok(d)
+                }
+            })
+        })?;
         let compression = p.get("COMPRESSION", |s| match s {
             "gzip" => Ok(Compression::Gzip),
             "none" => Ok(Compression::None),
@@ -553,6 +641,8 @@ impl Config {
             flush_interval,
             flush_jitter,
             queue_max_bytes,
+            spool,
+            max_batch_age,
             timeout,
             connect_timeout,
             retry_initial,
@@ -729,8 +819,15 @@ fn parse_url(s: &str) -> Result<String, String> {
     }
 }
 
-/// Seconds (fractions allowed) or a number with a unit: ms, s, m, h.
+/// Seconds (fractions allowed) or a number with a unit: ms, s, m, h; at most a day.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    // At most a day: anything longer is a typo, and the range keeps
+    // Duration arithmetic far from overflow.
+    parse_duration_upto(s, 86_400)
+}
+
+/// Like `parse_duration`, also with days (`d`), up to `max_secs`.
+pub fn parse_duration_upto(s: &str, max_secs: u64) -> Result<Duration, String> {
     const ACCEPTED: &str =
         "a duration: seconds such as 10 or 0.5, or with a unit such as 500ms, 10s, 1m, 1h";
     let s = s.trim();
@@ -744,12 +841,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" if max_secs > 86_400 => n * 86_400.0,
         _ => return Err(ACCEPTED.into()),
     };
-    // At most a day: anything longer is a typo, and the range keeps
-    // Duration arithmetic far from overflow.
-    if !(0.0..=86_400.0).contains(&secs) {
-        return Err(format!("{ACCEPTED}, at most 24h"));
+    if !(0.0..=max_secs as f64).contains(&secs) {
+        return Err(match max_secs {
+            86_400 => format!("{ACCEPTED}, at most 24h"),
+            m => format!("{ACCEPTED}, 2d, at most {}d", m / 86_400),
+        });
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -979,7 +1078,11 @@ mod tests {
             ("FLUSH_INTERVAL", "0ms"),
             ("FLUSH_JITTER", "x"),
             ("QUEUE_MAX_BYTES", "1k"),
-            ("SPOOL_DIR", "/var/lib/procship"),
+            ("SPOOL_DIR", "relative/dir"),
+            ("SPOOL_DIR", "/nonexistent/spool"),
+            ("SPOOL_MAX_BYTES", "1k"),
+            ("SPOOL_SYNC", "sometimes"),
+            ("MAX_BATCH_AGE", "0"),
             ("TIMEOUT", "0"),
             ("CONNECT_TIMEOUT", "-3"),
             ("RETRY_INITIAL", "x"),

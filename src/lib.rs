@@ -12,4 +12,5 @@ pub mod resolve;
 pub mod retry;
 pub mod schedule;
 pub mod ship;
+pub mod spool;
 pub mod stats;

@@ -179,7 +179,15 @@ fn main() -> ExitCode {
         }
         _ => {
             init_logging(&cfg);
-            signal_channel().and_then(|rx| agent::run(cfg, &rx).map(|_| ()))
+            match signal_channel().map(|rx| agent::run(cfg, &rx)) {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(agent::RunError::Config(msg))) => {
+                    // Logging is up: the message goes where the operator looks.
+                    tracing::error!("cannot start: {msg}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+                Ok(Err(agent::RunError::Io(e))) | Err(e) => Err(e),
+            }
         }
     };
     match result {

@@ -2,8 +2,10 @@
 //! and delivers each one, to the ingest URL over HTTP (ureq) or to stdout
 //! when no URL is set. One batch is in flight at a time, so batches arrive in
 //! order. A failed attempt is retried as `retry.rs` decides; the queue keeps
-//! filling meanwhile and drops its oldest when full. On shutdown the shipper
-//! keeps delivering until the queue's deadline and counts what is left.
+//! filling meanwhile (the spool on disk, or memory dropping its oldest when
+//! full). A batch older than `PROCSHIP_MAX_BATCH_AGE` is dropped, not sent.
+//! On shutdown the shipper keeps delivering until the queue's deadline; a
+//! batch the spool holds is left there for the next run, the rest is counted.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
 use crate::encode::{Encoded, Encoder};
-use crate::queue::{Pop, Queue};
+use crate::queue::{Pop, Queue, Queued};
 use crate::resolve::CachingResolver;
 use crate::retry::{Backoff, Decision, classify};
 use crate::stats::{Drop, Stats};
@@ -35,8 +37,6 @@ pub struct Http {
     url: String,
     url_masked: String,
     headers: Vec<(String, String)>,
-    content_type: &'static str,
-    content_encoding: Option<&'static str>,
     timeout: Duration,
 }
 
@@ -51,7 +51,7 @@ enum Attempt {
 }
 
 impl Http {
-    pub fn new(cfg: &Config, url: &str, encoder: &Encoder) -> Self {
+    pub fn new(cfg: &Config, url: &str) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -81,25 +81,24 @@ impl Http {
             url: url.to_string(),
             url_masked: cfg.ingest_url_masked(),
             headers,
-            content_type: encoder.content_type(),
-            content_encoding: encoder.content_encoding(),
             timeout: cfg.timeout,
         }
     }
 
-    fn post(&self, body: &[u8], timeout: Duration) -> Attempt {
+    /// One POST of a batch, with the headers of its own encoding.
+    fn post(&self, e: &Encoded, timeout: Duration) -> Attempt {
         let mut req = self
             .agent
             .post(&self.url)
-            .header("Content-Type", self.content_type);
-        if let Some(enc) = self.content_encoding {
+            .header("Content-Type", e.format.content_type());
+        if let Some(enc) = e.compression.content_encoding() {
             req = req.header("Content-Encoding", enc);
         }
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
         let req = req.config().timeout_global(Some(timeout)).build();
-        match req.send(body) {
+        match req.send(&e.body[..]) {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
                 let retry_after = resp
@@ -134,7 +133,10 @@ pub struct Shipper {
     pub stats: Arc<Stats>,
     pub retry_initial: Duration,
     pub retry_max_delay: Duration,
+    pub max_batch_age: Option<Duration>,
     last_warn: Option<Instant>,
+    /// Batches dropped as too old since the last log line about it.
+    too_old: (u64, u64, Option<Instant>),
 }
 
 impl Shipper {
@@ -145,7 +147,9 @@ impl Shipper {
             stats,
             retry_initial: cfg.retry_initial,
             retry_max_delay: cfg.retry_max_delay,
+            max_batch_age: cfg.max_batch_age,
             last_warn: None,
+            too_old: (0, 0, None),
         }
     }
 
@@ -155,38 +159,77 @@ impl Shipper {
             .spawn(move || self.run())
     }
 
-    /// Delivers until the queue is closed and empty (or its deadline passed),
-    /// then counts whatever is left as dropped at shutdown.
+    /// Delivers until the queue is closed and empty (or its deadline
+    /// passed); what is left goes to the spool, or is counted as dropped.
     pub fn run(&mut self) {
-        while let Pop::Batch(e) = self.queue.pop() {
-            self.deliver(e);
+        while let Pop::Batch(item) = self.queue.pop() {
+            if !self.deliver(item) {
+                break;
+            }
         }
-        for e in self.queue.drain() {
-            self.stats.drop_points(Drop::Shutdown, e.points);
-        }
+        self.queue.finish();
     }
 
-    fn delivered(&self, e: &Encoded) {
-        Stats::add(&self.stats.sent_points, e.points);
+    fn delivered(&self, item: &Queued) {
+        Stats::add(&self.stats.sent_points, item.batch.points);
         Stats::add(&self.stats.sent_batches, 1);
+        self.queue.done(item);
     }
 
-    fn deliver(&mut self, e: Encoded) {
+    fn dropped(&self, item: &Queued, why: Drop) {
+        self.stats.drop_points(why, item.batch.points);
+        self.queue.done(item);
+    }
+
+    /// True when a batch is older than `PROCSHIP_MAX_BATCH_AGE`: dropped
+    /// and counted, the log line rate-limited (an outage can age thousands).
+    fn too_old(&mut self, item: &Queued) -> bool {
+        let Some(max) = self.max_batch_age else {
+            return false;
+        };
+        let age_ns = crate::agent::now_ns().saturating_sub(item.batch.oldest);
+        if age_ns < i64::try_from(max.as_nanos()).unwrap_or(i64::MAX) {
+            return false;
+        }
+        self.dropped(item, Drop::TooOld);
+        self.too_old.0 += 1;
+        self.too_old.1 += item.batch.points;
+        if self.too_old.2.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            tracing::warn!(
+                batches = self.too_old.0,
+                points = self.too_old.1,
+                seq = item.batch.seq,
+                max_age = ?max,
+                "batches older than PROCSHIP_MAX_BATCH_AGE dropped instead of sent"
+            );
+            self.too_old = (0, 0, Some(Instant::now()));
+        }
+        true
+    }
+
+    /// Delivers one batch, retrying as the policy says. False when the
+    /// shipper should stop: shutting down, and the backend is failing with
+    /// the rest safe in the spool.
+    fn deliver(&mut self, item: Queued) -> bool {
+        if self.too_old(&item) {
+            return true;
+        }
+        let e = &item.batch;
         let http = match &self.sink {
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();
                 match out.write_all(&e.body).and_then(|_| out.flush()) {
-                    Ok(()) => self.delivered(&e),
+                    Ok(()) => self.delivered(&item),
                     Err(err) => {
                         tracing::error!(
                             seq = e.seq,
                             points = e.points,
                             "cannot write to stdout, batch dropped: {err}"
                         );
-                        self.stats.drop_points(Drop::OutputError, e.points);
+                        self.dropped(&item, Drop::OutputError);
                     }
                 }
-                return;
+                return true;
             }
             Sink::Http(h) => h,
         };
@@ -197,11 +240,11 @@ impl Shipper {
             if let Some(deadline) = self.queue.deadline() {
                 timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
                 if timeout.is_zero() {
-                    self.stats.drop_points(Drop::Shutdown, e.points);
-                    return;
+                    self.queue.abandon(item);
+                    return false;
                 }
             }
-            let (reason, after) = match http.post(&e.body, timeout) {
+            let (reason, after) = match http.post(e, timeout) {
                 Attempt::Answered {
                     status,
                     retry_after,
@@ -216,8 +259,8 @@ impl Shipper {
                             );
                         }
                         self.last_warn = None;
-                        self.delivered(&e);
-                        return;
+                        self.delivered(&item);
+                        return true;
                     }
                     Decision::Reject => {
                         tracing::error!(
@@ -228,8 +271,8 @@ impl Shipper {
                             response = %body_head,
                             "backend rejected the batch (permanent error), batch dropped"
                         );
-                        self.stats.drop_points(Drop::Rejected, e.points);
-                        return;
+                        self.dropped(&item, Drop::Rejected);
+                        return true;
                     }
                     Decision::Retry { after } => (format!("HTTP {status} {body_head}"), after),
                 },
@@ -237,6 +280,14 @@ impl Shipper {
             };
             attempts += 1;
             Stats::add(&self.stats.retries, 1);
+            if self.queue.deadline().is_some() && item.spooled.is_some() {
+                tracing::info!(
+                    seq = e.seq,
+                    "shutting down while the backend fails ({}); undelivered batches stay in the spool for the next run",
+                    reason.trim()
+                );
+                return false;
+            }
             let delay = backoff.next_delay(after);
             if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                 tracing::warn!(
@@ -252,8 +303,8 @@ impl Shipper {
                 tracing::debug!(seq = e.seq, attempt = attempts, retry_in = ?delay, "delivery failed: {}", reason.trim());
             }
             if !self.queue.sleep(delay) {
-                self.stats.drop_points(Drop::Shutdown, e.points);
-                return;
+                self.queue.abandon(item);
+                return false;
             }
         }
     }
@@ -268,8 +319,7 @@ pub fn sink_for(cfg: &Config, identity: crate::encode::Identity) -> (Encoder, Si
         ),
         Some(url) => {
             let enc = Encoder::new(cfg.format, cfg.compression, identity);
-            let http = Http::new(cfg, url.expose(), &enc);
-            (enc, Sink::Http(http))
+            (enc, Sink::Http(Http::new(cfg, url.expose())))
         }
     }
 }

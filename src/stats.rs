@@ -1,7 +1,9 @@
 //! The agent's own counters, shared by the collection loop and the shipper:
 //! every point collected ends up sent or dropped with a reason, so
 //! `collected = sent + dropped + (still queued)` at any time and
-//! `collected = sent + dropped` after shutdown.
+//! `collected = sent + dropped` after shutdown; with a spool,
+//! `collected + recovered = sent + dropped + spooled` (what the spool still
+//! holds for the next run).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -14,6 +16,10 @@ pub struct Stats {
     pub sent_points: AtomicU64,
     pub sent_batches: AtomicU64,
     pub retries: AtomicU64,
+    /// Points found pending in the spool at start (collected by an earlier run).
+    pub spool_recovered: AtomicU64,
+    /// Damaged spool ranges skipped (torn tails, bad checksums).
+    pub spool_damaged: AtomicU64,
     pub dropped: [AtomicU64; Drop::ALL.len()],
 }
 
@@ -28,14 +34,23 @@ pub enum Drop {
     Shutdown = 2,
     /// Writing to stdout failed, or the batch could not be encoded.
     OutputError = 3,
+    /// Older than `PROCSHIP_MAX_BATCH_AGE`.
+    TooOld = 4,
+    /// The spool's disk budget was full; its oldest segment went.
+    SpoolFull = 5,
+    /// Spooled, but the spool file could not be read back.
+    SpoolDamaged = 6,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 4] = [
+    pub const ALL: [Drop; 7] = [
         Drop::QueueFull,
         Drop::Rejected,
         Drop::Shutdown,
         Drop::OutputError,
+        Drop::TooOld,
+        Drop::SpoolFull,
+        Drop::SpoolDamaged,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +59,9 @@ impl Drop {
             Drop::Rejected => "rejected",
             Drop::Shutdown => "shutdown",
             Drop::OutputError => "output_error",
+            Drop::TooOld => "too_old",
+            Drop::SpoolFull => "spool_full",
+            Drop::SpoolDamaged => "spool_damaged",
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct Encoded {
     pub points: u64,
     /// The oldest point's timestamp (for age limits and logs).
     pub oldest: Timestamp,
+    /// How `body` is encoded: a spooled batch keeps its own, whatever the
+    /// configuration of the run that sends it.
+    pub format: Format,
+    pub compression: Compression,
     pub body: Vec<u8>,
 }
 
@@ -87,20 +91,6 @@ impl Encoder {
         }
     }
 
-    pub fn content_type(&self) -> &'static str {
-        match self.format {
-            Format::Json => "application/json",
-            Format::Influx => "text/plain; charset=utf-8",
-        }
-    }
-
-    pub fn content_encoding(&self) -> Option<&'static str> {
-        match self.compression {
-            Compression::Gzip => Some("gzip"),
-            Compression::None => None,
-        }
-    }
-
     pub fn encode(&mut self, batch: &Batch) -> std::io::Result<Encoded> {
         self.buf.clear();
         match self.format {
@@ -115,6 +105,8 @@ impl Encoder {
             seq: batch.seq,
             points: batch.points.len() as u64,
             oldest: batch.points.iter().map(|p| p.timestamp).min().unwrap_or(0),
+            format: self.format,
+            compression: self.compression,
             body,
         })
     }
