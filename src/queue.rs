@@ -76,12 +76,14 @@ impl Inner {
             if result.is_err() {
                 break;
             }
+            tracing::debug!(seq = m.seq, points = m.points, "spool: appended");
             self.bytes -= m.size();
             self.items.pop_front();
         }
         let result = result.and_then(|_| spool.append(e));
         match result {
             Ok(()) => {
+                tracing::debug!(seq = e.seq, points = e.points, "spool: appended");
                 if self.spool_retry.take().is_some() {
                     tracing::info!(dir = %spool.dir().display(), "spool: writable again; batches go to disk as before");
                 }

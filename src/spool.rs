@@ -21,8 +21,9 @@
 //! its magic and checksum, and the damage is logged and counted.
 //!
 //! A segment is deleted once every batch in it was acknowledged; the
-//! acknowledged offset inside the current segment is persisted after each
-//! acknowledgement, so a restart resends at most the batch that was in flight.
+//! acknowledged offset inside the current segment is written after each
+//! acknowledgement, so a restart resends at most the batch that was in
+//! flight (after a power cut, also those acknowledged since the last sync).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -184,6 +185,19 @@ fn find_magic(file: &File, from: u64, end: u64) -> io::Result<Option<u64>> {
         at += (n - (MAGIC.len() - 1)) as u64;
     }
     Ok(None)
+}
+
+/// The sequence in a torn record's header, if the header made it to disk
+/// (a crash cut the body). Bounded so garbage cannot jump the numbering.
+fn peek_seq(file: &File, off: u64) -> Option<u64> {
+    let mut h = [0u8; HEADER + 8];
+    file.read_exact_at(&mut h, off).ok()?;
+    if h[..4] != MAGIC {
+        return None;
+    }
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&h[HEADER..]);
+    Some(u64::from_le_bytes(seq)).filter(|s| *s < 1 << 48)
 }
 
 /// What reading from an offset found: the next valid record (if any before
@@ -492,6 +506,10 @@ impl Spool {
                     seg.known_damage.push(from);
                     rec.damaged_ranges += 1;
                     rec.damaged_bytes += to - from;
+                    if torn && let Some(seq) = peek_seq(&file, from) {
+                        // Never number a new batch like the torn one.
+                        spool.last_seq = spool.last_seq.max(seq);
+                    }
                 }
                 let Some((meta, _, next)) = found.record else {
                     break;
@@ -566,17 +584,22 @@ impl Spool {
         }
     }
 
-    /// fdatasync the writer and the ack file when the policy says so.
+    /// fdatasync the segment being written when the policy says so (or
+    /// `force`, at exit). The ack file is synced only at exit: an
+    /// acknowledgement lost to a power cut makes the next run send again
+    /// batches the backend already has (duplicates it overwrites), never
+    /// lose one, and it halves the syncs per batch.
     fn maybe_sync(&mut self, force: bool) -> io::Result<()> {
-        if !(self.unsynced && (force || self.sync_due())) {
-            return Ok(());
+        if self.unsynced && (force || self.sync_due()) {
+            if let Some((_, f)) = &self.writer {
+                f.sync_data()?;
+            }
+            self.unsynced = false;
+            self.last_sync = Instant::now();
         }
-        if let Some((_, f)) = &self.writer {
-            f.sync_data()?;
+        if force {
+            self.ack_file.sync_data()?;
         }
-        self.ack_file.sync_data()?;
-        self.unsynced = false;
-        self.last_sync = Instant::now();
         Ok(())
     }
 
@@ -673,6 +696,10 @@ impl Spool {
             _ => true,
         };
         if roll {
+            if self.sync != SpoolSync::Off {
+                // What the closing segment holds must not wait for a later sync.
+                self.maybe_sync(true)?;
+            }
             self.writer = None;
             self.roll()?;
             self.collect_garbage();
@@ -869,14 +896,11 @@ impl Spool {
         self.ack_file
             .write_all_at(&slot, at)
             .map_err(|e| io_context("cannot write", &path, e))?;
-        self.unsynced = true;
-        self.maybe_sync(false)
-            .map_err(|e| io_context("cannot sync", &path, e))?;
         self.collect_garbage();
         Ok(())
     }
 
-    /// Flushes everything to disk (at exit).
+    /// Flushes everything to disk, acknowledgements included (at exit).
     pub fn sync(&mut self) -> io::Result<()> {
         self.maybe_sync(true)
     }
@@ -1082,6 +1106,7 @@ mod tests {
         let (mut s, r, stats) = open(&dir, 1 << 20);
         assert_eq!((r.batches, r.damaged_ranges), (3, 3), "{r:?}");
         assert_eq!(Stats::get(&stats.spool_damaged), 3);
+        assert_eq!(s.next_seq(), 7, "the torn record's number is not reused");
         assert_eq!(drain(&mut s), [1, 3, 5]);
         assert_eq!(Stats::get(&stats.spool_damaged), 3, "reported once");
     }

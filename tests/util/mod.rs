@@ -148,6 +148,17 @@ pub struct Account {
     pub queue_full: u64,
     pub rejected: u64,
     pub shutdown: u64,
+    pub too_old: u64,
+    pub spool_full: u64,
+    pub recovered: u64,
+    pub spooled: u64,
+}
+
+impl Account {
+    /// Every point is sent, dropped with a reason, or still in the spool.
+    pub fn balanced(&self) -> bool {
+        self.collected + self.recovered == self.sent + self.dropped + self.spooled
+    }
 }
 
 pub fn account(stderr: &str) -> Account {
@@ -173,6 +184,10 @@ pub fn account(stderr: &str) -> Account {
         queue_full: get("queue_full"),
         rejected: get("rejected"),
         shutdown: get("shutdown"),
+        too_old: get("too_old"),
+        spool_full: get("spool_full"),
+        recovered: get("recovered"),
+        spooled: get("spooled"),
     }
 }
 
