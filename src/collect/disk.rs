@@ -11,9 +11,13 @@
 //! `PROCSHIP_DISK_STATFS_TIMEOUT`: a mount that does not answer is skipped,
 //! with one warning, until its pending call returns.
 //!
-//! Mounts are read from `<proc>/self/mountinfo`, or `<proc>/1/mountinfo`
-//! when `PROCSHIP_HOST_ROOT` is not `/` (the agent in a container watching
-//! its host), and statvfs is called on `<root>/<mount point>`.
+//! Mounts are read from `<proc>/1/mountinfo`: the host's view, also when
+//! the agent runs in a sandbox with mounts of its own (systemd's
+//! `ProtectSystem=strict` remounts everything read-only in the service's
+//! namespace, which would turn every `mode` tag into `ro`). When pid 1's
+//! file cannot be read (hidepid) and `PROCSHIP_HOST_ROOT` is `/`, the
+//! agent's own `<proc>/self/mountinfo` is used instead. statvfs is called on
+//! `<root>/<mount point>`.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -186,6 +190,8 @@ pub fn real_mounts(
 pub struct Disk {
     root: PathBuf,
     mountinfo: &'static str,
+    /// Where to turn when `mountinfo` cannot be read; taken once used.
+    fallback: Option<&'static str>,
     ignore_fs: Vec<String>,
     network_fs: bool,
     timeout: Duration,
@@ -202,11 +208,8 @@ impl Disk {
     pub fn new(ctx: &Context) -> Self {
         Disk {
             root: ctx.paths.root.clone(),
-            mountinfo: if ctx.paths.root == Path::new("/") {
-                "self/mountinfo"
-            } else {
-                "1/mountinfo"
-            },
+            mountinfo: "1/mountinfo",
+            fallback: (ctx.paths.root == Path::new("/")).then_some("self/mountinfo"),
             ignore_fs: ctx.disk.ignore_fs.clone(),
             network_fs: ctx.disk.network_fs,
             timeout: ctx.disk.statfs_timeout,
@@ -269,6 +272,13 @@ impl Collector for Disk {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
+        if self.fallback.is_some()
+            && let Err(e) = files.proc(self.mountinfo)
+            && let Some(own) = self.fallback.take()
+        {
+            tracing::debug!("{e}; reading the agent's own {own} instead");
+            self.mountinfo = own;
+        }
         let path = files.proc_path(self.mountinfo);
         let text = files.proc(self.mountinfo)?;
         if text != self.last_mountinfo || self.last_mountinfo.is_empty() {
@@ -330,7 +340,7 @@ impl Collector for Disk {
 mod tests {
     use super::*;
     use crate::collect::testutil::*;
-    use crate::config::DiskOptions;
+    use crate::config::{DiskOptions, HostPaths};
 
     fn mounts(network: bool) -> Vec<Mount> {
         let p = fixture("basic").proc.join("self/mountinfo");
@@ -404,6 +414,49 @@ mod tests {
             d.bounded_statfs(mount, || statfs(Path::new("/"))),
             Some(Ok(_))
         ));
+    }
+
+    #[test]
+    fn pid_1_view_first_then_own_mounts() {
+        let dir = tempdir();
+        let line = "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n";
+        let write = |rel: &str, text: &str| {
+            let p = dir.join("proc").join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write(
+            "self/mountinfo",
+            &line.replace(" rw,relatime ", " ro,relatime "),
+        );
+        let paths = HostPaths {
+            proc: dir.join("proc"),
+            sys: dir.join("sys"),
+            root: PathBuf::from("/"),
+        };
+        let ctx = Context {
+            paths: paths.clone(),
+            disk: DiskOptions::default(),
+            page_size: 4096,
+        };
+        let mode = |d: &mut Disk| {
+            let mut out = Vec::new();
+            d.collect(&mut Files::new(paths.clone()), 1, &mut out)
+                .unwrap();
+            out[0]
+                .tags
+                .iter()
+                .find(|(k, _)| k == "mode")
+                .unwrap()
+                .1
+                .clone()
+        };
+        let mut own = Disk::new(&ctx);
+        assert_eq!(mode(&mut own), "ro", "no pid 1 file: the agent's own view");
+        write("1/mountinfo", line);
+        let mut host = Disk::new(&ctx);
+        assert_eq!(mode(&mut host), "rw", "pid 1's view wins over a sandbox's");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
