@@ -10,6 +10,7 @@ use crate::batch::Batcher;
 use crate::collect::{self, Context, Runner};
 use crate::config::Config;
 use crate::encode::{Encoder, Identity};
+use crate::notify::Notifier;
 use crate::point::{Batch, Point, Timestamp};
 use crate::queue::Queue;
 use crate::schedule::{FlushTimer, Ticker, splay};
@@ -25,6 +26,8 @@ pub enum Control {
 }
 
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+/// How often systemd's STATUS= line is refreshed (at most).
+const STATUS_EVERY: Duration = Duration::from_secs(10);
 
 pub fn now_ns() -> Timestamp {
     SystemTime::now()
@@ -146,7 +149,8 @@ impl Loop {
         }
     }
 
-    fn cycle(&mut self) {
+    /// One collection; returns how many points it took.
+    fn cycle(&mut self) -> usize {
         let started = Instant::now();
         let failed = self.runner.collect(now_ns(), &mut self.points);
         Stats::add(&self.stats.cycles, 1);
@@ -164,6 +168,25 @@ impl Loop {
                 "collection took longer than the interval; the next tick is skipped"
             );
         }
+        taken
+    }
+
+    /// One line of counters for systemd's STATUS=.
+    fn status_line(&self) -> String {
+        let s = &self.stats;
+        let depth = self.queue.depth();
+        let mut line = format!(
+            "collected={} sent={} dropped={} queued={} retries={}",
+            Stats::get(&s.collected),
+            Stats::get(&s.sent_points),
+            s.dropped_total(),
+            depth.batches,
+            Stats::get(&s.retries),
+        );
+        if let Some(p) = depth.spool {
+            line.push_str(&format!(" spooled={}", p.batches));
+        }
+        line
     }
 
     fn flush(&mut self) {
@@ -236,9 +259,16 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
             Err(RecvTimeoutError::Timeout) => {}
         }
     };
+    let mut notify = Notifier::from_env();
+    let mut ready = false;
+    let mut last_status = Instant::now();
     let first = Instant::now() + splay(l.cfg.jitter, fastrand::f64());
     while !stop && Instant::now() < first {
-        wait(first, &mut stop);
+        notify.ping(Instant::now());
+        wait(
+            notify.next_ping().map_or(first, |p| p.min(first)),
+            &mut stop,
+        );
     }
     let start = Instant::now();
     let mut ticker = Ticker::new(start, l.cfg.interval);
@@ -255,20 +285,33 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
                     "missed collection ticks were skipped (the agent was stalled)"
                 );
             }
-            l.cycle();
+            let taken = l.cycle();
+            if !ready && taken > 0 {
+                ready = true;
+                notify.ready(&l.status_line());
+            }
         }
         let now = Instant::now();
         if now >= flush.deadline() {
             l.flush();
             flush.flushed(now, fastrand::f64());
+            if ready && now.duration_since(last_status) >= STATUS_EVERY {
+                notify.status(&l.status_line());
+                last_status = now;
+            }
         }
+        notify.ping(now);
         if now >= next_summary {
             l.summary();
             next_summary += SUMMARY_EVERY;
         }
-        let wake = ticker.deadline().min(flush.deadline()).min(next_summary);
+        let mut wake = ticker.deadline().min(flush.deadline()).min(next_summary);
+        if let Some(p) = notify.next_ping() {
+            wake = wake.min(p);
+        }
         wait(wake, &mut stop);
     }
+    notify.stopping();
 
     tracing::info!(timeout = ?l.cfg.shutdown_timeout, "stopping: collection ended, delivering what is queued");
     l.flush();

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod collect;
 pub mod config;
 pub mod encode;
+pub mod notify;
 pub mod point;
 pub mod queue;
 pub mod resolve;
