@@ -45,7 +45,7 @@ while [ "$SECONDS" -lt "$end" ]; do
 done
 cpu1=$(cpu_ns "$pid") lines1=$(wc -l <"$work/out")
 hwm=$(awk '/^VmHWM:/ {print $2}' /proc/"$pid"/status)
-threads=$(ls /proc/"$pid"/task | wc -l)
+threads=$(find /proc/"$pid"/task -mindepth 1 -maxdepth 1 | wc -l)
 kill -TERM "$pid"; wait "$pid" || true
 cycles=$((lines1 - lines0))
 [ "$cycles" -gt 0 ] || { echo "no cycles completed"; cat "$work/err"; exit 1; }

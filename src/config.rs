@@ -402,10 +402,21 @@ pub struct EnvFile {
     pub explicit: bool,
 }
 
+/// The env file of the packaged service, read when there is no `./.env`.
+pub const SYSTEM_ENV_FILE: &str = "/etc/procship/procship.env";
+
 impl Default for EnvFile {
+    /// `./.env` if it exists, otherwise the service's
+    /// `/etc/procship/procship.env` (so `procship --check-config` on a host
+    /// checks what the service will run with); neither need exist.
     fn default() -> Self {
+        let local = PathBuf::from(".env");
         EnvFile {
-            path: PathBuf::from(".env"),
+            path: if local.exists() {
+                local
+            } else {
+                PathBuf::from(SYSTEM_ENV_FILE)
+            },
             explicit: false,
         }
     }
@@ -421,6 +432,15 @@ pub fn read_env_file(file: &EnvFile) -> Result<Vec<(String, String)>, ConfigErro
     let text = match std::fs::read_to_string(&file.path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !file.explicit => {
+            return Ok(Vec::new());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !file.explicit => {
+            // The service's file is root:procship 0640: a user running
+            // `procship --once` is not refused, but told.
+            eprintln!(
+                "procship: note: {} is not readable by this user ({e}); its settings are not applied (run as root or the procship user, or pass --env-file)",
+                file.path.display()
+            );
             return Ok(Vec::new());
         }
         Err(e) => return Err(err(format!("cannot read it: {e}"))),

@@ -71,7 +71,7 @@ fn help() -> String {
          \x20 (none)            run the agent: collect every interval, ship batches\n\
          \x20 --once            print one complete snapshot to stdout and exit\n\
          \x20 --check-config    validate, print the effective configuration (secrets masked), exit 0 or 78\n\
-         \x20 --env-file PATH   env file to read (default ./.env; must exist when given)\n\
+         \x20 --env-file PATH   env file to read (default ./.env, else /etc/procship/procship.env; must exist when given)\n\
          \x20 -V, --version     print the version\n\n\
          Configuration: flags > environment > env file. Each variable is also a flag,\n\
          e.g. --interval 5 sets PROCSHIP_INTERVAL. Variables (default):\n",

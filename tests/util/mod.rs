@@ -34,7 +34,11 @@ pub fn fixture(case: &str) -> PathBuf {
 /// in a fresh directory so no ./.env is picked up.
 pub fn procship(vars: &[(&str, &str)]) -> Command {
     let mut c = Command::new(BIN);
-    c.env_clear().current_dir(tempdir("cwd"));
+    let cwd = tempdir("cwd");
+    // An empty ./.env: the host's /etc/procship/procship.env (read when
+    // there is no ./.env) must not leak into tests.
+    std::fs::write(cwd.join(".env"), "").unwrap();
+    c.env_clear().current_dir(cwd);
     for (k, v) in vars {
         c.env(k, v);
     }
