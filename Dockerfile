@@ -1,13 +1,22 @@
-# Multi-stage build from source; small non-root runtime image.
-# Not yet built in CI (no Docker engine on the CI machine): issue #5 finishes it.
+# procship in a container, watching its host. Multi-stage: build from
+# source on Debian's Rust image, run on distroless (glibc, no shell) as the
+# non-root user 65532. See README "Deploy" for the docker run line.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked
+RUN cargo build --release --locked \
+ && mkdir -p /out/spool \
+ && cp target/release/procship /out/procship
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/procship /usr/bin/procship
+COPY --from=build /out/procship /usr/bin/procship
+# The spool directory, owned by the runtime user: mount a volume here.
+COPY --from=build --chown=65532:65532 /out/spool /var/lib/procship
 # Watch the host: mount its /proc, /sys and / read-only at these paths.
-ENV PROCSHIP_HOST_PROC=/host/proc PROCSHIP_HOST_SYS=/host/sys PROCSHIP_HOST_ROOT=/host/root
-USER nonroot
+ENV PROCSHIP_HOST_PROC=/host/proc \
+    PROCSHIP_HOST_SYS=/host/sys \
+    PROCSHIP_HOST_ROOT=/host/root \
+    PROCSHIP_SPOOL_DIR=/var/lib/procship
+USER 65532:65532
+VOLUME ["/var/lib/procship"]
 ENTRYPOINT ["/usr/bin/procship"]
