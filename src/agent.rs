@@ -17,6 +17,7 @@ use crate::schedule::{FlushTimer, Ticker, splay};
 use crate::ship::{self, Shipper};
 use crate::spool::Spool;
 use crate::stats::{Drop, Stats};
+use crate::telemetry::SelfStats;
 
 /// Messages from the signal thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +136,8 @@ struct Loop {
     batcher: Batcher,
     encoder: Encoder,
     points: Vec<Point>,
+    telemetry: SelfStats,
+    started: Instant,
 }
 
 impl Loop {
@@ -152,9 +155,18 @@ impl Loop {
     /// One collection; returns how many points it took.
     fn cycle(&mut self) -> usize {
         let started = Instant::now();
-        let failed = self.runner.collect(now_ns(), &mut self.points);
+        let now = now_ns();
+        let failed = self.runner.collect(now, &mut self.points);
         Stats::add(&self.stats.cycles, 1);
         Stats::add(&self.stats.collector_errors, failed as u64);
+        let agent = self.telemetry.point(
+            &self.stats,
+            &self.queue.depth(),
+            started.elapsed(),
+            self.started.elapsed(),
+            now,
+        );
+        self.points.push(agent);
         let (taken, full) = self.batcher.add(&mut self.points);
         Stats::add(&self.stats.collected, taken as u64);
         for b in full {
@@ -243,6 +255,8 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
         stats: stats.clone(),
         queue: queue.clone(),
         points: Vec::new(),
+        telemetry: SelfStats::new(collect::page_size()),
+        started: Instant::now(),
         cfg,
     };
 

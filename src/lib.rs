@@ -15,3 +15,4 @@ pub mod schedule;
 pub mod ship;
 pub mod spool;
 pub mod stats;
+pub mod telemetry;

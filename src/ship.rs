@@ -171,6 +171,9 @@ impl Shipper {
     }
 
     fn delivered(&self, item: &Queued) {
+        self.stats
+            .last_success_ns
+            .store(crate::agent::now_ns(), std::sync::atomic::Ordering::Relaxed);
         Stats::add(&self.stats.sent_points, item.batch.points);
         Stats::add(&self.stats.sent_batches, 1);
         self.queue.done(item);
@@ -214,6 +217,17 @@ impl Shipper {
         if self.too_old(&item) {
             return true;
         }
+        self.stats
+            .in_flight
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        let keep_going = self.attempt(item);
+        self.stats
+            .in_flight
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        keep_going
+    }
+
+    fn attempt(&mut self, item: Queued) -> bool {
         let e = &item.batch;
         let http = match &self.sink {
             Sink::Stdout => {
@@ -263,6 +277,11 @@ impl Shipper {
                         return true;
                     }
                     Decision::Reject => {
+                        Stats::add(&self.stats.send_failures, 1);
+                        self.stats.set_last_error(format!(
+                            "{}: HTTP {status} (permanent, batch {} dropped): {body_head}",
+                            http.url_masked, e.seq
+                        ));
                         tracing::error!(
                             url = %http.url_masked,
                             status,
@@ -280,6 +299,9 @@ impl Shipper {
             };
             attempts += 1;
             Stats::add(&self.stats.retries, 1);
+            Stats::add(&self.stats.send_failures, 1);
+            self.stats
+                .set_last_error(format!("{}: {}", http.url_masked, reason.trim()));
             if self.queue.deadline().is_some() && item.spooled.is_some() {
                 tracing::info!(
                     seq = e.seq,

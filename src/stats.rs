@@ -5,7 +5,8 @@
 //! `collected + recovered = sent + dropped + spooled` (what the spool still
 //! holds for the next run).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -16,6 +17,14 @@ pub struct Stats {
     pub sent_points: AtomicU64,
     pub sent_batches: AtomicU64,
     pub retries: AtomicU64,
+    /// Attempts that did not deliver: retried ones and permanent rejections.
+    pub send_failures: AtomicU64,
+    /// When the last batch was delivered (ns since the epoch; 0: never).
+    pub last_success_ns: AtomicI64,
+    /// Batches the shipper holds right now (0 or 1).
+    pub in_flight: AtomicU64,
+    /// The last delivery error, for the status endpoint ("" when none yet).
+    pub last_error: Mutex<String>,
     /// Points found pending in the spool at start (collected by an earlier run).
     pub spool_recovered: AtomicU64,
     /// Damaged spool ranges skipped (torn tails, bad checksums).
@@ -85,5 +94,20 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
+    }
+
+    pub fn set_last_error(&self, msg: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = msg;
+    }
+
+    pub fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn last_success_ns(&self) -> i64 {
+        self.last_success_ns.load(Relaxed)
     }
 }

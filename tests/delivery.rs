@@ -252,3 +252,40 @@ fn sigint_stops_like_sigterm() {
     let acc = account(&stderr);
     assert_eq!((acc.collected, acc.dropped), (acc.sent, 0));
 }
+
+#[test]
+fn every_cycle_ships_the_agent_own_measurement() {
+    let l = Listener::start(always(204));
+    let a = Agent::start(&refs(&fast(&l.url())));
+    wait_for("3 batches", SECS(20), || l.accepted().len() >= 3);
+    let (status, _, stderr) = a.stop(SECS(10));
+    assert!(status.success(), "{stderr}");
+    let agents: Vec<serde_json::Value> = l
+        .accepted()
+        .iter()
+        .flat_map(|r| r.json()["points"].as_array().unwrap().clone())
+        .filter(|p| p["measurement"] == "agent")
+        .collect();
+    assert!(agents.len() >= 3, "one per cycle");
+    let last = &agents[agents.len() - 1];
+    let f = &last["fields"];
+    assert_eq!(last["tags"]["host"], "test-host");
+    for k in [
+        "collected",
+        "sent",
+        "dropped",
+        "retries",
+        "queue_batches",
+        "rss_bytes",
+        "cpu_seconds",
+        "last_success",
+    ] {
+        assert!(!f[k].is_null(), "field {k} in {last}");
+    }
+    assert!(f["collected"].as_u64().unwrap() > 0);
+    assert!(f["rss_bytes"].as_u64().unwrap() > 1 << 20);
+    assert!(
+        f["last_success"].as_i64().unwrap() > 1_600_000_000,
+        "a delivery happened: {last}"
+    );
+}

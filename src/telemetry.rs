@@ -1,0 +1,143 @@
+//! Self-telemetry: the `agent` measurement, one point per cycle shipped
+//! with the host's, so a fleet dashboard shows every agent's health: what
+//! it collected, sent and dropped (by reason), retries and failed attempts,
+//! what waits in memory and in the spool, when it last delivered, how long
+//! collection took, and its own resident memory and CPU time.
+//!
+//! Fields (counters are cumulative since start):
+//! `collected`, `sent`, `batches_sent`, `retries`, `send_failures`,
+//! `dropped`, `dropped_<reason>` for every drop reason (counters);
+//! `queue_batches`, `queue_bytes`, `spool_batches`, `spool_bytes`,
+//! `last_success` (Unix seconds, 0 before the first delivery),
+//! `collect_seconds`, `rss_bytes`, `cpu_seconds`, `uptime_seconds` (gauges).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use crate::point::{Point, Timestamp};
+use crate::queue::Depth;
+use crate::stats::{Drop, Stats};
+
+/// `dropped_<reason>` field names, in `Drop::ALL` order.
+const DROPPED: [&str; Drop::ALL.len()] = [
+    "dropped_queue_full",
+    "dropped_rejected",
+    "dropped_shutdown",
+    "dropped_output_error",
+    "dropped_too_old",
+    "dropped_spool_full",
+    "dropped_spool_damaged",
+];
+
+/// Reads the agent's own resident size and CPU time.
+pub struct SelfStats {
+    statm: Option<File>,
+    page_size: u64,
+    buf: [u8; 128],
+}
+
+impl SelfStats {
+    pub fn new(page_size: u64) -> Self {
+        SelfStats {
+            statm: File::open("/proc/self/statm").ok(),
+            page_size,
+            buf: [0; 128],
+        }
+    }
+
+    /// Resident bytes from /proc/self/statm (second field, in pages).
+    fn rss_bytes(&mut self) -> Option<u64> {
+        let n = self.statm.as_ref()?.read_at(&mut self.buf, 0).ok()?;
+        let text = std::str::from_utf8(&self.buf[..n]).ok()?;
+        let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * self.page_size)
+    }
+
+    /// User plus system CPU time of the whole process.
+    fn cpu_seconds() -> Option<f64> {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let u = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        Some(secs(u.user_time()) + secs(u.system_time()))
+    }
+
+    /// The `agent` point for this cycle.
+    pub fn point(
+        &mut self,
+        stats: &Stats,
+        depth: &Depth,
+        collect_took: Duration,
+        uptime: Duration,
+        now: Timestamp,
+    ) -> Point {
+        let spool = depth.spool.unwrap_or_default();
+        let mut p = Point::new("agent", now)
+            .counter("collected", Stats::get(&stats.collected))
+            .counter("sent", Stats::get(&stats.sent_points))
+            .counter("batches_sent", Stats::get(&stats.sent_batches))
+            .counter("retries", Stats::get(&stats.retries))
+            .counter("send_failures", Stats::get(&stats.send_failures))
+            .counter("dropped", stats.dropped_total());
+        for (reason, name) in Drop::ALL.iter().zip(DROPPED) {
+            p = p.counter(name, stats.dropped(*reason));
+        }
+        p = p
+            .uint("queue_batches", depth.batches as u64)
+            .uint("queue_bytes", depth.bytes as u64)
+            .uint("spool_batches", spool.batches)
+            .uint("spool_bytes", spool.bytes)
+            .int("last_success", stats.last_success_ns() / 1_000_000_000)
+            .gauge("collect_seconds", collect_took.as_secs_f64())
+            .gauge("uptime_seconds", uptime.as_secs_f64());
+        if let Some(rss) = self.rss_bytes() {
+            p = p.uint("rss_bytes", rss);
+        }
+        if let Some(cpu) = Self::cpu_seconds() {
+            p = p.gauge("cpu_seconds", cpu);
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point::Value;
+
+    #[test]
+    fn every_drop_reason_has_its_field() {
+        for (reason, name) in Drop::ALL.iter().zip(DROPPED) {
+            assert_eq!(name, format!("dropped_{}", reason.name()));
+        }
+    }
+
+    #[test]
+    fn the_agent_point_reports_counters_depth_and_itself() {
+        let stats = Stats::default();
+        Stats::add(&stats.collected, 70);
+        Stats::add(&stats.sent_points, 60);
+        stats.drop_points(Drop::Rejected, 10);
+        let depth = Depth {
+            batches: 2,
+            bytes: 300,
+            spool: None,
+        };
+        let mut s = SelfStats::new(4096);
+        let p = s.point(
+            &stats,
+            &depth,
+            Duration::from_millis(3),
+            Duration::from_secs(9),
+            5,
+        );
+        let f = |k: &str| p.fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+        assert_eq!(f("collected"), Some(Value::Counter(70)));
+        assert_eq!(f("dropped"), Some(Value::Counter(10)));
+        assert_eq!(f("dropped_rejected"), Some(Value::Counter(10)));
+        assert_eq!(f("queue_batches"), Some(Value::Int(2)));
+        assert_eq!(f("last_success"), Some(Value::Int(0)));
+        assert!(matches!(f("rss_bytes"), Some(Value::Int(n)) if n > 100_000));
+        assert!(matches!(f("cpu_seconds"), Some(Value::Gauge(c)) if c > 0.0));
+    }
+}
