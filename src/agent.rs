@@ -17,6 +17,7 @@ use crate::schedule::{FlushTimer, Ticker, splay};
 use crate::ship::{self, Shipper};
 use crate::spool::Spool;
 use crate::stats::{Drop, Stats};
+use crate::status;
 use crate::telemetry::SelfStats;
 
 /// Messages from the signal thread.
@@ -138,6 +139,7 @@ struct Loop {
     points: Vec<Point>,
     telemetry: SelfStats,
     started: Instant,
+    status: Option<Arc<status::Shared>>,
 }
 
 impl Loop {
@@ -167,6 +169,9 @@ impl Loop {
             now,
         );
         self.points.push(agent);
+        if let Some(s) = &self.status {
+            s.set_snapshot(self.batcher.common(), &self.points);
+        }
         let (taken, full) = self.batcher.add(&mut self.points);
         Stats::add(&self.stats.collected, taken as u64);
         for b in full {
@@ -236,6 +241,24 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
     let first_seq = spool.as_ref().map_or(1, Spool::next_seq);
     let queue = Arc::new(Queue::new(cfg.queue_max_bytes, stats.clone(), spool));
     let (encoder, sink) = ship::sink_for(&cfg, identity(&cfg));
+    let status = match cfg.status_addr {
+        None => None,
+        Some(addr) => {
+            let shared = Arc::new(status::Shared::new(
+                &cfg,
+                stats.clone(),
+                queue.clone(),
+                now_ns(),
+            ));
+            let bound = status::spawn(addr, shared.clone()).map_err(|e| {
+                RunError::Config(format!(
+                    "PROCSHIP_STATUS_ADDR={addr}: cannot listen there: {e}"
+                ))
+            })?;
+            tracing::info!(addr = %bound, "status endpoint: /healthz /status /metrics");
+            Some(shared)
+        }
+    };
     let shipper = Shipper::new(&cfg, sink, queue.clone(), stats.clone()).spawn()?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -257,6 +280,7 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
         points: Vec::new(),
         telemetry: SelfStats::new(collect::page_size()),
         started: Instant::now(),
+        status,
         cfg,
     };
 

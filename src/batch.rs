@@ -37,6 +37,11 @@ impl Batcher {
         }
     }
 
+    /// The tags every point of a batch gets (host, `PROCSHIP_TAGS`).
+    pub fn common(&self) -> &[(String, String)] {
+        &self.common
+    }
+
     /// Numbers batches from `seq` on (the spool carries the sequence
     /// across restarts).
     pub fn first_seq(mut self, seq: u64) -> Self {

@@ -166,7 +166,12 @@ pub const VARS: &[Var] = &[
     var(
         "STATUS_ADDR",
         "",
-        "local status endpoint (not available yet: issue #7)",
+        "status endpoint (/healthz, /status, /metrics): a port (on 127.0.0.1) or ip:port; empty: off",
+    ),
+    var(
+        "HEALTH_WINDOW",
+        "5m",
+        "/healthz is 503 when batches wait and none was delivered for this long",
     ),
 ];
 
@@ -389,6 +394,9 @@ pub struct Config {
     pub disk: DiskOptions,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
+    /// Where the status endpoint listens, when on.
+    pub status_addr: Option<std::net::SocketAddr>,
+    pub health_window: Duration,
     /// Effective values, secrets already masked, and where each came from,
     /// for `--check-config`.
     effective: Vec<(&'static Var, String, Source)>,
@@ -633,9 +641,8 @@ impl Config {
             "json" => Ok(LogFormat::Json),
             _ => Err("accepted: text, json".into()),
         })?;
-        p.opt("STATUS_ADDR", |_| -> Result<(), String> {
-            Err("the status endpoint is not available in this version yet (issue #7); leave it empty".into())
-        })?;
+        let status_addr = p.opt("STATUS_ADDR", parse_status_addr)?;
+        let health_window = p.get("HEALTH_WINDOW", parse_positive_duration)?;
 
         let hostname = match hostname {
             Some(h) => h,
@@ -673,6 +680,8 @@ impl Config {
             disk,
             log_level,
             log_format,
+            status_addr,
+            health_window,
             effective,
         })
     }
@@ -680,6 +689,13 @@ impl Config {
     /// The configuration built from defaults only (used by tests and benches).
     pub fn defaults() -> Result<Config, ConfigError> {
         Config::from_sources(&[], &[], &[])
+    }
+
+    /// (variable, value with secrets masked, source) of every variable.
+    pub fn effective(&self) -> impl Iterator<Item = (String, &str, Source)> {
+        self.effective
+            .iter()
+            .map(|(v, shown, src)| (format!("{PREFIX}{}", v.name), shown.as_str(), *src))
     }
 
     /// `PROCSHIP_X=value  # source` lines, secrets masked: what `--check-config` prints.
@@ -895,6 +911,17 @@ pub fn parse_bytes(s: &str) -> Option<usize> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// A port (listening on 127.0.0.1), or an ip:port / [ip6]:port.
+fn parse_status_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    const ACCEPTED: &str =
+        "a port such as 9101 (on 127.0.0.1), or ip:port such as 127.0.0.1:9101 or [::1]:9101";
+    let port = s.strip_prefix(':').unwrap_or(s);
+    if let Ok(p) = port.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], p)));
+    }
+    s.parse().map_err(|_| ACCEPTED.to_string())
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -1117,7 +1144,8 @@ mod tests {
             ("DISK_STATFS_TIMEOUT", "0"),
             ("LOG_LEVEL", "loud"),
             ("LOG_FORMAT", "xml"),
-            ("STATUS_ADDR", "127.0.0.1:9100"),
+            ("STATUS_ADDR", "localhost:http"),
+            ("HEALTH_WINDOW", "0"),
         ];
         for (name, value) in cases {
             match err_of(&[(name, value)]) {

@@ -15,4 +15,5 @@ pub mod schedule;
 pub mod ship;
 pub mod spool;
 pub mod stats;
+pub mod status;
 pub mod telemetry;

@@ -10,6 +10,7 @@ use procship::config::{self, Config, ConfigError, EX_CONFIG, EnvFile, LogFormat,
 
 enum Mode {
     Run,
+    Status,
     Once,
     CheckConfig,
     Help,
@@ -57,6 +58,7 @@ fn parse_args() -> Result<Args, ConfigError> {
                     .map_err(|_| usage(format!("--{name}: value is not UTF-8")))?;
                 args.flags.push((var, v));
             }
+            Value(v) if v == "status" => args.mode = Mode::Status,
             other => return Err(usage(other.unexpected().to_string())),
         }
     }
@@ -66,11 +68,13 @@ fn parse_args() -> Result<Args, ConfigError> {
 fn help() -> String {
     let mut s = String::from(
         "procship: lean host-telemetry push agent for Linux\n\n\
-         Usage: procship [--env-file PATH] [--once | --check-config] [--VARIABLE VALUE]...\n\n\
+         Usage: procship [--env-file PATH] [--once | --check-config] [--VARIABLE VALUE]...\n\
+         \x20      procship status [--env-file PATH]\n\n\
          Modes:\n\
          \x20 (none)            run the agent: collect every interval, ship batches\n\
          \x20 --once            print one complete snapshot to stdout and exit\n\
          \x20 --check-config    validate, print the effective configuration (secrets masked), exit 0 or 78\n\
+         \x20 status            ask the running agent (PROCSHIP_STATUS_ADDR) what it is doing; exit 0 healthy, 1 not, 69 unreachable\n\
          \x20 --env-file PATH   env file to read (default ./.env, else /etc/procship/procship.env; must exist when given)\n\
          \x20 -V, --version     print the version\n\n\
          Configuration: flags > environment > env file. Each variable is also a flag,\n\
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match args.mode {
+        Mode::Status => return procship::status::client::run(&cfg),
         Mode::CheckConfig => {
             print!(
                 "# procship {}: configuration is valid\n{}",

@@ -52,7 +52,8 @@ const BAD: &[(&str, &str)] = &[
     ("DISK_STATFS_TIMEOUT", "0"),
     ("LOG_LEVEL", "verbose"),
     ("LOG_FORMAT", "logfmt"),
-    ("STATUS_ADDR", "127.0.0.1:9100"),
+    ("STATUS_ADDR", "all-interfaces"),
+    ("HEALTH_WINDOW", "never"),
 ];
 
 #[test]

@@ -15,6 +15,7 @@ use crate::point::{Batch, Timestamp};
 
 pub mod influx;
 pub mod json;
+pub mod promtext;
 
 /// A batch ready for the wire: what the queue holds and the shipper sends.
 #[derive(Debug, Clone)]

@@ -1,0 +1,124 @@
+//! Prometheus text exposition (format 0.0.4) of a snapshot of points, for
+//! the status endpoint's `GET /metrics`: one series per field, named
+//! `<measurement>_<field>` (the naming every format uses, so a series is
+//! the same whether scraped or pushed), labelled with the point's tags and
+//! the common ones (`host`, `PROCSHIP_TAGS`). Counters are `counter`, the
+//! rest `gauge`; no timestamps (the scrape's time is the sample's). Names
+//! and label names outside Prometheus' character set have the offending
+//! characters replaced by `_`; label values escape `\`, `"` and newline.
+
+use std::fmt::Write;
+
+use crate::point::{Point, Value, merged_tags};
+
+/// A metric or label name with characters outside `[a-zA-Z0-9_]` (and a
+/// leading digit) replaced by `_`.
+pub fn sanitize(out: &mut String, s: &str) {
+    for (i, c) in s.chars().enumerate() {
+        let ok = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
+        out.push(if ok { c } else { '_' });
+    }
+}
+
+/// The series name of a field: `<measurement>_<field>`.
+pub fn series_name(measurement: &str, field: &str) -> String {
+    let mut s = String::with_capacity(measurement.len() + field.len() + 1);
+    sanitize(&mut s, measurement);
+    s.push('_');
+    sanitize(&mut s, field);
+    s
+}
+
+fn escape_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Renders `points` (with `common` tags) as exposition text.
+pub fn render(common: &[(String, String)], points: &[Point]) -> String {
+    // (name, labels, value, is_counter), grouped by name for the TYPE lines.
+    let mut series: Vec<(String, String, String, bool)> = Vec::new();
+    for p in points {
+        let mut labels = String::new();
+        for (k, v) in merged_tags(common, &p.tags) {
+            if !labels.is_empty() {
+                labels.push(',');
+            }
+            sanitize(&mut labels, k);
+            labels.push_str("=\"");
+            escape_value(&mut labels, v);
+            labels.push('"');
+        }
+        for (field, value) in &p.fields {
+            let (text, counter) = match value {
+                Value::Counter(x) => (x.to_string(), true),
+                Value::Int(x) => (x.to_string(), false),
+                Value::Gauge(x) if x.is_finite() => (x.to_string(), false),
+                Value::Gauge(_) => continue,
+            };
+            series.push((
+                series_name(p.measurement, field),
+                labels.clone(),
+                text,
+                counter,
+            ));
+        }
+    }
+    series.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let mut out = String::new();
+    let mut last: Option<&str> = None;
+    for (name, labels, value, counter) in &series {
+        if last != Some(name.as_str()) {
+            let kind = if *counter { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            last = Some(name);
+        }
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_labels_types_and_escaping() {
+        let common = vec![("host".to_string(), "h1".to_string())];
+        let points = vec![
+            Point::new("disk", 1)
+                .tag("path", "/data \"x\"\\y")
+                .int("used", 5)
+                .gauge("used_percent", 12.5),
+            Point::new("net", 1)
+                .tag("interface", "eth0")
+                .counter("bytes_recv", 7),
+            Point::new("cpu", 1)
+                .tag("cpu", "cpu-total")
+                .gauge("usage_idle", f64::NAN),
+            Point::new("9weird.m", 1).int("a-b", 1),
+        ];
+        let text = render(&common, &points);
+        assert_eq!(
+            text,
+            "# TYPE _weird_m_a_b gauge\n\
+             _weird_m_a_b{host=\"h1\"} 1\n\
+             # TYPE disk_used gauge\n\
+             disk_used{host=\"h1\",path=\"/data \\\"x\\\"\\\\y\"} 5\n\
+             # TYPE disk_used_percent gauge\n\
+             disk_used_percent{host=\"h1\",path=\"/data \\\"x\\\"\\\\y\"} 12.5\n\
+             # TYPE net_bytes_recv counter\n\
+             net_bytes_recv{host=\"h1\",interface=\"eth0\"} 7\n"
+        );
+    }
+}
