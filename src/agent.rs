@@ -82,6 +82,72 @@ pub struct Account {
     pub spooled: u64,
 }
 
+/// Changes the log level of the running process.
+pub type SetLevel = Box<dyn Fn(tracing::Level) + Send>;
+
+/// What SIGHUP needs: how to build the configuration again (the env file
+/// is read anew) and how to change the log level.
+pub struct Reload {
+    pub load: Box<dyn Fn() -> Result<Config, crate::config::ConfigError>>,
+    pub set_level: SetLevel,
+}
+
+/// Variables a reload applies at the next cycle; any other change waits
+/// for a restart (and is logged as such).
+const LIVE: &[&str] = &[
+    "INTERVAL",
+    "TAGS",
+    "COLLECTORS",
+    "LOG_LEVEL",
+    "INGEST_URL",
+    "AUTH_TOKEN",
+    "HEADERS",
+];
+
+/// The variables whose values differ between two configurations, secrets
+/// compared by value (their printed form is masked).
+fn changed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let raw = |c: &Config, name: &str| -> Option<String> {
+        match name {
+            "AUTH_TOKEN" => Some(
+                c.auth_token
+                    .as_ref()
+                    .map(|t| t.expose().to_string())
+                    .unwrap_or_default(),
+            ),
+            "HEADERS" => Some(
+                c.headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.expose()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            "INGEST_URL" => Some(
+                c.ingest_url
+                    .as_ref()
+                    .map(|u| u.expose().to_string())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    for var in crate::config::VARS {
+        let name = format!("{}{}", crate::config::PREFIX, var.name);
+        let value = |c: &Config| {
+            raw(c, var.name).or_else(|| {
+                c.effective()
+                    .find(|(k, _, _)| *k == name)
+                    .map(|(_, v, _)| v.to_string())
+            })
+        };
+        if value(old) != value(new) {
+            out.push(var.name);
+        }
+    }
+    out
+}
+
 /// Why the agent could not run.
 #[derive(Debug)]
 pub enum RunError {
@@ -140,6 +206,7 @@ struct Loop {
     telemetry: SelfStats,
     started: Instant,
     status: Option<Arc<status::Shared>>,
+    swap: Arc<ship::Swap>,
 }
 
 impl Loop {
@@ -186,6 +253,71 @@ impl Loop {
             );
         }
         taken
+    }
+
+    /// SIGHUP: builds the configuration again and applies what can change
+    /// live at the next cycle; an invalid one is refused and the running one
+    /// stays. Queued batches are kept whatever changes.
+    fn reload(&mut self, r: &Reload, ticker: &mut Ticker) {
+        let new = match (r.load)() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    "SIGHUP: the new configuration is invalid, keeping the running one: {e}"
+                );
+                return;
+            }
+        };
+        let mut changes = changed(&self.cfg, &new);
+        // Between stdout and a URL the encoding changes too: restart.
+        let url_live = self.cfg.ingest_url.is_some() && new.ingest_url.is_some();
+        let (mut live, later): (Vec<&str>, Vec<&str>) = changes.drain(..).partition(|v| {
+            LIVE.contains(v) && (url_live || !matches!(*v, "INGEST_URL" | "AUTH_TOKEN" | "HEADERS"))
+        });
+        for v in &later {
+            tracing::warn!(
+                "SIGHUP: {}{v} changed; it applies after a restart",
+                crate::config::PREFIX
+            );
+        }
+        live.sort_unstable();
+        if live.is_empty() {
+            tracing::info!("SIGHUP: nothing to apply live");
+            return;
+        }
+        if live.contains(&"INTERVAL") {
+            self.cfg.interval = new.interval;
+            *ticker = Ticker::new(Instant::now(), new.interval);
+        }
+        if live.contains(&"TAGS") {
+            // What is pending was collected under the old tags.
+            self.flush();
+            self.batcher.set_tags(&self.cfg.hostname, &new.tags);
+            self.cfg.tags = new.tags.clone();
+        }
+        if live.contains(&"COLLECTORS") {
+            self.cfg.collectors = new.collectors.clone();
+            self.runner = runner(&self.cfg);
+        }
+        if live.contains(&"LOG_LEVEL") {
+            self.cfg.log_level = new.log_level;
+            (r.set_level)(new.log_level);
+        }
+        if live
+            .iter()
+            .any(|v| matches!(*v, "INGEST_URL" | "AUTH_TOKEN" | "HEADERS"))
+        {
+            self.cfg.ingest_url = new.ingest_url.clone();
+            self.cfg.auth_token = new.auth_token.clone();
+            self.cfg.headers = new.headers.clone();
+            if let Some(url) = &new.ingest_url {
+                self.swap.offer(ship::Http::new(&new, url.expose()));
+            }
+        }
+        if let Some(s) = &self.status {
+            s.set_config(&self.cfg, &new, &live);
+        }
+        tracing::info!(applied = %live.join(","), "SIGHUP: configuration reloaded");
     }
 
     /// One line of counters for systemd's STATUS=.
@@ -235,7 +367,7 @@ impl Loop {
 
 /// Runs the agent until `Control::Stop` (or the control channel closes);
 /// returns the account of every point.
-pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError> {
+pub fn run(cfg: Config, control: &Receiver<Control>, reload: Reload) -> Result<Account, RunError> {
     let stats = Arc::new(Stats::default());
     let spool = open_spool(&cfg, &stats)?;
     let first_seq = spool.as_ref().map_or(1, Spool::next_seq);
@@ -259,7 +391,8 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
             Some(shared)
         }
     };
-    let shipper = Shipper::new(&cfg, sink, queue.clone(), stats.clone()).spawn()?;
+    let swap = Arc::new(ship::Swap::default());
+    let shipper = Shipper::new(&cfg, sink, queue.clone(), stats.clone(), swap.clone()).spawn()?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         host = %cfg.hostname,
@@ -281,19 +414,17 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
         telemetry: SelfStats::new(collect::page_size()),
         started: Instant::now(),
         status,
+        swap,
         cfg,
     };
 
     let mut stop = false;
-    let wait = |until: Instant, stop: &mut bool| {
+    let mut hup = false;
+    let wait = |until: Instant, stop: &mut bool, hup: &mut bool| {
         let d = until.saturating_duration_since(Instant::now());
         match control.recv_timeout(d) {
             Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => *stop = true,
-            Ok(Control::Reload) => {
-                tracing::warn!(
-                    "SIGHUP received: live reload is not available in this version (issue #7); restart to apply changes"
-                )
-            }
+            Ok(Control::Reload) => *hup = true,
             Err(RecvTimeoutError::Timeout) => {}
         }
     };
@@ -306,6 +437,7 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
         wait(
             notify.next_ping().map_or(first, |p| p.min(first)),
             &mut stop,
+            &mut hup,
         );
     }
     let start = Instant::now();
@@ -313,6 +445,11 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
     let mut flush = FlushTimer::new(start, l.cfg.flush_interval, l.cfg.flush_jitter);
     let mut next_summary = start + SUMMARY_EVERY;
     while !stop {
+        if std::mem::take(&mut hup) {
+            notify.reloading();
+            l.reload(&reload, &mut ticker);
+            notify.ready(&l.status_line());
+        }
         let now = Instant::now();
         if now >= ticker.deadline() {
             let skipped = ticker.fire(now);
@@ -347,7 +484,7 @@ pub fn run(cfg: Config, control: &Receiver<Control>) -> Result<Account, RunError
         if let Some(p) = notify.next_ping() {
             wake = wake.min(p);
         }
-        wait(wake, &mut stop);
+        wait(wake, &mut stop, &mut hup);
     }
     notify.stopping();
 

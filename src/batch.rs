@@ -37,6 +37,14 @@ impl Batcher {
         }
     }
 
+    /// New common tags for the batches cut from now on (a reload).
+    pub fn set_tags(&mut self, host: &str, tags: &[(String, String)]) {
+        let mut common: Vec<(String, String)> = tags.to_vec();
+        common.push(("host".into(), host.to_string()));
+        common.sort();
+        self.common = CommonTags::new(common);
+    }
+
     /// The tags every point of a batch gets (host, `PROCSHIP_TAGS`).
     pub fn common(&self) -> &[(String, String)] {
         &self.common

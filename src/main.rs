@@ -99,15 +99,27 @@ fn load(args: &Args) -> Result<Config, ConfigError> {
     Config::from_sources(&args.flags, &environment, &file)
 }
 
-fn init_logging(cfg: &Config) {
-    let builder = tracing_subscriber::fmt()
+/// Sets up logging; returns how to change the level later (SIGHUP).
+fn init_logging(cfg: &Config) -> agent::SetLevel {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    let (filter, handle) =
+        tracing_subscriber::reload::Layer::new(LevelFilter::from_level(cfg.log_level));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_max_level(cfg.log_level)
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     match cfg.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
+        LogFormat::Text => registry
+            .with(layer.with_ansi(std::io::stderr().is_terminal()))
+            .init(),
     }
+    Box::new(move |level| {
+        if let Err(e) = handle.reload(LevelFilter::from_level(level)) {
+            tracing::warn!("cannot change the log level: {e}");
+        }
+    })
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in every thread and turns them into
@@ -175,7 +187,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Mode::Once => {
-            init_logging(&cfg);
+            let _ = init_logging(&cfg);
             agent::once(&cfg).and_then(|body| {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&body)?;
@@ -183,8 +195,13 @@ fn main() -> ExitCode {
             })
         }
         _ => {
-            init_logging(&cfg);
-            match signal_channel().map(|rx| agent::run(cfg, &rx)) {
+            let reload = agent::Reload {
+                // SIGHUP reads the env file again (the flags and the process
+                // environment are what they were at start).
+                load: Box::new(move || load(&args)),
+                set_level: init_logging(&cfg),
+            };
+            match signal_channel().map(|rx| agent::run(cfg, &rx, reload)) {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(agent::RunError::Config(msg))) => {
                     // Logging is up: the message goes where the operator looks.

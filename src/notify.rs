@@ -91,6 +91,14 @@ impl Notifier {
         self.send(&format!("STATUS={status}"));
     }
 
+    /// A reload starts (SIGHUP); `ready` ends it.
+    pub fn reloading(&self) {
+        let usec = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+    }
+
     pub fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=stopping: delivering what is queued");
     }

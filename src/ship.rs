@@ -127,8 +127,24 @@ impl Http {
     }
 }
 
+/// A new HTTP target handed over by a reload; the shipper takes it before
+/// its next attempt.
+#[derive(Default)]
+pub struct Swap(std::sync::Mutex<Option<Http>>);
+
+impl Swap {
+    pub fn offer(&self, h: Http) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+    }
+
+    fn take(&self) -> Option<Http> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 pub struct Shipper {
     pub sink: Sink,
+    swap: Arc<Swap>,
     pub queue: Arc<Queue>,
     pub stats: Arc<Stats>,
     pub retry_initial: Duration,
@@ -140,9 +156,16 @@ pub struct Shipper {
 }
 
 impl Shipper {
-    pub fn new(cfg: &Config, sink: Sink, queue: Arc<Queue>, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        cfg: &Config,
+        sink: Sink,
+        queue: Arc<Queue>,
+        stats: Arc<Stats>,
+        swap: Arc<Swap>,
+    ) -> Self {
         Shipper {
             sink,
+            swap,
             queue,
             stats,
             retry_initial: cfg.retry_initial,
@@ -229,7 +252,7 @@ impl Shipper {
 
     fn attempt(&mut self, item: Queued) -> bool {
         let e = &item.batch;
-        let http = match &self.sink {
+        match &self.sink {
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();
                 match out.write_all(&e.body).and_then(|_| out.flush()) {
@@ -245,11 +268,20 @@ impl Shipper {
                 }
                 return true;
             }
-            Sink::Http(h) => h,
-        };
+            Sink::Http(_) => {}
+        }
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max_delay, fastrand::u64(..));
         let mut attempts = 0u64;
         loop {
+            // A reload (SIGHUP) may have changed the URL or the credentials:
+            // the next attempt, even of this batch, uses them.
+            if let Some(h) = self.swap.take() {
+                tracing::info!(url = %h.url_masked, "delivering to the reloaded target");
+                self.sink = Sink::Http(h);
+            }
+            let Sink::Http(http) = &self.sink else {
+                return true;
+            };
             let mut timeout = http.timeout;
             if let Some(deadline) = self.queue.deadline() {
                 timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));

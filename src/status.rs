@@ -37,8 +37,8 @@ pub struct Shared {
     pub started: Instant,
     pub started_ns: i64,
     pub health_window: Duration,
-    /// (variable, masked value, source) of the effective configuration.
-    pub config: Vec<(String, String, String)>,
+    /// (variable, masked value, source) of the configuration in effect.
+    config: Mutex<Vec<(String, String, String)>>,
     snapshot: Mutex<Snapshot>,
 }
 
@@ -62,12 +62,39 @@ impl Shared {
             started: Instant::now(),
             started_ns,
             health_window: cfg.health_window,
-            config: cfg
-                .effective()
-                .map(|(k, v, src)| (k, v.to_string(), src.to_string()))
-                .collect(),
+            config: Mutex::new(
+                cfg.effective()
+                    .map(|(k, v, src)| (k, v.to_string(), src.to_string()))
+                    .collect(),
+            ),
             snapshot: Mutex::new(Snapshot::default()),
         }
+    }
+
+    /// After a reload: the variables applied live show their new value,
+    /// the rest (waiting for a restart) the value still in effect.
+    pub fn set_config(
+        &self,
+        old: &crate::config::Config,
+        new: &crate::config::Config,
+        live: &[&str],
+    ) {
+        let applied = |k: &str| {
+            live.iter()
+                .any(|v| k.strip_prefix(crate::config::PREFIX) == Some(*v))
+        };
+        let now: Vec<(String, String, String)> = old
+            .effective()
+            .zip(new.effective())
+            .map(|((k, ov, os), (_, nv, ns))| {
+                if applied(&k) {
+                    (k, nv.to_string(), ns.to_string())
+                } else {
+                    (k, ov.to_string(), os.to_string())
+                }
+            })
+            .collect();
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = now;
     }
 
     /// Keeps a copy of a cycle's points for `/metrics`.
@@ -155,7 +182,8 @@ fn status_json(sh: &Shared, now_ns: i64) -> String {
         sh.health_window,
     );
     let mut config = serde_json::Map::new();
-    for (k, v, src) in &sh.config {
+    let current = sh.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for (k, v, src) in &current {
         config.insert(k.clone(), serde_json::json!({"value": v, "source": src}));
     }
     let mut dropped = serde_json::Map::new();

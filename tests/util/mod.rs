@@ -66,7 +66,12 @@ fn pump(r: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<(
 
 impl Agent {
     pub fn start(vars: &[(&str, &str)]) -> Agent {
+        Self::start_args(vars, &[])
+    }
+
+    pub fn start_args(vars: &[(&str, &str)], args: &[&str]) -> Agent {
         let mut child = procship(vars)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
