@@ -91,10 +91,19 @@ fn help() -> String {
 }
 
 fn load(args: &Args) -> Result<Config, ConfigError> {
+    load_over(args, &[])
+}
+
+/// Builds the configuration, leaving out environment entries that are
+/// copies of the env file as it was at start (`from_file`): under systemd,
+/// `EnvironmentFile=` puts the file into the environment, which would
+/// otherwise outrank the file's new values on SIGHUP.
+fn load_over(args: &Args, from_file: &[(String, String)]) -> Result<Config, ConfigError> {
     let file = config::read_env_file(&args.env_file)?;
     let environment: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k.starts_with(PREFIX))
+        .filter(|kv| !from_file.contains(kv))
         .collect();
     Config::from_sources(&args.flags, &environment, &file)
 }
@@ -195,10 +204,12 @@ fn main() -> ExitCode {
             })
         }
         _ => {
+            // What the env file said at start: its copies in the
+            // environment (systemd's EnvironmentFile=) yield to its new
+            // values on SIGHUP.
+            let at_start = config::read_env_file(&args.env_file).unwrap_or_default();
             let reload = agent::Reload {
-                // SIGHUP reads the env file again (the flags and the process
-                // environment are what they were at start).
-                load: Box::new(move || load(&args)),
+                load: Box::new(move || load_over(&args, &at_start)),
                 set_level: init_logging(&cfg),
             };
             match signal_channel().map(|rx| agent::run(cfg, &rx, reload)) {

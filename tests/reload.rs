@@ -44,7 +44,14 @@ fn token_and_interval_change_live_and_nothing_queued_is_lost() {
     let dir = tempdir("reload");
     let file = dir.join("agent.env");
     env_file(&file, &l.url(), "tok-old", "0.1", "");
-    let a = Agent::start_args(&[], &["--env-file", file.to_str().unwrap()]);
+    // As under systemd: EnvironmentFile= also put the file into the environment.
+    let url = l.url();
+    let systemd_copy = [
+        ("PROCSHIP_INGEST_URL", url.as_str()),
+        ("PROCSHIP_AUTH_TOKEN", "tok-old"),
+        ("PROCSHIP_INTERVAL", "0.1"),
+    ];
+    let a = Agent::start_args(&systemd_copy, &["--env-file", file.to_str().unwrap()]);
     wait_for("batches with the old token", SECS(20), || {
         l.accepted().len() >= 5
     });
