@@ -5,7 +5,7 @@
 # systemd-analyze verify, `procship --check-config` reading the service's
 # env file, and a purge that leaves nothing behind.
 #
-#   packaging/check-deb.sh            (needs root, cargo-deb, dpkg, systemd)
+#   packaging/check-deb.sh [PACKAGE.deb]   (root; builds it with cargo-deb if not given)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +15,15 @@ if dpkg -s procship >/dev/null 2>&1; then
   fail "procship is installed on this machine already; not touching it"
 fi
 
-cargo build --release --locked --quiet
-deb=target/debian/procship-check.deb
-rm -f "$deb"
-cargo deb --no-build --output "$deb"
+# A built package may be given (CI builds it as the unprivileged user).
+deb=${1:-}
+if [ -z "$deb" ]; then
+  cargo build --release --locked --quiet
+  deb=target/debian/procship-check.deb
+  rm -f "$deb"
+  cargo deb --no-build --output "$deb"
+fi
+[ -f "$deb" ] || fail "no package at $deb"
 echo "== $deb"
 
 echo "== dpkg-deb -c"

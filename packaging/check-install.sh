@@ -10,7 +10,7 @@ fail() { echo "check-install: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "run as root"
 [ ! -e /etc/procship ] || fail "/etc/procship exists on this machine already; not touching it"
 
-cargo build --release --locked --quiet
+[ -x target/release/procship ] || cargo build --release --locked --quiet
 bin=/usr/local/bin/procship unit=/etc/systemd/system/procship.service env=/etc/procship/procship.env
 
 echo "== install.sh (first run)"
