@@ -65,6 +65,22 @@ fn cycles(c: &mut Criterion) {
     g.finish();
 }
 
+/// Each collector alone on this host: what it adds to a cycle.
+fn per_collector(c: &mut Criterion) {
+    let mut g = c.benchmark_group("collector");
+    let mut points = Vec::with_capacity(256);
+    for name in collect::NAMES {
+        let mut one = runner(&[name], HostPaths::default());
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                points.clear();
+                black_box(one.collect(1, &mut points));
+            })
+        });
+    }
+    g.finish();
+}
+
 fn encoding(c: &mut Criterion) {
     let mut r = runner(collect::NAMES, HostPaths::default());
     let mut points = Vec::new();
@@ -93,5 +109,5 @@ fn encoding(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cycles, encoding);
+criterion_group!(benches, cycles, per_collector, encoding);
 criterion_main!(benches);

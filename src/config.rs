@@ -1195,8 +1195,10 @@ mod tests {
         let all_but = parse_collectors("-processes").unwrap();
         assert!(!all_but.contains(&"processes") && all_but.contains(&"cpu"));
         assert!(
-            parse_collectors("-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes")
-                .is_err()
+            parse_collectors(
+                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure"
+            )
+            .is_err()
         );
         assert_eq!(
             parse_tags("role=db, dc=ams").unwrap(),

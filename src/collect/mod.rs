@@ -24,6 +24,7 @@ pub mod kernel;
 pub mod kv;
 pub mod mem;
 pub mod net;
+pub mod pressure;
 pub mod processes;
 pub mod stat;
 pub mod swap;
@@ -40,6 +41,7 @@ pub const NAMES: &[&str] = &[
     "system",
     "kernel",
     "processes",
+    "pressure",
 ];
 
 pub trait Collector: Send {
@@ -282,6 +284,7 @@ pub fn build(names: &[&str], ctx: &Context) -> Vec<Box<dyn Collector>> {
                 "system" => Box::new(system::System),
                 "kernel" => Box::new(kernel::Kernel),
                 "processes" => Box::new(processes::Processes::default()),
+                "pressure" => Box::new(pressure::Pressure::default()),
                 _ => return None,
             })
         })

@@ -1,0 +1,196 @@
+//! `pressure`: pressure stall information (PSI) from /proc/pressure/cpu,
+//! memory and io: the share of time some (or all, `full`) runnable tasks
+//! were stalled on that resource. One point per resource and line:
+//! `pressure` with tags `resource` (cpu, memory, io) and `type` (some,
+//! full) → avg10, avg60, avg300 (percent, gauges) and total (stalled
+//! microseconds, a counter), as Telegraf's kernel plugin reports them.
+//!
+//! A kernel without PSI (before 4.20, or booted with `psi=0`) has no such
+//! files, or refuses to read them (EOPNOTSUPP): the collector then emits
+//! nothing, and says so once at debug; it is not an error. A file that is
+//! there but malformed is. Cost: three reads of one or two short lines.
+
+use std::path::Path;
+
+use super::{CollectError, Collector, ErrorKind, Files, num};
+use crate::point::{Point, Timestamp};
+
+const RESOURCES: [(&str, &str); 3] = [
+    ("cpu", "pressure/cpu"),
+    ("memory", "pressure/memory"),
+    ("io", "pressure/io"),
+];
+
+#[derive(Default)]
+pub struct Pressure {
+    /// Set once the kernel turned out to lack PSI (said once).
+    absent: bool,
+}
+
+/// One line of a pressure file: `some avg10=0.00 avg60=0.21 avg300=0.51 total=103234065`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line<'a> {
+    pub kind: &'a str,
+    pub avg: [f64; 3],
+    pub total: u64,
+}
+
+pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Vec<Line<'a>>, CollectError> {
+    let mut out = Vec::with_capacity(2);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut words = line.split_ascii_whitespace();
+        let kind = match words.next() {
+            Some(k @ ("some" | "full")) => k,
+            other => {
+                return Err(CollectError::parse(
+                    path,
+                    format!(
+                        "expected a some or full line, found {:?}",
+                        other.unwrap_or("")
+                    ),
+                ));
+            }
+        };
+        let mut field = |name: &str| -> Result<&str, CollectError> {
+            let w = words.next();
+            w.and_then(|w| w.strip_prefix(name)?.strip_prefix('='))
+                .ok_or_else(|| CollectError::parse(path, format!("{kind}: {name}= missing")))
+        };
+        let mut avg = [0.0; 3];
+        for (slot, name) in avg.iter_mut().zip(["avg10", "avg60", "avg300"]) {
+            let v: f64 = num(path, name, Some(field(name)?))?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(CollectError::parse(
+                    path,
+                    format!("{kind} {name}={v} is not a percentage"),
+                ));
+            }
+            *slot = v;
+        }
+        let total: u64 = num(path, "total", Some(field("total")?))?;
+        out.push(Line { kind, avg, total });
+    }
+    if out.is_empty() {
+        return Err(CollectError::parse(path, "empty"));
+    }
+    Ok(out)
+}
+
+/// True for the errors of a kernel without PSI.
+fn no_psi(e: &CollectError) -> bool {
+    match &e.kind {
+        ErrorKind::Io(io) => {
+            io.kind() == std::io::ErrorKind::NotFound
+                || io.raw_os_error() == Some(nix::libc::EOPNOTSUPP)
+        }
+        _ => false,
+    }
+}
+
+impl Collector for Pressure {
+    fn name(&self) -> &'static str {
+        "pressure"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        if self.absent {
+            return Ok(());
+        }
+        for (resource, rel) in RESOURCES {
+            let path = files.proc_path(rel);
+            let text = match files.proc(rel) {
+                Ok(t) => t,
+                Err(e) if no_psi(&e) && resource == "cpu" => {
+                    tracing::debug!(
+                        "no pressure stall information on this kernel ({e}); the pressure collector stays quiet"
+                    );
+                    self.absent = true;
+                    return Ok(());
+                }
+                Err(e) if no_psi(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            for l in parse(&path, text)? {
+                out.push(
+                    Point::new("pressure", now)
+                        .tag("resource", resource)
+                        .tag("type", l.kind)
+                        .gauge("avg10", l.avg[0])
+                        .gauge("avg60", l.avg[1])
+                        .gauge("avg300", l.avg[2])
+                        .counter("total", l.total),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::testutil::*;
+    use crate::point::Value::{Counter, Gauge};
+
+    #[test]
+    fn three_resources_some_and_full() {
+        let pts = run(&mut Pressure::default(), "basic").unwrap();
+        assert_eq!(pts.len(), 6);
+        let io_full = pts
+            .iter()
+            .find(|p| p.tag_value("resource") == Some("io") && p.tag_value("type") == Some("full"))
+            .unwrap();
+        assert_eq!(io_full.field("avg60"), Some(Gauge(0.34)));
+        assert_eq!(io_full.field("total"), Some(Counter(78_845_918)));
+    }
+
+    #[test]
+    fn an_old_kernel_without_psi_is_quiet() {
+        let mut c = Pressure::default();
+        assert!(run(&mut c, "cpu-t0").unwrap().is_empty());
+        assert!(c.absent);
+    }
+
+    #[test]
+    fn hostile_files() {
+        let p = Path::new("/proc/pressure/io");
+        for (text, want) in [
+            ("", "empty"),
+            ("some avg10=0.00 avg60=0.21\n", "avg300= missing"),
+            ("some avg10=x avg60=0 avg300=0 total=1\n", "not a number"),
+            (
+                "some avg10=250 avg60=0 avg300=0 total=1\n",
+                "not a percentage",
+            ),
+            (
+                "some avg10=NaN avg60=0 avg300=0 total=1\n",
+                "not a percentage",
+            ),
+            ("half avg10=0 avg60=0 avg300=0 total=1\n", "some or full"),
+            ("some avg10=0 avg60=0 avg300=0 total=-1\n", "not a number"),
+            ("\0\0\0", "some or full"),
+        ] {
+            let e = parse(p, text).unwrap_err().to_string();
+            assert!(
+                e.contains(want) && e.contains("/proc/pressure/io"),
+                "{text:?}: {e}"
+            );
+        }
+        let e = run_on(
+            &mut Pressure::default(),
+            &[
+                (
+                    "proc/pressure/cpu",
+                    b"some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n",
+                ),
+                ("proc/pressure/memory", b"garbage\n"),
+            ],
+        );
+        assert!(err_text(e).contains("pressure/memory"));
+    }
+}
