@@ -1196,7 +1196,7 @@ mod tests {
         assert!(!all_but.contains(&"processes") && all_but.contains(&"cpu"));
         assert!(
             parse_collectors(
-                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure"
+                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure,-temp"
             )
             .is_err()
         );

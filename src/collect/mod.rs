@@ -29,6 +29,7 @@ pub mod processes;
 pub mod stat;
 pub mod swap;
 pub mod system;
+pub mod temp;
 
 /// Every collector, in the order a cycle runs them.
 pub const NAMES: &[&str] = &[
@@ -42,6 +43,7 @@ pub const NAMES: &[&str] = &[
     "kernel",
     "processes",
     "pressure",
+    "temp",
 ];
 
 pub trait Collector: Send {
@@ -285,6 +287,7 @@ pub fn build(names: &[&str], ctx: &Context) -> Vec<Box<dyn Collector>> {
                 "kernel" => Box::new(kernel::Kernel),
                 "processes" => Box::new(processes::Processes::default()),
                 "pressure" => Box::new(pressure::Pressure::default()),
+                "temp" => Box::new(temp::Temp::default()),
                 _ => return None,
             })
         })

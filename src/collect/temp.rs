@@ -1,0 +1,288 @@
+//! `temp`: temperatures from the kernel's hardware monitors,
+//! `<sys>/class/hwmon/hwmon*/temp*_input` (millidegrees Celsius), with the
+//! chip's `name` and the sensor's `temp*_label` (or `tempN` without one) as
+//! tags: `temp`: chip, sensor → temp (°C). Hosts without hwmon sensors
+//! (many VMs, some ARM boards) fall back to `<sys>/class/thermal/
+//! thermal_zone*/temp` (chip `thermal`, sensor the zone's `type`); a host
+//! with neither emits nothing, which is not an error.
+//!
+//! The sensor list is found by listing those directories, again every
+//! `REFRESH`; each sensor's file stays open and is re-read with `pread`.
+//! A sensor that answers with an I/O error (a disabled or absent probe:
+//! EIO, ENODATA, ENXIO) is skipped for that cycle; a value that is not a
+//! number or not a plausible temperature is an error naming the file.
+//! When two monitors share a chip name (two NVMe drives), the chip tag
+//! becomes `name-hwmonN`. Cost: one pread per sensor per cycle.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{CollectError, Collector, Files};
+use crate::point::{Point, Timestamp};
+
+/// How long the discovered sensor list is trusted.
+const REFRESH: Duration = Duration::from_secs(60);
+
+struct Sensor {
+    chip: String,
+    label: String,
+    path: PathBuf,
+    file: File,
+}
+
+#[derive(Default)]
+pub struct Temp {
+    sensors: Vec<Sensor>,
+    refreshed: Option<Instant>,
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let s = s.trim();
+    (!s.is_empty() && !s.contains('\0')).then(|| s.to_string())
+}
+
+/// Sorted entries of `dir` whose names start with `prefix`.
+fn entries(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    // hwmon2 before hwmon10, temp2 before temp10.
+    v.sort_by_key(|n| {
+        let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+        (digits.parse::<u64>().unwrap_or(u64::MAX), n.clone())
+    });
+    v
+}
+
+/// Every hwmon temperature sensor: (chip, hwmon dir, label, input path).
+fn hwmon(sys: &Path) -> Vec<(String, String, String, PathBuf)> {
+    let base = sys.join("class/hwmon");
+    let mut out = Vec::new();
+    for mon in entries(&base, "hwmon") {
+        let dir = base.join(&mon);
+        // Old drivers keep their attributes one level down, in device/.
+        for d in [dir.clone(), dir.join("device")] {
+            let chip = read_trimmed(&dir.join("name"))
+                .or_else(|| read_trimmed(&d.join("name")))
+                .unwrap_or_else(|| mon.clone());
+            for f in entries(&d, "temp") {
+                let Some(n) = f
+                    .strip_prefix("temp")
+                    .and_then(|r| r.strip_suffix("_input"))
+                else {
+                    continue;
+                };
+                let label = read_trimmed(&d.join(format!("temp{n}_label")))
+                    .unwrap_or_else(|| format!("temp{n}"));
+                out.push((chip.clone(), mon.clone(), label, d.join(&f)));
+            }
+        }
+    }
+    // Two monitors with one chip name: tell them apart by their directory.
+    let shared: Vec<String> = out
+        .iter()
+        .filter(|(c, m, _, _)| out.iter().any(|(c2, m2, _, _)| c2 == c && m2 != m))
+        .map(|(c, _, _, _)| c.clone())
+        .collect();
+    for (chip, mon, _, _) in &mut out {
+        if shared.contains(chip) {
+            *chip = format!("{chip}-{mon}");
+        }
+    }
+    out
+}
+
+/// Thermal zones: ("thermal", zone, type, temp path).
+fn thermal(sys: &Path) -> Vec<(String, String, String, PathBuf)> {
+    let base = sys.join("class/thermal");
+    entries(&base, "thermal_zone")
+        .into_iter()
+        .map(|z| {
+            let dir = base.join(&z);
+            let label = read_trimmed(&dir.join("type")).unwrap_or_else(|| z.clone());
+            ("thermal".to_string(), z, label, dir.join("temp"))
+        })
+        .collect()
+}
+
+/// Millidegrees Celsius as the kernel prints them → °C.
+pub fn parse_millidegrees(path: &Path, text: &[u8]) -> Result<f64, CollectError> {
+    let s = std::str::from_utf8(text)
+        .map_err(|_| CollectError::parse(path, "not UTF-8"))?
+        .trim();
+    let v: i64 = s.parse().map_err(|_| {
+        CollectError::parse(path, format!("{s:?} is not a temperature in millidegrees"))
+    })?;
+    let c = v as f64 / 1000.0;
+    if !(-273.15..=1000.0).contains(&c) {
+        return Err(CollectError::parse(
+            path,
+            format!("{c} °C is not a plausible temperature"),
+        ));
+    }
+    Ok(c)
+}
+
+impl Temp {
+    fn refresh(&mut self, files: &Files) {
+        let sys = files.sys_path("");
+        let mut found = hwmon(&sys);
+        if found.is_empty() {
+            found = thermal(&sys);
+        }
+        let before = self.sensors.len();
+        self.sensors = found
+            .into_iter()
+            .filter_map(|(chip, _, label, path)| {
+                let file = File::open(&path).ok()?;
+                Some(Sensor {
+                    chip,
+                    label,
+                    path,
+                    file,
+                })
+            })
+            .collect();
+        if self.refreshed.is_none() || before != self.sensors.len() {
+            tracing::debug!(sensors = self.sensors.len(), "temperature sensors found");
+        }
+        self.refreshed = Some(Instant::now());
+    }
+}
+
+impl Collector for Temp {
+    fn name(&self) -> &'static str {
+        "temp"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            self.refresh(files);
+        }
+        let mut buf = [0u8; 32];
+        for s in &self.sensors {
+            let n = match s.file.read_at(&mut buf, 0) {
+                Ok(n) => n,
+                Err(e) => {
+                    // A probe that is absent or switched off answers this way.
+                    tracing::trace!(sensor = %s.path.display(), "unreadable: {e}");
+                    continue;
+                }
+            };
+            if n == buf.len() {
+                return Err(CollectError::parse(&s.path, "longer than a temperature"));
+            }
+            let c = parse_millidegrees(&s.path, &buf[..n])?;
+            out.push(
+                Point::new("temp", now)
+                    .tag("chip", s.chip.clone())
+                    .tag("sensor", s.label.clone())
+                    .gauge("temp", c),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::testutil::*;
+    use crate::point::Value::Gauge;
+
+    fn temps(pts: &[Point]) -> Vec<(String, String, f64)> {
+        pts.iter()
+            .map(|p| {
+                let Some(Gauge(t)) = p.field("temp") else {
+                    panic!()
+                };
+                (
+                    p.tag_value("chip").unwrap().to_string(),
+                    p.tag_value("sensor").unwrap().to_string(),
+                    t,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hwmon_chips_labels_and_shared_names() {
+        let pts = run(&mut Temp::default(), "basic").unwrap();
+        assert_eq!(
+            temps(&pts),
+            [
+                ("coretemp".into(), "Package id 0".into(), 48.0),
+                ("coretemp".into(), "Core 0".into(), 45.0),
+                ("coretemp".into(), "Core 1".into(), 47.5),
+                ("nvme-hwmon1".into(), "Composite".into(), 38.85),
+                ("nvme-hwmon2".into(), "Composite".into(), 36.85),
+                ("acpitz".into(), "temp1".into(), 27.8),
+            ]
+        );
+    }
+
+    #[test]
+    fn thermal_zones_when_there_is_no_hwmon() {
+        let pts = run(&mut Temp::default(), "thermal-only").unwrap();
+        assert_eq!(
+            temps(&pts),
+            [
+                ("thermal".into(), "cpu-thermal".into(), 51.54),
+                ("thermal".into(), "thermal_zone1".into(), 40.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_sensors_at_all_is_quiet() {
+        assert!(run(&mut Temp::default(), "cpu-t0").unwrap().is_empty());
+    }
+
+    #[test]
+    fn hostile_values() {
+        let p = Path::new("/sys/class/hwmon/hwmon0/temp1_input");
+        assert_eq!(parse_millidegrees(p, b"-5000\n").unwrap(), -5.0);
+        for (text, want) in [
+            (&b"hot\n"[..], "not a temperature"),
+            (b"", "not a temperature"),
+            (b"99999999\n", "not a plausible"),
+            (b"-300000\n", "not a plausible"),
+            (b"\xff\xfe", "not UTF-8"),
+            (b"4\x005", "not a temperature"),
+        ] {
+            let e = parse_millidegrees(p, text).unwrap_err().to_string();
+            assert!(
+                e.contains(want) && e.contains("temp1_input"),
+                "{text:?}: {e}"
+            );
+        }
+        let e = run_on(
+            &mut Temp::default(),
+            &[
+                ("sys/class/hwmon/hwmon0/name", b"k10temp\n"),
+                ("sys/class/hwmon/hwmon0/temp1_input", b"NaN\n"),
+            ],
+        );
+        assert!(err_text(e).contains("hwmon0/temp1_input"));
+        let e = run_on(
+            &mut Temp::default(),
+            &[
+                ("sys/class/hwmon/hwmon0/name", b"k10temp\n"),
+                ("sys/class/hwmon/hwmon0/temp1_input", &[b'1'; 100]),
+            ],
+        );
+        assert!(err_text(e).contains("longer than a temperature"));
+    }
+}
