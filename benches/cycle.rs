@@ -30,16 +30,15 @@ fn cycles(c: &mut Criterion) {
     let mut g = c.benchmark_group("cycle");
     let host = HostPaths::default();
     let mut points = Vec::with_capacity(256);
-    let mut all = runner(collect::NAMES, host.clone());
+    let mut all = runner(&collect::defaults(), host.clone());
     g.bench_function("host_all_collectors", |b| {
         b.iter(|| {
             points.clear();
             black_box(all.collect(1, &mut points));
         })
     });
-    let without: Vec<&str> = collect::NAMES
-        .iter()
-        .copied()
+    let without: Vec<&str> = collect::defaults()
+        .into_iter()
         .filter(|n| *n != "processes")
         .collect();
     let mut lean = runner(&without, host);

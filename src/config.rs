@@ -52,8 +52,8 @@ pub const VARS: &[Var] = &[
     ),
     var(
         "COLLECTORS",
-        "all",
-        "collectors to run: all, or a list such as cpu,mem,net; -name removes one",
+        "default",
+        "collectors to run: default (all but netstat), all, or a list such as cpu,mem,net; -name removes one",
     ),
     var("TAGS", "", "extra tags on every point: k=v,k=v"),
     var(
@@ -942,7 +942,7 @@ fn parse_dir(s: &str) -> Result<PathBuf, String> {
 fn parse_collectors(s: &str) -> Result<Vec<&'static str>, String> {
     let accepted = || {
         format!(
-            "all, or a comma-separated list of: {} (a leading - removes one, as in all,-processes)",
+            "default, all, or a comma-separated list of: {} (a leading - removes one, as in default,-processes; +name or a name adds one, as in default,netstat)",
             collect::NAMES.join(", ")
         )
     };
@@ -950,9 +950,11 @@ fn parse_collectors(s: &str) -> Result<Vec<&'static str>, String> {
     for (i, item) in s.split(',').map(str::trim).enumerate() {
         if item == "all" {
             chosen = collect::NAMES.to_vec();
+        } else if item == "default" {
+            chosen = collect::defaults();
         } else if let Some(name) = item.strip_prefix('-') {
             if i == 0 {
-                chosen = collect::NAMES.to_vec();
+                chosen = collect::defaults();
             }
             let known = collect::NAMES
                 .iter()
@@ -960,6 +962,7 @@ fn parse_collectors(s: &str) -> Result<Vec<&'static str>, String> {
                 .ok_or_else(accepted)?;
             chosen.retain(|n| n != known);
         } else {
+            let item = item.strip_prefix('+').unwrap_or(item);
             let known = collect::NAMES
                 .iter()
                 .find(|n| **n == item)
@@ -1071,7 +1074,8 @@ mod tests {
     fn defaults_load() {
         let c = Config::defaults().unwrap();
         assert_eq!(c.interval, Duration::from_secs(10));
-        assert_eq!(c.collectors, collect::NAMES.to_vec());
+        assert_eq!(c.collectors, collect::defaults());
+        assert!(!c.collectors.contains(&"netstat"));
         assert_eq!(c.queue_max_bytes, 8 << 20);
         assert!(c.ingest_url.is_none());
         assert!(!c.hostname.is_empty());
@@ -1195,8 +1199,17 @@ mod tests {
         let all_but = parse_collectors("-processes").unwrap();
         assert!(!all_but.contains(&"processes") && all_but.contains(&"cpu"));
         assert!(
+            !all_but.contains(&"netstat"),
+            "removals start from the default set"
+        );
+        assert!(parse_collectors("all").unwrap().contains(&"netstat"));
+        for s in ["default,netstat", "default,+netstat"] {
+            let c = parse_collectors(s).unwrap();
+            assert_eq!(c.len(), collect::defaults().len() + 1, "{s}");
+        }
+        assert!(
             parse_collectors(
-                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure,-temp"
+                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure,-temp,-netstat"
             )
             .is_err()
         );

@@ -249,9 +249,9 @@ fn stdout_default_prints_one_batch_per_line_and_stops_cleanly() {
     };
     let sensors = has("/sys/class/hwmon", "hwmon", "_input")
         || has("/sys/class/thermal", "thermal_zone", "temp");
-    for m in procship::collect::NAMES {
-        if (*m == "temp" && !sensors)
-            || (*m == "pressure" && !std::path::Path::new("/proc/pressure/cpu").exists())
+    for m in procship::collect::defaults() {
+        if (m == "temp" && !sensors)
+            || (m == "pressure" && !std::path::Path::new("/proc/pressure/cpu").exists())
         {
             continue;
         }

@@ -24,6 +24,7 @@ pub mod kernel;
 pub mod kv;
 pub mod mem;
 pub mod net;
+pub mod netstat;
 pub mod pressure;
 pub mod processes;
 pub mod stat;
@@ -44,7 +45,22 @@ pub const NAMES: &[&str] = &[
     "processes",
     "pressure",
     "temp",
+    "netstat",
 ];
+
+/// Collectors `all` includes but the default set leaves out: `netstat`
+/// makes the kernel walk its whole TCP hash table (~1 ms per file on a
+/// host with a large table, whatever the number of sockets).
+pub const OFF_BY_DEFAULT: &[&str] = &["netstat"];
+
+/// The collectors `PROCSHIP_COLLECTORS=default` runs.
+pub fn defaults() -> Vec<&'static str> {
+    NAMES
+        .iter()
+        .copied()
+        .filter(|n| !OFF_BY_DEFAULT.contains(n))
+        .collect()
+}
 
 pub trait Collector: Send {
     fn name(&self) -> &'static str;
@@ -288,6 +304,7 @@ pub fn build(names: &[&str], ctx: &Context) -> Vec<Box<dyn Collector>> {
                 "processes" => Box::new(processes::Processes::default()),
                 "pressure" => Box::new(pressure::Pressure::default()),
                 "temp" => Box::new(temp::Temp::default()),
+                "netstat" => Box::new(netstat::Netstat::default()),
                 _ => return None,
             })
         })
