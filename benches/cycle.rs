@@ -19,6 +19,7 @@ fn runner(names: &[&str], paths: HostPaths) -> Runner {
         paths: paths.clone(),
         disk: cfg.disk.clone(),
         page_size: 4096,
+        rates: false,
     };
     let mut r = Runner::new(collect::build(names, &ctx), paths);
     // Prime the delta-based collectors so every iteration is a full cycle.

@@ -55,6 +55,11 @@ pub const VARS: &[Var] = &[
         "default",
         "collectors to run: default (all but netstat), all, or a list such as cpu,mem,net; -name removes one",
     ),
+    var(
+        "RATES",
+        "false",
+        "true: add <counter>_per_sec fields to diskio and net points (for backends that cannot compute rates)",
+    ),
     var("TAGS", "", "extra tags on every point: k=v,k=v"),
     var(
         "HOSTNAME",
@@ -373,6 +378,7 @@ pub struct Config {
     pub interval: Duration,
     pub jitter: Duration,
     pub collectors: Vec<&'static str>,
+    pub rates: bool,
     pub tags: Vec<(String, String)>,
     pub hostname: String,
     pub auth_token: Option<Secret>,
@@ -534,6 +540,7 @@ impl Config {
         let interval = p.get("INTERVAL", parse_positive_duration)?;
         let jitter = p.get("JITTER", parse_duration)?;
         let collectors = p.get("COLLECTORS", parse_collectors)?;
+        let rates = p.get("RATES", parse_bool)?;
         let tags = p.get("TAGS", parse_tags)?;
         let hostname = p.opt("HOSTNAME", parse_hostname)?;
         let auth_token = p.opt("AUTH_TOKEN", |s| {
@@ -660,6 +667,7 @@ impl Config {
             interval,
             jitter,
             collectors,
+            rates,
             tags,
             hostname,
             auth_token,
@@ -1123,6 +1131,7 @@ mod tests {
             ("JITTER", "soon"),
             ("COLLECTORS", "cpu,gpu"),
             ("TAGS", "host=x"),
+            ("RATES", "often"),
             ("HOSTNAME", "a b"),
             ("HEADERS", "Content-Type=x"),
             ("BATCH_MAX_POINTS", "0"),

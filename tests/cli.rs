@@ -27,6 +27,7 @@ const BAD: &[(&str, &str)] = &[
     ("JITTER", "soon"),
     ("COLLECTORS", "cpu,gpu"),
     ("TAGS", "novalue"),
+    ("RATES", "sometimes"),
     ("HOSTNAME", "two words"),
     ("AUTH_TOKEN", "tok-5ecret-987 with space"),
     ("HEADERS", "NoEquals"),

@@ -370,6 +370,7 @@ mod tests {
             paths: fixture("basic"),
             disk: DiskOptions::default(),
             page_size: 4096,
+            rates: false,
         };
         let pts = run(&mut Disk::new(&ctx), "basic").unwrap();
         // "/" and "/boot" exist under tests/fixtures/basic/root; the third mount point does not.
@@ -384,6 +385,7 @@ mod tests {
             paths: fixture("basic"),
             disk: DiskOptions::default(),
             page_size: 4096,
+            rates: false,
         };
         ctx.disk.statfs_timeout = Duration::from_millis(100);
         let mut d = Disk::new(&ctx);
@@ -438,6 +440,7 @@ mod tests {
             paths: paths.clone(),
             disk: DiskOptions::default(),
             page_size: 4096,
+            rates: false,
         };
         let mode = |d: &mut Disk| {
             let mut out = Vec::new();

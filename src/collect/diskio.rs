@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use procfs_core::DiskStat;
 
+use super::rates::Rates;
 use super::{CollectError, Collector, Files};
 use crate::point::{Point, Timestamp};
 
@@ -25,6 +26,29 @@ pub struct DiskIo {
     /// Whole devices from /sys/block, or `None` where /sys is not readable.
     devices: Option<Vec<String>>,
     refreshed: Option<Instant>,
+    rates: Rates,
+}
+
+const RATE_NAMES: &[(&str, &str)] = &[
+    ("reads", "reads_per_sec"),
+    ("writes", "writes_per_sec"),
+    ("read_bytes", "read_bytes_per_sec"),
+    ("write_bytes", "write_bytes_per_sec"),
+    ("read_time", "read_time_per_sec"),
+    ("write_time", "write_time_per_sec"),
+    ("io_time", "io_time_per_sec"),
+    ("weighted_io_time", "weighted_io_time_per_sec"),
+    ("merged_reads", "merged_reads_per_sec"),
+    ("merged_writes", "merged_writes_per_sec"),
+];
+
+impl DiskIo {
+    pub fn new(rates: bool) -> Self {
+        DiskIo {
+            rates: Rates::new(rates),
+            ..DiskIo::default()
+        }
+    }
 }
 
 fn virtual_device(name: &str) -> bool {
@@ -93,6 +117,7 @@ impl Collector for DiskIo {
         let path = files.proc_path("diskstats");
         let text = files.proc("diskstats")?;
         let mut seen = 0;
+        self.rates.start_cycle();
         for line in text.lines() {
             let Some(name) = line.split_ascii_whitespace().nth(2) else {
                 if line.trim().is_empty() {
@@ -109,22 +134,22 @@ impl Collector for DiskIo {
             seen += 1;
             let d = DiskStat::from_line(line)
                 .map_err(|e| super::procfs_error(&path, &format!("device {name}"), &e))?;
-            out.push(
-                Point::new("diskio", now)
-                    .tag("name", d.name)
-                    .counter("reads", d.reads)
-                    .counter("writes", d.writes)
-                    .counter("read_bytes", d.sectors_read.saturating_mul(SECTOR))
-                    .counter("write_bytes", d.sectors_written.saturating_mul(SECTOR))
-                    .counter("read_time", d.time_reading)
-                    .counter("write_time", d.time_writing)
-                    .counter("io_time", d.time_in_progress)
-                    .counter("weighted_io_time", d.weighted_time_in_progress)
-                    .counter("merged_reads", d.merged)
-                    .counter("merged_writes", d.writes_merged)
-                    .uint("iops_in_progress", d.in_progress),
-            );
+            let p = Point::new("diskio", now)
+                .tag("name", d.name.clone())
+                .counter("reads", d.reads)
+                .counter("writes", d.writes)
+                .counter("read_bytes", d.sectors_read.saturating_mul(SECTOR))
+                .counter("write_bytes", d.sectors_written.saturating_mul(SECTOR))
+                .counter("read_time", d.time_reading)
+                .counter("write_time", d.time_writing)
+                .counter("io_time", d.time_in_progress)
+                .counter("weighted_io_time", d.weighted_time_in_progress)
+                .counter("merged_reads", d.merged)
+                .counter("merged_writes", d.writes_merged)
+                .uint("iops_in_progress", d.in_progress);
+            out.push(self.rates.apply(&d.name, p, RATE_NAMES));
         }
+        self.rates.end_cycle();
         // A device in /sys/block but not in diskstats went away: list them again next cycle.
         if self.devices.as_ref().is_some_and(|list| seen < list.len()) {
             self.refreshed = None;

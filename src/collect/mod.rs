@@ -27,6 +27,7 @@ pub mod net;
 pub mod netstat;
 pub mod pressure;
 pub mod processes;
+pub mod rates;
 pub mod stat;
 pub mod swap;
 pub mod system;
@@ -267,6 +268,8 @@ pub struct Context {
     pub paths: HostPaths,
     pub disk: DiskOptions,
     pub page_size: u64,
+    /// `PROCSHIP_RATES`: `_per_sec` fields beside diskio and net counters.
+    pub rates: bool,
 }
 
 impl Context {
@@ -275,6 +278,7 @@ impl Context {
             paths: cfg.paths.clone(),
             disk: cfg.disk.clone(),
             page_size: page_size(),
+            rates: cfg.rates,
         }
     }
 }
@@ -296,9 +300,9 @@ pub fn build(names: &[&str], ctx: &Context) -> Vec<Box<dyn Collector>> {
                 "cpu" => Box::new(cpu::Cpu::default()),
                 "mem" => Box::new(mem::Mem),
                 "swap" => Box::new(swap::Swap::new(ctx.page_size)),
-                "diskio" => Box::new(diskio::DiskIo::default()),
+                "diskio" => Box::new(diskio::DiskIo::new(ctx.rates)),
                 "disk" => Box::new(disk::Disk::new(ctx)),
-                "net" => Box::new(net::Net),
+                "net" => Box::new(net::Net::new(ctx.rates)),
                 "system" => Box::new(system::System),
                 "kernel" => Box::new(kernel::Kernel),
                 "processes" => Box::new(processes::Processes::default()),

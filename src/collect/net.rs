@@ -3,16 +3,41 @@
 //! packets_sent, packets_recv, err_in, err_out, drop_in, drop_out). The
 //! loopback interface is left out, as Telegraf does. Parsed with
 //! procfs-core's `InterfaceDeviceStatus`; interfaces are sorted by name.
+//! With `PROCSHIP_RATES=true` each counter also gets a `<name>_per_sec`
+//! gauge (see `rates.rs`).
 
 use std::io::Cursor;
 
 use procfs_core::FromBufRead;
 use procfs_core::net::InterfaceDeviceStatus;
 
+use super::rates::Rates;
 use super::{CollectError, Collector, Files};
 use crate::point::{Point, Timestamp};
 
-pub struct Net;
+#[derive(Default)]
+pub struct Net {
+    rates: Rates,
+}
+
+const RATE_NAMES: &[(&str, &str)] = &[
+    ("bytes_sent", "bytes_sent_per_sec"),
+    ("bytes_recv", "bytes_recv_per_sec"),
+    ("packets_sent", "packets_sent_per_sec"),
+    ("packets_recv", "packets_recv_per_sec"),
+    ("err_in", "err_in_per_sec"),
+    ("err_out", "err_out_per_sec"),
+    ("drop_in", "drop_in_per_sec"),
+    ("drop_out", "drop_out_per_sec"),
+];
+
+impl Net {
+    pub fn new(rates: bool) -> Self {
+        Net {
+            rates: Rates::new(rates),
+        }
+    }
+}
 
 impl Collector for Net {
     fn name(&self) -> &'static str {
@@ -37,20 +62,21 @@ impl Collector for Net {
             .map_err(|e| super::procfs_error(&path, "interface counters", &e))?;
         let mut devs: Vec<_> = devs.0.into_values().filter(|d| d.name != "lo").collect();
         devs.sort_by(|a, b| a.name.cmp(&b.name));
+        self.rates.start_cycle();
         for d in devs {
-            out.push(
-                Point::new("net", now)
-                    .tag("interface", d.name)
-                    .counter("bytes_sent", d.sent_bytes)
-                    .counter("bytes_recv", d.recv_bytes)
-                    .counter("packets_sent", d.sent_packets)
-                    .counter("packets_recv", d.recv_packets)
-                    .counter("err_in", d.recv_errs)
-                    .counter("err_out", d.sent_errs)
-                    .counter("drop_in", d.recv_drop)
-                    .counter("drop_out", d.sent_drop),
-            );
+            let p = Point::new("net", now)
+                .tag("interface", d.name.clone())
+                .counter("bytes_sent", d.sent_bytes)
+                .counter("bytes_recv", d.recv_bytes)
+                .counter("packets_sent", d.sent_packets)
+                .counter("packets_recv", d.recv_packets)
+                .counter("err_in", d.recv_errs)
+                .counter("err_out", d.sent_errs)
+                .counter("drop_in", d.recv_drop)
+                .counter("drop_out", d.sent_drop);
+            out.push(self.rates.apply(&d.name, p, RATE_NAMES));
         }
+        self.rates.end_cycle();
         Ok(())
     }
 }
@@ -63,7 +89,7 @@ mod tests {
 
     #[test]
     fn interfaces_sorted_without_lo() {
-        let pts = run(&mut Net, "basic").unwrap();
+        let pts = run(&mut Net::default(), "basic").unwrap();
         let names: Vec<_> = pts
             .iter()
             .map(|p| p.tag_value("interface").unwrap())
@@ -76,8 +102,28 @@ mod tests {
 
     #[test]
     fn hostile_net_dev() {
-        assert!(err_text(run(&mut Net, "empty")).contains("no header"));
-        let e = err_text(run(&mut Net, "truncated"));
+        assert!(err_text(run(&mut Net::default(), "empty")).contains("no header"));
+        let e = err_text(run(&mut Net::default(), "truncated"));
         assert!(e.contains("net/dev"), "{e}");
+    }
+
+    #[test]
+    fn rates_when_asked() {
+        let mut n = Net::new(true);
+        let mut files = Files::new(fixture("basic"));
+        let mut out = Vec::new();
+        n.collect(&mut files, 1_000_000_000, &mut out).unwrap();
+        assert!(
+            out[0].field("bytes_recv_per_sec").is_none(),
+            "first cycle primes"
+        );
+        out.clear();
+        files.new_cycle();
+        n.collect(&mut files, 3_000_000_000, &mut out).unwrap();
+        assert_eq!(
+            out[0].field("bytes_recv_per_sec"),
+            Some(crate::point::Value::Gauge(0.0))
+        );
+        assert_eq!(out[0].fields.len(), 16);
     }
 }
