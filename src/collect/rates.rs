@@ -73,7 +73,7 @@ impl Rates {
 mod tests {
     use super::*;
 
-    const NAMES: &[(&str, &'static str)] = &[("rx", "rx_per_sec"), ("tx", "tx_per_sec")];
+    const NAMES: &[(&str, &str)] = &[("rx", "rx_per_sec"), ("tx", "tx_per_sec")];
 
     fn pt(t: i64, rx: u64, tx: u64) -> Point {
         Point::new("net", t).counter("rx", rx).counter("tx", tx)
