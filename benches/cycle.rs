@@ -20,6 +20,10 @@ fn runner(names: &[&str], paths: HostPaths) -> Runner {
         disk: cfg.disk.clone(),
         page_size: 4096,
         rates: false,
+        process: procship::collect::procstat::Options {
+            top: 5,
+            matcher: None,
+        },
     };
     let mut r = Runner::new(collect::build(names, &ctx), paths);
     // Prime the delta-based collectors so every iteration is a full cycle.

@@ -53,12 +53,22 @@ pub const VARS: &[Var] = &[
     var(
         "COLLECTORS",
         "default",
-        "collectors to run: default (all but netstat), all, or a list such as cpu,mem,net; -name removes one",
+        "collectors to run: default (all but netstat and procstat), all, or a list such as cpu,mem,net; -name removes one",
     ),
     var(
         "RATES",
         "false",
         "true: add <counter>_per_sec fields to diskio and net points (for backends that cannot compute rates)",
+    ),
+    var(
+        "PROCESS_TOP",
+        "5",
+        "procstat: report the top N processes by CPU and the top N by memory (0 to 50)",
+    ),
+    var(
+        "PROCESS_MATCH",
+        "",
+        "procstat: also follow processes whose name or command line matches this regex",
     ),
     var("TAGS", "", "extra tags on every point: k=v,k=v"),
     var(
@@ -379,6 +389,8 @@ pub struct Config {
     pub jitter: Duration,
     pub collectors: Vec<&'static str>,
     pub rates: bool,
+    pub process_top: usize,
+    pub process_match: Option<regex_lite::Regex>,
     pub tags: Vec<(String, String)>,
     pub hostname: String,
     pub auth_token: Option<Secret>,
@@ -541,6 +553,26 @@ impl Config {
         let jitter = p.get("JITTER", parse_duration)?;
         let collectors = p.get("COLLECTORS", parse_collectors)?;
         let rates = p.get("RATES", parse_bool)?;
+        let process_top = p.get("PROCESS_TOP", |s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| *n <= 50)
+                .ok_or_else(|| "a whole number from 0 to 50".to_string())
+        })?;
+        let process_match = p.opt("PROCESS_MATCH", |s| {
+            if s.len() > 512 {
+                return Err("a regular expression of at most 512 characters".into());
+            }
+            regex_lite::RegexBuilder::new(s)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| {
+                    format!(
+                        "a valid regular expression ({})",
+                        e.to_string().lines().last().unwrap_or("")
+                    )
+                })
+        })?;
         let tags = p.get("TAGS", parse_tags)?;
         let hostname = p.opt("HOSTNAME", parse_hostname)?;
         let auth_token = p.opt("AUTH_TOKEN", |s| {
@@ -668,6 +700,8 @@ impl Config {
             jitter,
             collectors,
             rates,
+            process_top,
+            process_match,
             tags,
             hostname,
             auth_token,
@@ -950,7 +984,7 @@ fn parse_dir(s: &str) -> Result<PathBuf, String> {
 fn parse_collectors(s: &str) -> Result<Vec<&'static str>, String> {
     let accepted = || {
         format!(
-            "default, all, or a comma-separated list of: {} (a leading - removes one, as in default,-processes; +name or a name adds one, as in default,netstat)",
+            "default, all, or a comma-separated list of: {} (a leading - removes one, as in default,-processes; a name adds one, as in default,netstat)",
             collect::NAMES.join(", ")
         )
     };
@@ -1132,6 +1166,8 @@ mod tests {
             ("COLLECTORS", "cpu,gpu"),
             ("TAGS", "host=x"),
             ("RATES", "often"),
+            ("PROCESS_TOP", "51"),
+            ("PROCESS_MATCH", "(unclosed"),
             ("HOSTNAME", "a b"),
             ("HEADERS", "Content-Type=x"),
             ("BATCH_MAX_POINTS", "0"),
@@ -1218,7 +1254,7 @@ mod tests {
         }
         assert!(
             parse_collectors(
-                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure,-temp,-netstat"
+                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure,-temp,-netstat,-procstat"
             )
             .is_err()
         );

@@ -28,6 +28,8 @@ const BAD: &[(&str, &str)] = &[
     ("COLLECTORS", "cpu,gpu"),
     ("TAGS", "novalue"),
     ("RATES", "sometimes"),
+    ("PROCESS_TOP", "-1"),
+    ("PROCESS_MATCH", "[a-"),
     ("HOSTNAME", "two words"),
     ("AUTH_TOKEN", "tok-5ecret-987 with space"),
     ("HEADERS", "NoEquals"),

@@ -371,6 +371,10 @@ mod tests {
             disk: DiskOptions::default(),
             page_size: 4096,
             rates: false,
+            process: crate::collect::procstat::Options {
+                top: 5,
+                matcher: None,
+            },
         };
         let pts = run(&mut Disk::new(&ctx), "basic").unwrap();
         // "/" and "/boot" exist under tests/fixtures/basic/root; the third mount point does not.
@@ -386,6 +390,10 @@ mod tests {
             disk: DiskOptions::default(),
             page_size: 4096,
             rates: false,
+            process: crate::collect::procstat::Options {
+                top: 5,
+                matcher: None,
+            },
         };
         ctx.disk.statfs_timeout = Duration::from_millis(100);
         let mut d = Disk::new(&ctx);
@@ -441,6 +449,10 @@ mod tests {
             disk: DiskOptions::default(),
             page_size: 4096,
             rates: false,
+            process: crate::collect::procstat::Options {
+                top: 5,
+                matcher: None,
+            },
         };
         let mode = |d: &mut Disk| {
             let mut out = Vec::new();

@@ -27,6 +27,7 @@ pub mod net;
 pub mod netstat;
 pub mod pressure;
 pub mod processes;
+pub mod procstat;
 pub mod rates;
 pub mod stat;
 pub mod swap;
@@ -47,12 +48,14 @@ pub const NAMES: &[&str] = &[
     "pressure",
     "temp",
     "netstat",
+    "procstat",
 ];
 
 /// Collectors `all` includes but the default set leaves out: `netstat`
 /// makes the kernel walk its whole TCP hash table (~1 ms per file on a
 /// host with a large table, whatever the number of sockets).
-pub const OFF_BY_DEFAULT: &[&str] = &["netstat"];
+/// `procstat` walks /proc a second time, as costly as `processes`.
+pub const OFF_BY_DEFAULT: &[&str] = &["netstat", "procstat"];
 
 /// The collectors `PROCSHIP_COLLECTORS=default` runs.
 pub fn defaults() -> Vec<&'static str> {
@@ -270,6 +273,8 @@ pub struct Context {
     pub page_size: u64,
     /// `PROCSHIP_RATES`: `_per_sec` fields beside diskio and net counters.
     pub rates: bool,
+    /// `PROCSHIP_PROCESS_TOP` and `PROCSHIP_PROCESS_MATCH`.
+    pub process: procstat::Options,
 }
 
 impl Context {
@@ -279,6 +284,10 @@ impl Context {
             disk: cfg.disk.clone(),
             page_size: page_size(),
             rates: cfg.rates,
+            process: procstat::Options {
+                top: cfg.process_top,
+                matcher: cfg.process_match.clone(),
+            },
         }
     }
 }
@@ -309,6 +318,7 @@ pub fn build(names: &[&str], ctx: &Context) -> Vec<Box<dyn Collector>> {
                 "pressure" => Box::new(pressure::Pressure::default()),
                 "temp" => Box::new(temp::Temp::default()),
                 "netstat" => Box::new(netstat::Netstat::default()),
+                "procstat" => Box::new(procstat::Procstat::new(ctx.process.clone(), ctx.page_size)),
                 _ => return None,
             })
         })
