@@ -24,6 +24,7 @@ fn runner(names: &[&str], paths: HostPaths) -> Runner {
             top: 5,
             matcher: None,
         },
+        cgroup: procship::collect::cgroup::Options::default(),
     };
     let mut r = Runner::new(collect::build(names, &ctx), paths);
     // Prime the delta-based collectors so every iteration is a full cycle.

@@ -53,7 +53,7 @@ pub const VARS: &[Var] = &[
     var(
         "COLLECTORS",
         "default",
-        "collectors to run: default (all but netstat and procstat), all, or a list such as cpu,mem,net; -name removes one",
+        "collectors to run: default (all but netstat, procstat and cgroup), all, or a list such as cpu,mem,net; -name removes one",
     ),
     var(
         "RATES",
@@ -69,6 +69,21 @@ pub const VARS: &[Var] = &[
         "PROCESS_MATCH",
         "",
         "procstat: also follow processes whose name or command line matches this regex",
+    ),
+    var(
+        "CGROUP_SLICES",
+        "system.slice,machine.slice",
+        "cgroup: the slices whose groups (services, containers, VMs) are reported",
+    ),
+    var(
+        "CGROUP_DEPTH",
+        "1",
+        "cgroup: how many levels below each slice (1: its children; 1 to 5)",
+    ),
+    var(
+        "CGROUP_MAX",
+        "200",
+        "cgroup: at most this many groups per cycle (a warning says when it cuts)",
     ),
     var("TAGS", "", "extra tags on every point: k=v,k=v"),
     var(
@@ -391,6 +406,7 @@ pub struct Config {
     pub rates: bool,
     pub process_top: usize,
     pub process_match: Option<regex_lite::Regex>,
+    pub cgroup: collect::cgroup::Options,
     pub tags: Vec<(String, String)>,
     pub hostname: String,
     pub auth_token: Option<Secret>,
@@ -573,6 +589,22 @@ impl Config {
                     )
                 })
         })?;
+        let cgroup = collect::cgroup::Options {
+            slices: p.get("CGROUP_SLICES", |s| {
+                let v = split_list(s);
+                if v.is_empty() || v.iter().any(|x| x.contains("..") || x.starts_with('/') || x.chars().any(char::is_control)) {
+                    Err("a comma-separated list of cgroup paths below the root, such as system.slice,machine.slice".into())
+                } else {
+                    Ok(v)
+                }
+            })?,
+            depth: p.get("CGROUP_DEPTH", |s| {
+                s.parse::<usize>().ok().filter(|n| (1..=5).contains(n)).ok_or_else(|| "a whole number from 1 to 5".to_string())
+            })?,
+            max: p.get("CGROUP_MAX", |s| {
+                s.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| "a whole number from 1 to 10000".to_string())
+            })?,
+        };
         let tags = p.get("TAGS", parse_tags)?;
         let hostname = p.opt("HOSTNAME", parse_hostname)?;
         let auth_token = p.opt("AUTH_TOKEN", |s| {
@@ -702,6 +734,7 @@ impl Config {
             rates,
             process_top,
             process_match,
+            cgroup,
             tags,
             hostname,
             auth_token,
@@ -1168,6 +1201,9 @@ mod tests {
             ("RATES", "often"),
             ("PROCESS_TOP", "51"),
             ("PROCESS_MATCH", "(unclosed"),
+            ("CGROUP_SLICES", "../etc"),
+            ("CGROUP_DEPTH", "0"),
+            ("CGROUP_MAX", "0"),
             ("HOSTNAME", "a b"),
             ("HEADERS", "Content-Type=x"),
             ("BATCH_MAX_POINTS", "0"),
@@ -1254,7 +1290,7 @@ mod tests {
         }
         assert!(
             parse_collectors(
-                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure,-temp,-netstat,-procstat"
+                "-cpu,-mem,-swap,-diskio,-disk,-net,-system,-kernel,-processes,-pressure,-temp,-netstat,-procstat,-cgroup"
             )
             .is_err()
         );

@@ -375,6 +375,7 @@ mod tests {
                 top: 5,
                 matcher: None,
             },
+            cgroup: crate::collect::cgroup::Options::default(),
         };
         let pts = run(&mut Disk::new(&ctx), "basic").unwrap();
         // "/" and "/boot" exist under tests/fixtures/basic/root; the third mount point does not.
@@ -394,6 +395,7 @@ mod tests {
                 top: 5,
                 matcher: None,
             },
+            cgroup: crate::collect::cgroup::Options::default(),
         };
         ctx.disk.statfs_timeout = Duration::from_millis(100);
         let mut d = Disk::new(&ctx);
@@ -453,6 +455,7 @@ mod tests {
                 top: 5,
                 matcher: None,
             },
+            cgroup: crate::collect::cgroup::Options::default(),
         };
         let mode = |d: &mut Disk| {
             let mut out = Vec::new();

@@ -17,6 +17,7 @@ use std::time::Instant;
 use crate::config::{Config, DiskOptions, HostPaths};
 use crate::point::{Point, Timestamp};
 
+pub mod cgroup;
 pub mod cpu;
 pub mod disk;
 pub mod diskio;
@@ -49,13 +50,15 @@ pub const NAMES: &[&str] = &[
     "temp",
     "netstat",
     "procstat",
+    "cgroup",
 ];
 
 /// Collectors `all` includes but the default set leaves out: `netstat`
 /// makes the kernel walk its whole TCP hash table (~1 ms per file on a
 /// host with a large table, whatever the number of sockets).
-/// `procstat` walks /proc a second time, as costly as `processes`.
-pub const OFF_BY_DEFAULT: &[&str] = &["netstat", "procstat"];
+/// `procstat` walks /proc a second time, as costly as `processes`;
+/// `cgroup` reads about five files per service, container and VM.
+pub const OFF_BY_DEFAULT: &[&str] = &["netstat", "procstat", "cgroup"];
 
 /// The collectors `PROCSHIP_COLLECTORS=default` runs.
 pub fn defaults() -> Vec<&'static str> {
@@ -275,6 +278,8 @@ pub struct Context {
     pub rates: bool,
     /// `PROCSHIP_PROCESS_TOP` and `PROCSHIP_PROCESS_MATCH`.
     pub process: procstat::Options,
+    /// `PROCSHIP_CGROUP_SLICES`, `_DEPTH`, `_MAX`.
+    pub cgroup: cgroup::Options,
 }
 
 impl Context {
@@ -288,6 +293,7 @@ impl Context {
                 top: cfg.process_top,
                 matcher: cfg.process_match.clone(),
             },
+            cgroup: cfg.cgroup.clone(),
         }
     }
 }
@@ -319,6 +325,7 @@ pub fn build(names: &[&str], ctx: &Context) -> Vec<Box<dyn Collector>> {
                 "temp" => Box::new(temp::Temp::default()),
                 "netstat" => Box::new(netstat::Netstat::default()),
                 "procstat" => Box::new(procstat::Procstat::new(ctx.process.clone(), ctx.page_size)),
+                "cgroup" => Box::new(cgroup::Cgroup::new(ctx.cgroup.clone())),
                 _ => return None,
             })
         })

@@ -1,0 +1,606 @@
+//! `cgroup`: resource use per systemd service, container and virtual
+//! machine, from the control groups under the watched slices
+//! (`PROCSHIP_CGROUP_SLICES`, default `system.slice,machine.slice`), down to
+//! `PROCSHIP_CGROUP_DEPTH` levels (default 1: the slice's children), at most
+//! `PROCSHIP_CGROUP_MAX` groups (default 200; a warning says when it cuts).
+//!
+//! cgroup v2 (`<sys>/fs/cgroup/cgroup.controllers` exists): cpu.stat,
+//! memory.current, memory.peak, pids.current, io.stat. cgroup v1 (the
+//! per-controller hierarchies): cpuacct.usage and cpuacct.stat, cpu.stat,
+//! memory.usage_in_bytes and memory.max_usage_in_bytes, pids.current,
+//! blkio.throttle.io_service_bytes and io_serviced. Either way the points are:
+//! - `cgroup`: unit, kind (service, container, vm, slice, other), slice,
+//!   and for VMs domain → cpu_usage_usec, cpu_user_usec, cpu_system_usec,
+//!   cpu_nr_periods, cpu_nr_throttled, cpu_throttled_usec (counters),
+//!   memory_current, memory_peak, pids_current (gauges);
+//! - `cgroup_io`: unit, kind, slice, device (name from /sys/dev/block) →
+//!   read_bytes, write_bytes, read_ios, write_ios (counters).
+//!
+//! Containers are docker, containerd, CRI-O and podman scopes; VMs are
+//! libvirt's `machine-qemu\x2dN\x2dNAME.scope`, tagged with the domain name.
+//! A file a kernel or controller lacks leaves its fields out; a host with no
+//! cgroup file system, or no watched slice, emits nothing. A value that is
+//! not a number is an error naming the file. Off by default: it reads about
+//! five files per group every cycle.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{CollectError, Collector, Files};
+use crate::point::{Point, Timestamp};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub slices: Vec<String>,
+    pub depth: usize,
+    pub max: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            slices: vec!["system.slice".into(), "machine.slice".into()],
+            depth: 1,
+            max: 200,
+        }
+    }
+}
+
+/// What a group is, from its name.
+pub fn kind(name: &str) -> &'static str {
+    let scope = name.strip_suffix(".scope");
+    if name.starts_with("machine-") && scope.is_some() {
+        "vm"
+    } else if scope.is_some_and(|s| {
+        ["docker-", "cri-containerd-", "crio-", "libpod-"]
+            .iter()
+            .any(|p| s.starts_with(p))
+    }) {
+        "container"
+    } else if name.ends_with(".service") {
+        "service"
+    } else if name.ends_with(".slice") {
+        "slice"
+    } else {
+        "other"
+    }
+}
+
+/// Undoes systemd's `\xNN` escapes (`machine-qemu\x2d1\x2dweb.scope`).
+pub fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && b.get(i + 1) == Some(&b'x')
+            && let Some(v) = s
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The libvirt domain of a VM scope: `machine-qemu\x2d1\x2dweb.scope` → `web`.
+pub fn domain(name: &str) -> Option<String> {
+    let u = unescape(name.strip_suffix(".scope")?);
+    let rest = u.strip_prefix("machine-")?;
+    let rest = rest.split_once('-').map_or(rest, |(_, r)| r); // the driver: qemu, lxc
+    Some(match rest.split_once('-') {
+        Some((n, d)) if n.bytes().all(|b| b.is_ascii_digit()) => d.to_string(),
+        _ => rest.to_string(),
+    })
+}
+
+/// `key value` lines (cpu.stat, cpuacct.stat).
+fn keyed(path: &Path, text: &str) -> Result<HashMap<String, u64>, CollectError> {
+    let mut m = HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut w = line.split_ascii_whitespace();
+        let (Some(k), Some(v)) = (w.next(), w.next()) else {
+            return Err(CollectError::parse(
+                path,
+                format!("{line:?}: expected a key and a value"),
+            ));
+        };
+        let v = v
+            .parse()
+            .map_err(|_| CollectError::parse(path, format!("{k}: {v:?} is not a number")))?;
+        m.insert(k.to_string(), v);
+    }
+    Ok(m)
+}
+
+fn single(path: &Path, text: &str) -> Result<u64, CollectError> {
+    let t = text.trim();
+    t.parse()
+        .map_err(|_| CollectError::parse(path, format!("{t:?} is not a number")))
+}
+
+/// Per device: [read bytes, write bytes, read ios, write ios].
+type Io = Vec<(String, [u64; 4])>;
+
+fn io_entry<'a>(io: &'a mut Io, dev: &str) -> &'a mut [u64; 4] {
+    if let Some(i) = io.iter().position(|(d, _)| d == dev) {
+        return &mut io[i].1;
+    }
+    io.push((dev.to_string(), [0; 4]));
+    let last = io.len() - 1;
+    &mut io[last].1
+}
+
+/// v2 io.stat: `8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0`.
+pub fn parse_io_stat(path: &Path, text: &str, io: &mut Io) -> Result<(), CollectError> {
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut w = line.split_ascii_whitespace();
+        let dev = w.next().unwrap_or("");
+        let slot = io_entry(io, dev);
+        for kv in w {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| CollectError::parse(path, format!("{kv:?}: expected key=value")))?;
+            let i = match k {
+                "rbytes" => 0,
+                "wbytes" => 1,
+                "rios" => 2,
+                "wios" => 3,
+                _ => continue,
+            };
+            slot[i] = v.parse().map_err(|_| {
+                CollectError::parse(path, format!("{dev} {k}: {v:?} is not a number"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// v1 blkio.throttle.*: `8:0 Read 123` lines; `bytes` picks the slots.
+pub fn parse_blkio(path: &Path, text: &str, io: &mut Io, bytes: bool) -> Result<(), CollectError> {
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_ascii_whitespace().collect();
+        let (dev, op, v) = match w.as_slice() {
+            [dev, op, v] => (*dev, *op, *v),
+            _ => continue, // "Total 123" and blank lines
+        };
+        let i = match (op, bytes) {
+            ("Read", true) => 0,
+            ("Write", true) => 1,
+            ("Read", false) => 2,
+            ("Write", false) => 3,
+            _ => continue,
+        };
+        io_entry(io, dev)[i] = v
+            .parse()
+            .map_err(|_| CollectError::parse(path, format!("{dev} {op}: {v:?} is not a number")))?;
+    }
+    Ok(())
+}
+
+/// One group found under a watched slice.
+struct Group {
+    slice: String,
+    /// Path below the slice (`sshd.service`, or deeper with depth > 1).
+    unit: String,
+    /// Path below the hierarchy root.
+    rel: PathBuf,
+}
+
+#[derive(Default)]
+pub struct Cgroup {
+    opts: Options,
+    ticks_per_sec: u64,
+    devnames: HashMap<String, String>,
+    /// The count last cut to the maximum (warned once per change).
+    cut: Option<usize>,
+}
+
+impl Cgroup {
+    pub fn new(opts: Options) -> Self {
+        let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|t| *t > 0)
+            .unwrap_or(100);
+        Cgroup {
+            opts,
+            ticks_per_sec: tck as u64,
+            ..Cgroup::default()
+        }
+    }
+
+    fn groups(&mut self, hierarchy: &Path) -> Vec<Group> {
+        let mut out = Vec::new();
+        for slice in &self.opts.slices {
+            let mut stack = vec![(PathBuf::new(), 0usize)];
+            while let Some((below, level)) = stack.pop() {
+                if level >= self.opts.depth {
+                    continue;
+                }
+                let dir = hierarchy.join(slice).join(&below);
+                let Ok(rd) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                let mut names: Vec<String> = rd
+                    .filter_map(|e| {
+                        let e = e.ok()?;
+                        e.file_type()
+                            .ok()?
+                            .is_dir()
+                            .then(|| e.file_name().into_string().ok())?
+                    })
+                    .collect();
+                names.sort();
+                for n in names {
+                    let unit = below.join(&n);
+                    out.push(Group {
+                        slice: slice.clone(),
+                        unit: unit.to_string_lossy().into_owned(),
+                        rel: Path::new(slice).join(&unit),
+                    });
+                    stack.push((unit, level + 1));
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.slice, &a.unit).cmp(&(&b.slice, &b.unit)));
+        if out.len() > self.opts.max {
+            if self.cut != Some(out.len()) {
+                tracing::warn!(
+                    found = out.len(),
+                    max = self.opts.max,
+                    "cgroup: more groups than PROCSHIP_CGROUP_MAX; the rest are not reported"
+                );
+                self.cut = Some(out.len());
+            }
+            out.truncate(self.opts.max);
+        }
+        out
+    }
+
+    fn device(&mut self, sys: &Path, dev: &str) -> String {
+        if let Some(n) = self.devnames.get(dev) {
+            return n.clone();
+        }
+        let name = std::fs::read_link(sys.join("dev/block").join(dev))
+            .ok()
+            .and_then(|p| p.file_name()?.to_str().map(str::to_string))
+            .unwrap_or_else(|| dev.to_string());
+        self.devnames.insert(dev.to_string(), name.clone());
+        name
+    }
+}
+
+/// Reads `dir/file` if it is there.
+fn read(dir: &Path, file: &str) -> Option<(PathBuf, String)> {
+    let p = dir.join(file);
+    let t = std::fs::read_to_string(&p).ok()?;
+    Some((p, t))
+}
+
+/// The fields of one group.
+#[derive(Default)]
+struct Usage {
+    counters: Vec<(&'static str, u64)>,
+    gauges: Vec<(&'static str, u64)>,
+    io: Io,
+}
+
+fn v2(dir: &Path) -> Result<Usage, CollectError> {
+    let mut u = Usage::default();
+    if let Some((p, t)) = read(dir, "cpu.stat") {
+        let m = keyed(&p, &t)?;
+        for (k, f) in [
+            ("usage_usec", "cpu_usage_usec"),
+            ("user_usec", "cpu_user_usec"),
+            ("system_usec", "cpu_system_usec"),
+            ("nr_periods", "cpu_nr_periods"),
+            ("nr_throttled", "cpu_nr_throttled"),
+            ("throttled_usec", "cpu_throttled_usec"),
+        ] {
+            if let Some(v) = m.get(k) {
+                u.counters.push((f, *v));
+            }
+        }
+    }
+    for (file, field) in [
+        ("memory.current", "memory_current"),
+        ("memory.peak", "memory_peak"),
+        ("pids.current", "pids_current"),
+    ] {
+        if let Some((p, t)) = read(dir, file) {
+            u.gauges.push((field, single(&p, &t)?));
+        }
+    }
+    if let Some((p, t)) = read(dir, "io.stat") {
+        parse_io_stat(&p, &t, &mut u.io)?;
+    }
+    Ok(u)
+}
+
+fn v1(root: &Path, rel: &Path, ticks_per_sec: u64) -> Result<Usage, CollectError> {
+    let mut u = Usage::default();
+    let h = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| root.join(n).join(rel))
+            .find(|p| p.is_dir())
+    };
+    if let Some(d) = h(&["cpuacct", "cpu,cpuacct"]) {
+        if let Some((p, t)) = read(&d, "cpuacct.usage") {
+            u.counters.push(("cpu_usage_usec", single(&p, &t)? / 1000));
+        }
+        if let Some((p, t)) = read(&d, "cpuacct.stat") {
+            let m = keyed(&p, &t)?;
+            for (k, f) in [("user", "cpu_user_usec"), ("system", "cpu_system_usec")] {
+                if let Some(v) = m.get(k) {
+                    u.counters
+                        .push((f, v.saturating_mul(1_000_000) / ticks_per_sec));
+                }
+            }
+        }
+    }
+    if let Some(d) = h(&["cpu", "cpu,cpuacct"])
+        && let Some((p, t)) = read(&d, "cpu.stat")
+    {
+        let m = keyed(&p, &t)?;
+        for (k, f, div) in [
+            ("nr_periods", "cpu_nr_periods", 1),
+            ("nr_throttled", "cpu_nr_throttled", 1),
+            ("throttled_time", "cpu_throttled_usec", 1000),
+        ] {
+            if let Some(v) = m.get(k) {
+                u.counters.push((f, v / div));
+            }
+        }
+    }
+    if let Some(d) = h(&["memory"]) {
+        for (file, field) in [
+            ("memory.usage_in_bytes", "memory_current"),
+            ("memory.max_usage_in_bytes", "memory_peak"),
+        ] {
+            if let Some((p, t)) = read(&d, file) {
+                u.gauges.push((field, single(&p, &t)?));
+            }
+        }
+    }
+    if let Some(d) = h(&["pids"])
+        && let Some((p, t)) = read(&d, "pids.current")
+    {
+        u.gauges.push(("pids_current", single(&p, &t)?));
+    }
+    if let Some(d) = h(&["blkio"]) {
+        for (file, bytes) in [
+            ("blkio.throttle.io_service_bytes", true),
+            ("blkio.throttle.io_serviced", false),
+        ] {
+            if let Some((p, t)) = read(&d, file) {
+                parse_blkio(&p, &t, &mut u.io, bytes)?;
+            }
+        }
+    }
+    Ok(u)
+}
+
+impl Collector for Cgroup {
+    fn name(&self) -> &'static str {
+        "cgroup"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let sys = files.paths.sys.clone();
+        let root = sys.join("fs/cgroup");
+        let unified = root.join("cgroup.controllers").exists();
+        let hierarchy = if unified {
+            root.clone()
+        } else {
+            // v1: the groups are listed from whichever CPU hierarchy exists.
+            match ["cpuacct", "cpu,cpuacct", "memory"]
+                .iter()
+                .map(|h| root.join(h))
+                .find(|p| p.is_dir())
+            {
+                Some(h) => h,
+                None => return Ok(()),
+            }
+        };
+        for g in self.groups(&hierarchy) {
+            let usage = if unified {
+                v2(&root.join(&g.rel))?
+            } else {
+                v1(&root, &g.rel, self.ticks_per_sec)?
+            };
+            let name = g.unit.rsplit('/').next().unwrap_or(&g.unit).to_string();
+            let k = kind(&name);
+            let tag = |p: Point| {
+                let p = p
+                    .tag("unit", g.unit.clone())
+                    .tag("kind", k)
+                    .tag("slice", g.slice.clone());
+                match (k, domain(&name)) {
+                    ("vm", Some(d)) => p.tag("domain", d),
+                    _ => p,
+                }
+            };
+            let mut p = tag(Point::new("cgroup", now));
+            for (f, v) in &usage.counters {
+                p = p.counter(f, *v);
+            }
+            for (f, v) in &usage.gauges {
+                p = p.uint(f, *v);
+            }
+            if !p.fields.is_empty() {
+                out.push(p);
+            }
+            for (dev, [rb, wb, ri, wi]) in usage.io {
+                let device = self.device(&sys, &dev);
+                out.push(
+                    tag(Point::new("cgroup_io", now))
+                        .tag("device", device)
+                        .counter("read_bytes", rb)
+                        .counter("write_bytes", wb)
+                        .counter("read_ios", ri)
+                        .counter("write_ios", wi),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::testutil::*;
+    use crate::point::Value::{Counter, Int};
+
+    fn find<'a>(pts: &'a [Point], m: &str, unit: &str) -> &'a Point {
+        pts.iter()
+            .find(|p| p.measurement == m && p.tag_value("unit") == Some(unit))
+            .unwrap_or_else(|| panic!("no {m} for {unit} in {pts:?}"))
+    }
+
+    #[test]
+    fn names_kinds_and_domains() {
+        assert_eq!(kind("sshd.service"), "service");
+        assert_eq!(kind("docker-0123abcd.scope"), "container");
+        assert_eq!(kind("cri-containerd-ab.scope"), "container");
+        assert_eq!(kind("libpod-ab.scope"), "container");
+        assert_eq!(kind("machine-qemu\\x2d1\\x2dweb.scope"), "vm");
+        assert_eq!(kind("user.slice"), "slice");
+        assert_eq!(kind("init.scope"), "other");
+        assert_eq!(
+            domain("machine-qemu\\x2d1\\x2dweb\\x2d01.scope").as_deref(),
+            Some("web-01")
+        );
+        assert_eq!(unescape("a\\x2db\\x2"), "a-b\\x2", "a cut escape stays");
+    }
+
+    #[test]
+    fn v2_services_containers_and_vms() {
+        let pts = run(&mut Cgroup::new(Options::default()), "basic").unwrap();
+        let sshd = find(&pts, "cgroup", "sshd.service");
+        assert_eq!(sshd.tag_value("kind"), Some("service"));
+        assert_eq!(sshd.field("cpu_usage_usec"), Some(Counter(5_000_000)));
+        assert_eq!(sshd.field("cpu_nr_throttled"), Some(Counter(3)));
+        assert_eq!(sshd.field("memory_current"), Some(Int(8_388_608)));
+        assert_eq!(
+            sshd.field("memory_peak"),
+            None,
+            "absent before 5.19: left out"
+        );
+        let vm = find(&pts, "cgroup", "machine-qemu\\x2d1\\x2dweb.scope");
+        assert_eq!(
+            (vm.tag_value("kind"), vm.tag_value("domain")),
+            (Some("vm"), Some("web"))
+        );
+        let c = find(&pts, "cgroup", "docker-4f1e2d.scope");
+        assert_eq!(c.tag_value("kind"), Some("container"));
+        assert_eq!(c.field("pids_current"), Some(Int(12)));
+        let io = find(&pts, "cgroup_io", "docker-4f1e2d.scope");
+        assert_eq!(
+            io.tag_value("device"),
+            Some("8:0"),
+            "no /sys/dev/block here: the number"
+        );
+        assert_eq!(io.field("write_bytes"), Some(Counter(4096)));
+        assert_eq!(io.field("read_ios"), Some(Counter(3)));
+    }
+
+    #[test]
+    fn v1_hierarchies() {
+        let pts = run(&mut Cgroup::new(Options::default()), "cgroup-v1").unwrap();
+        let sshd = find(&pts, "cgroup", "sshd.service");
+        assert_eq!(sshd.field("cpu_usage_usec"), Some(Counter(7_000_000)));
+        assert_eq!(sshd.field("cpu_throttled_usec"), Some(Counter(2_000)));
+        assert_eq!(sshd.field("memory_peak"), Some(Int(20_000_000)));
+        let io = find(&pts, "cgroup_io", "sshd.service");
+        assert_eq!(io.field("read_bytes"), Some(Counter(1024)));
+        assert_eq!(io.field("write_ios"), Some(Counter(9)));
+    }
+
+    #[test]
+    fn depth_and_the_maximum() {
+        let deep = Options {
+            depth: 2,
+            ..Options::default()
+        };
+        let pts = run(&mut Cgroup::new(deep), "basic").unwrap();
+        assert!(
+            pts.iter()
+                .any(|p| p.tag_value("unit") == Some("docker-4f1e2d.scope/inner"))
+        );
+        let few = Options {
+            max: 1,
+            ..Options::default()
+        };
+        let pts = run(&mut Cgroup::new(few), "basic").unwrap();
+        let units: std::collections::BTreeSet<_> =
+            pts.iter().filter_map(|p| p.tag_value("unit")).collect();
+        assert_eq!(units.len(), 1);
+        assert!(
+            run(&mut Cgroup::new(Options::default()), "cpu-t0")
+                .unwrap()
+                .is_empty(),
+            "no cgroupfs: nothing"
+        );
+    }
+
+    #[test]
+    fn hostile_files() {
+        let p = Path::new("/sys/fs/cgroup/x/cpu.stat");
+        assert!(
+            keyed(p, "usage_usec\n")
+                .unwrap_err()
+                .to_string()
+                .contains("a key and a value")
+        );
+        assert!(
+            keyed(p, "usage_usec -1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
+        assert!(
+            single(p, "max\n")
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
+        let mut io = Io::new();
+        assert!(
+            parse_io_stat(p, "8:0 rbytes\n", &mut io)
+                .unwrap_err()
+                .to_string()
+                .contains("key=value")
+        );
+        assert!(
+            parse_io_stat(p, "8:0 rbytes=x\n", &mut io)
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
+        assert!(parse_blkio(p, "8:0 Read x\nTotal 5\n", &mut io, true).is_err());
+        let e = run_on(
+            &mut Cgroup::new(Options::default()),
+            &[
+                ("sys/fs/cgroup/cgroup.controllers", b"cpu io memory pids\n"),
+                (
+                    "sys/fs/cgroup/system.slice/bad.service/memory.current",
+                    b"\0\0\0",
+                ),
+            ],
+        );
+        assert!(err_text(e).contains("bad.service/memory.current"));
+    }
+}
