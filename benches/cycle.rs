@@ -83,6 +83,22 @@ fn per_collector(c: &mut Criterion) {
             })
         });
     }
+    // Sources this VM lacks, on the fixture tree: 3 cgroups (v2), 6 sensors.
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic");
+    let fx = HostPaths {
+        proc: base.join("proc"),
+        sys: base.join("sys"),
+        root: base.join("root"),
+    };
+    for name in ["cgroup", "temp"] {
+        let mut one = runner(&[name], fx.clone());
+        g.bench_function(format!("{name}_on_fixture"), |b| {
+            b.iter(|| {
+                points.clear();
+                black_box(one.collect(1, &mut points));
+            })
+        });
+    }
     g.finish();
 }
 
