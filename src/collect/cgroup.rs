@@ -203,14 +203,9 @@ pub struct Cgroup {
 
 impl Cgroup {
     pub fn new(opts: Options) -> Self {
-        let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .filter(|t| *t > 0)
-            .unwrap_or(100);
         Cgroup {
             opts,
-            ticks_per_sec: tck as u64,
+            ticks_per_sec: super::ticks_per_sec(),
             ..Cgroup::default()
         }
     }

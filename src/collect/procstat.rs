@@ -88,11 +88,7 @@ struct Seen {
 
 impl Procstat {
     pub fn new(opts: Options, page_size: u64) -> Self {
-        let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .filter(|t| *t > 0)
-            .unwrap_or(100);
+        let tck = super::ticks_per_sec();
         Procstat {
             opts,
             page_size,
@@ -107,9 +103,10 @@ impl Procstat {
     }
 
     fn read_small(&mut self, root: &std::fs::File, pid: u32, file: &str) -> Option<usize> {
+        use std::io::Write;
         self.path.clear();
-        self.path
-            .extend_from_slice(format!("{pid}/{file}").as_bytes());
+        // Into the reused buffer: no allocation per process.
+        let _ = write!(self.path, "{pid}/{file}");
         let fd = openat(
             root,
             self.path.as_slice(),
