@@ -15,17 +15,8 @@ use procship::point::Batch;
 
 fn runner(names: &[&str], paths: HostPaths) -> Runner {
     let cfg = Config::defaults().expect("default configuration");
-    let ctx = Context {
-        paths: paths.clone(),
-        disk: cfg.disk.clone(),
-        page_size: 4096,
-        rates: false,
-        process: procship::collect::procstat::Options {
-            top: 5,
-            matcher: None,
-        },
-        cgroup: procship::collect::cgroup::Options::default(),
-    };
+    let mut ctx = Context::from_config(&cfg);
+    ctx.paths = paths.clone();
     let mut r = Runner::new(collect::build(names, &ctx), paths);
     // Prime the delta-based collectors so every iteration is a full cycle.
     r.collect(0, &mut Vec::new());

@@ -535,7 +535,7 @@ impl Spool {
             };
         }
         Stats::add(&spool.stats.spool_recovered, rec.points);
-        Stats::add(&spool.stats.spool_damaged, rec.damaged_ranges);
+        Stats::add(&spool.stats.spool_damaged_ranges, rec.damaged_ranges);
         Ok((spool, rec))
     }
 
@@ -806,7 +806,7 @@ impl Spool {
                 && !seg.known_damage.contains(&from)
             {
                 seg.known_damage.push(from);
-                Stats::add(&self.stats.spool_damaged, 1);
+                Stats::add(&self.stats.spool_damaged_ranges, 1);
                 tracing::error!(
                     segment = %self.dir.join(seg_name(id)).display(),
                     offset = from,
@@ -1105,10 +1105,10 @@ mod tests {
         std::fs::write(&seg, &bytes).unwrap();
         let (mut s, r, stats) = open(&dir, 1 << 20);
         assert_eq!((r.batches, r.damaged_ranges), (3, 3), "{r:?}");
-        assert_eq!(Stats::get(&stats.spool_damaged), 3);
+        assert_eq!(Stats::get(&stats.spool_damaged_ranges), 3);
         assert_eq!(s.next_seq(), 7, "the torn record's number is not reused");
         assert_eq!(drain(&mut s), [1, 3, 5]);
-        assert_eq!(Stats::get(&stats.spool_damaged), 3, "reported once");
+        assert_eq!(Stats::get(&stats.spool_damaged_ranges), 3, "reported once");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct Stats {
     /// Points found pending in the spool at start (collected by an earlier run).
     pub spool_recovered: AtomicU64,
     /// Damaged spool ranges skipped (torn tails, bad checksums).
-    pub spool_damaged: AtomicU64,
+    pub spool_damaged_ranges: AtomicU64,
     pub dropped: [AtomicU64; Drop::ALL.len()],
 }
 
@@ -71,6 +71,19 @@ impl Drop {
             Drop::TooOld => "too_old",
             Drop::SpoolFull => "spool_full",
             Drop::SpoolDamaged => "spool_damaged",
+        }
+    }
+
+    /// The self-telemetry field counting this reason: `dropped_<name>`.
+    pub fn field(self) -> &'static str {
+        match self {
+            Drop::QueueFull => "dropped_queue_full",
+            Drop::Rejected => "dropped_rejected",
+            Drop::Shutdown => "dropped_shutdown",
+            Drop::OutputError => "dropped_output_error",
+            Drop::TooOld => "dropped_too_old",
+            Drop::SpoolFull => "dropped_spool_full",
+            Drop::SpoolDamaged => "dropped_spool_damaged",
         }
     }
 }

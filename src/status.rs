@@ -209,6 +209,7 @@ fn status_json(sh: &Shared, now_ns: i64) -> String {
             "skipped_ticks": Stats::get(&s.skipped_ticks),
             "collector_errors": Stats::get(&s.collector_errors),
             "spool_recovered": Stats::get(&s.spool_recovered),
+            "spool_damaged_ranges": Stats::get(&s.spool_damaged_ranges),
         },
         "queue": {"batches": d.batches, "bytes": d.bytes},
         "spool": d.spool.map(|p| serde_json::json!({"batches": p.batches, "points": p.points, "bytes": p.bytes})),

@@ -19,17 +19,6 @@ use crate::point::{Point, Timestamp};
 use crate::queue::Depth;
 use crate::stats::{Drop, Stats};
 
-/// `dropped_<reason>` field names, in `Drop::ALL` order.
-const DROPPED: [&str; Drop::ALL.len()] = [
-    "dropped_queue_full",
-    "dropped_rejected",
-    "dropped_shutdown",
-    "dropped_output_error",
-    "dropped_too_old",
-    "dropped_spool_full",
-    "dropped_spool_damaged",
-];
-
 /// Reads the agent's own resident size and CPU time.
 pub struct SelfStats {
     statm: Option<File>,
@@ -79,8 +68,8 @@ impl SelfStats {
             .counter("retries", Stats::get(&stats.retries))
             .counter("send_failures", Stats::get(&stats.send_failures))
             .counter("dropped", stats.dropped_total());
-        for (reason, name) in Drop::ALL.iter().zip(DROPPED) {
-            p = p.counter(name, stats.dropped(*reason));
+        for reason in Drop::ALL {
+            p = p.counter(reason.field(), stats.dropped(reason));
         }
         p = p
             .uint("queue_batches", depth.batches as u64)
@@ -107,8 +96,8 @@ mod tests {
 
     #[test]
     fn every_drop_reason_has_its_field() {
-        for (reason, name) in Drop::ALL.iter().zip(DROPPED) {
-            assert_eq!(name, format!("dropped_{}", reason.name()));
+        for reason in Drop::ALL {
+            assert_eq!(reason.field(), format!("dropped_{}", reason.name()));
         }
     }
 

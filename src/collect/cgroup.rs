@@ -222,7 +222,7 @@ impl Cgroup {
                 let Ok(rd) = std::fs::read_dir(&dir) else {
                     continue;
                 };
-                let mut names: Vec<String> = rd
+                let names: Vec<String> = rd
                     .filter_map(|e| {
                         let e = e.ok()?;
                         e.file_type()
@@ -231,7 +231,7 @@ impl Cgroup {
                             .then(|| e.file_name().into_string().ok())?
                     })
                     .collect();
-                names.sort();
+                // Sorted once, below: the order and the cut do not depend on readdir.
                 for n in names {
                     let unit = below.join(&n);
                     out.push(Group {

@@ -342,6 +342,13 @@ mod tests {
     use crate::collect::testutil::*;
     use crate::config::{DiskOptions, HostPaths};
 
+    /// Every option at its default, watching `paths`.
+    fn context(paths: HostPaths) -> Context {
+        let mut c = Context::from_config(&crate::config::Config::defaults().unwrap());
+        c.paths = paths;
+        c
+    }
+
     fn mounts(network: bool) -> Vec<Mount> {
         let p = fixture("basic").proc.join("self/mountinfo");
         let text = std::fs::read_to_string(&p).unwrap();
@@ -366,17 +373,7 @@ mod tests {
 
     #[test]
     fn statvfs_on_the_fixture_root() {
-        let ctx = Context {
-            paths: fixture("basic"),
-            disk: DiskOptions::default(),
-            page_size: 4096,
-            rates: false,
-            process: crate::collect::procstat::Options {
-                top: 5,
-                matcher: None,
-            },
-            cgroup: crate::collect::cgroup::Options::default(),
-        };
+        let ctx = context(fixture("basic"));
         let pts = run(&mut Disk::new(&ctx), "basic").unwrap();
         // "/" and "/boot" exist under tests/fixtures/basic/root; the third mount point does not.
         let paths: Vec<_> = pts.iter().map(|p| p.tag_value("path").unwrap()).collect();
@@ -386,17 +383,7 @@ mod tests {
 
     #[test]
     fn hung_network_statfs_is_skipped_until_it_answers() {
-        let mut ctx = Context {
-            paths: fixture("basic"),
-            disk: DiskOptions::default(),
-            page_size: 4096,
-            rates: false,
-            process: crate::collect::procstat::Options {
-                top: 5,
-                matcher: None,
-            },
-            cgroup: crate::collect::cgroup::Options::default(),
-        };
+        let mut ctx = context(fixture("basic"));
         ctx.disk.statfs_timeout = Duration::from_millis(100);
         let mut d = Disk::new(&ctx);
         let (release, gate) = mpsc::channel::<()>();
@@ -446,17 +433,7 @@ mod tests {
             sys: dir.join("sys"),
             root: PathBuf::from("/"),
         };
-        let ctx = Context {
-            paths: paths.clone(),
-            disk: DiskOptions::default(),
-            page_size: 4096,
-            rates: false,
-            process: crate::collect::procstat::Options {
-                top: 5,
-                matcher: None,
-            },
-            cgroup: crate::collect::cgroup::Options::default(),
-        };
+        let ctx = context(paths.clone());
         let mode = |d: &mut Disk| {
             let mut out = Vec::new();
             d.collect(&mut Files::new(paths.clone()), 1, &mut out)

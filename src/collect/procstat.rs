@@ -434,7 +434,18 @@ mod tests {
             &[("proc/1/stat", b"garbage")],
         );
         assert!(err_text(e).contains("no process found"));
-        let pts = run(&mut Procstat::new(opts(3, ""), 4096), "basic").unwrap();
-        assert!(pts.iter().all(|p| p.tag_value("name").is_some()));
+        // A cut stat and one without its fields are skipped; the rest is read.
+        let dir = tree(&[(10, "ok", 0, 10)]);
+        for (pid, text) in [(11, &b"11 (cut"[..]), (12, b"12 (x) S 1 2")] {
+            std::fs::create_dir_all(dir.join(format!("proc/{pid}"))).unwrap();
+            std::fs::write(dir.join(format!("proc/{pid}/stat")), text).unwrap();
+        }
+        let mut out = Vec::new();
+        Procstat::new(opts(3, ""), 4096)
+            .collect(&mut Files::new(paths(&dir)), 1, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].tag_value("pid"), Some("10"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
