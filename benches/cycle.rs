@@ -105,6 +105,7 @@ fn encoding(c: &mut Criterion) {
     let id = Identity {
         host: "bench-host".into(),
         run: 1,
+        boot: 0,
     };
     let mut g = c.benchmark_group("encode");
     for (name, format, compression) in [
@@ -112,6 +113,8 @@ fn encoding(c: &mut Criterion) {
         ("json_gzip", Format::Json, Compression::Gzip),
         ("influx", Format::Influx, Compression::None),
         ("influx_gzip", Format::Influx, Compression::Gzip),
+        ("prometheus_snappy", Format::Prometheus, Compression::Snappy),
+        ("otlp_gzip", Format::Otlp, Compression::Gzip),
     ] {
         let mut enc = Encoder::new(format, compression, id.clone());
         g.bench_function(name, |b| {

@@ -41,7 +41,23 @@ fn identity(cfg: &Config) -> Identity {
     Identity {
         host: cfg.hostname.clone(),
         run: u64::try_from(now_ns()).unwrap_or(0),
+        boot: boot_ns(&cfg.paths.proc),
     }
+}
+
+/// The host's boot time from `<proc>/stat` (ns since the epoch), 0 when it
+/// cannot be read: OTLP then starts counters at the agent's start.
+fn boot_ns(proc_: &std::path::Path) -> i64 {
+    let path = proc_.join("stat");
+    std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| {
+            crate::collect::stat::parse(&path, &text, crate::collect::stat::Cpus::Count)
+                .ok()?
+                .btime
+        })
+        .and_then(|s| i64::try_from(s).ok()?.checked_mul(1_000_000_000))
+        .unwrap_or(0)
 }
 
 fn runner(cfg: &Config) -> Runner {
@@ -65,7 +81,7 @@ pub fn once(cfg: &Config) -> std::io::Result<Vec<u8>> {
         common_tags: Arc::new(Vec::new()),
         points: Vec::new(),
     });
-    let mut enc = Encoder::new(cfg.format, crate::config::Compression::None, identity(cfg));
+    let mut enc = Encoder::stdout(cfg.format, identity(cfg));
     Ok(enc.encode(&batch)?.body)
 }
 

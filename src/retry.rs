@@ -34,6 +34,23 @@ pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Deci
     }
 }
 
+/// What an operator should check after a permanent answer, by status.
+pub fn reject_hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => {
+            "authentication failed: check PROCSHIP_AUTH_TOKEN, an Authorization header in \
+             PROCSHIP_HEADERS, or user:password in PROCSHIP_INGEST_URL"
+        }
+        404 | 405 => {
+            "the URL does not take writes: check PROCSHIP_INGEST_URL's path for \
+             PROCSHIP_FORMAT (README, Backends)"
+        }
+        413 => "the batch is too large for the backend: lower PROCSHIP_BATCH_MAX_POINTS",
+        400 | 415 | 422 => "the backend cannot parse the batch: check PROCSHIP_FORMAT for this URL",
+        _ => "the backend rejected the batch (permanent error)",
+    }
+}
+
 /// A server may ask for at most this long; beyond it is taken as a misconfiguration.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(900);
 
@@ -150,5 +167,15 @@ mod tests {
         for _ in 0..20 {
             assert!(b.next_delay(Some(S(2))) >= S(2));
         }
+    }
+
+    #[test]
+    fn rejects_name_what_to_check() {
+        assert!(reject_hint(401).contains("PROCSHIP_AUTH_TOKEN"));
+        assert!(reject_hint(403).starts_with("authentication failed"));
+        assert!(reject_hint(404).contains("PROCSHIP_INGEST_URL"));
+        assert!(reject_hint(413).contains("BATCH_MAX_POINTS"));
+        assert!(reject_hint(400).contains("PROCSHIP_FORMAT"));
+        assert!(reject_hint(418).contains("permanent"));
     }
 }

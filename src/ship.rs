@@ -91,6 +91,9 @@ impl Http {
             .agent
             .post(&self.url)
             .header("Content-Type", e.format.content_type());
+        for (k, v) in e.format.protocol_headers() {
+            req = req.header(*k, *v);
+        }
         if let Some(enc) = e.compression.content_encoding() {
             req = req.header("Content-Encoding", enc);
         }
@@ -310,8 +313,9 @@ impl Shipper {
                     }
                     Decision::Reject => {
                         Stats::add(&self.stats.send_failures, 1);
+                        let hint = crate::retry::reject_hint(status);
                         self.stats.set_last_error(format!(
-                            "{}: HTTP {status} (permanent, batch {} dropped): {body_head}",
+                            "{}: HTTP {status} (permanent, batch {} dropped; {hint}): {body_head}",
                             http.url_masked, e.seq
                         ));
                         tracing::error!(
@@ -320,7 +324,7 @@ impl Shipper {
                             seq = e.seq,
                             points = e.points,
                             response = %body_head,
-                            "backend rejected the batch (permanent error), batch dropped"
+                            "{hint}; batch dropped"
                         );
                         self.dropped(&item, Drop::Rejected);
                         return true;
@@ -367,10 +371,7 @@ impl Shipper {
 /// The encoder and sink the configuration asks for: stdout gets plain text.
 pub fn sink_for(cfg: &Config, identity: crate::encode::Identity) -> (Encoder, Sink) {
     match &cfg.ingest_url {
-        None => (
-            Encoder::new(cfg.format, crate::config::Compression::None, identity),
-            Sink::Stdout,
-        ),
+        None => (Encoder::stdout(cfg.format, identity), Sink::Stdout),
         Some(url) => {
             let enc = Encoder::new(cfg.format, cfg.compression, identity);
             (enc, Sink::Http(Http::new(cfg, url.expose())))

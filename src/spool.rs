@@ -72,6 +72,8 @@ fn format_code(f: Format) -> u8 {
     match f {
         Format::Json => 1,
         Format::Influx => 2,
+        Format::Prometheus => 3,
+        Format::Otlp => 4,
     }
 }
 
@@ -79,6 +81,7 @@ fn compression_code(c: Compression) -> u8 {
     match c {
         Compression::None => 0,
         Compression::Gzip => 1,
+        Compression::Snappy => 2,
     }
 }
 
@@ -112,7 +115,7 @@ impl Meta {
             oldest: u64_at(8) as i64,
             points: u32::from_le_bytes([b[16], b[17], b[18], b[19]]),
             format: Format::ALL.into_iter().find(|f| format_code(*f) == b[20])?,
-            compression: [Compression::None, Compression::Gzip]
+            compression: [Compression::None, Compression::Gzip, Compression::Snappy]
                 .into_iter()
                 .find(|c| compression_code(*c) == b[21])?,
         })

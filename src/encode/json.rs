@@ -112,6 +112,7 @@ mod tests {
             &Identity {
                 host: "web-1".into(),
                 run: 5,
+                boot: 0,
             },
             &batch,
         )

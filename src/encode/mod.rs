@@ -1,6 +1,8 @@
 //! Encoding: a `Batch` becomes the bytes of one request body in the
 //! configured wire format (one file per format), gzip-compressed unless
-//! `PROCSHIP_COMPRESSION=none` or the output is stdout.
+//! `PROCSHIP_COMPRESSION=none` or the output is stdout. Prometheus remote
+//! write is always snappy-compressed protobuf on the wire, and Prometheus
+//! text on stdout.
 //!
 //! One gzip compressor (zlib-rs) lives as long as the encoder and is reset
 //! per batch: a fresh one allocates and zeroes a few hundred KiB, which was
@@ -15,7 +17,9 @@ use crate::point::{Batch, Timestamp};
 
 pub mod influx;
 pub mod json;
+pub mod otlp;
 pub mod promtext;
+pub mod remote_write;
 
 /// A batch ready for the wire: what the queue holds and the shipper sends.
 #[derive(Debug, Clone)]
@@ -44,6 +48,9 @@ pub struct Identity {
     pub host: String,
     /// Agent start time (ns since the epoch): with `seq`, a unique batch id per host.
     pub run: u64,
+    /// Host boot time (ns since the epoch; 0 when unknown): where the
+    /// kernel's counters start, for OTLP's cumulative sums.
+    pub boot: Timestamp,
 }
 
 /// log2 of the gzip window: 8 KiB.
@@ -53,6 +60,8 @@ pub struct Encoder {
     pub format: Format,
     pub compression: Compression,
     identity: Identity,
+    /// Stdout: plain, readable output (no compression, remote write as text).
+    stdout: bool,
     buf: Vec<u8>,
     gzip: Option<Compress>,
 }
@@ -76,19 +85,36 @@ fn gzip(z: &mut Compress, input: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 impl Encoder {
+    /// An encoder for HTTP request bodies. Remote write ignores
+    /// `compression`: the protocol requires snappy.
     pub fn new(format: Format, compression: Compression, identity: Identity) -> Self {
+        let compression = match format {
+            Format::Prometheus => Compression::Snappy,
+            _ => compression,
+        };
         Encoder {
             format,
             compression,
             identity,
+            stdout: false,
             buf: Vec::new(),
             gzip: match compression {
                 Compression::Gzip => Some(Compress::new_gzip(
                     flate2::Compression::default(),
                     GZIP_WINDOW_BITS,
                 )),
-                Compression::None => None,
+                Compression::None | Compression::Snappy => None,
             },
+        }
+    }
+
+    /// An encoder for stdout: uncompressed, and readable text for remote write.
+    pub fn stdout(format: Format, identity: Identity) -> Self {
+        Encoder {
+            stdout: true,
+            compression: Compression::None,
+            gzip: None,
+            ..Encoder::new(format, Compression::None, identity)
         }
     }
 
@@ -97,10 +123,14 @@ impl Encoder {
         match self.format {
             Format::Json => json::write(&mut self.buf, &self.identity, batch)?,
             Format::Influx => influx::write(&mut self.buf, batch)?,
+            Format::Otlp => otlp::write(&mut self.buf, &self.identity, batch)?,
+            Format::Prometheus if self.stdout => remote_write::write_text(&mut self.buf, batch),
+            Format::Prometheus => remote_write::write(&mut self.buf, batch),
         }
-        let body = match &mut self.gzip {
-            None => std::mem::take(&mut self.buf),
-            Some(z) => gzip(z, &self.buf)?,
+        let body = match (self.compression, &mut self.gzip) {
+            (Compression::Gzip, Some(z)) => gzip(z, &self.buf)?,
+            (Compression::Snappy, _) => remote_write::snappy(&self.buf)?,
+            _ => std::mem::take(&mut self.buf),
         };
         Ok(Encoded {
             seq: batch.seq,
@@ -133,6 +163,7 @@ mod tests {
         let id = Identity {
             host: "h".into(),
             run: 1,
+            boot: 0,
         };
         let mut plain = Encoder::new(Format::Influx, Compression::None, id.clone());
         let mut gz = Encoder::new(Format::Influx, Compression::Gzip, id);

@@ -29,7 +29,7 @@ pub fn series_name(measurement: &str, field: &str) -> String {
     s
 }
 
-fn escape_value(out: &mut String, v: &str) {
+pub fn escape_value(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -1,0 +1,286 @@
+//! The `otlp` format: OTLP/HTTP metrics in the protobuf JSON encoding the
+//! OTLP specification defines (lowerCamelCase field names, 64-bit integers
+//! as decimal strings, enums as numbers), POSTed to a receiver's
+//! `/v1/metrics`.
+//!
+//! One `ResourceMetrics` per batch whose resource carries `host.name`; one
+//! scope `procship` with its version; one metric per `<measurement>_<field>`
+//! (the name every format uses) holding a data point per point and cycle.
+//! Data point attributes are the point's tags plus the common ones (`host`,
+//! `PROCSHIP_TAGS`), so a receiver that turns attributes into labels
+//! (Prometheus, VictoriaMetrics) stores the same labels as for the other
+//! formats. Counters are monotonic cumulative `sum`s whose start time is the
+//! host's boot (`btime`, what kernel counters count from) or, for the
+//! agent's own counters, the agent's start; gauges are `gauge`s. Integer
+//! values are `asInt`, floats `asDouble`; a counter above i64::MAX is clamped.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::Identity;
+use super::promtext::series_name;
+use crate::point::{Batch, Value, merged_tags};
+
+/// `AGGREGATION_TEMPORALITY_CUMULATIVE`.
+const CUMULATIVE: u8 = 2;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'a> {
+    resource_metrics: [ResourceMetrics<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceMetrics<'a> {
+    resource: Resource<'a>,
+    scope_metrics: [ScopeMetrics<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    attributes: Vec<KeyValue<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScopeMetrics<'a> {
+    scope: Scope,
+    metrics: Vec<Metric<'a>>,
+}
+
+#[derive(Serialize)]
+struct Scope {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct KeyValue<'a> {
+    key: &'a str,
+    value: AnyValue<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AnyValue<'a> {
+    string_value: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metric<'a> {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gauge: Option<Gauge<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sum: Option<Sum<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Gauge<'a> {
+    data_points: Vec<DataPoint<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Sum<'a> {
+    aggregation_temporality: u8,
+    is_monotonic: bool,
+    data_points: Vec<DataPoint<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DataPoint<'a> {
+    attributes: Vec<KeyValue<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time_unix_nano: Option<String>,
+    time_unix_nano: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as_int: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as_double: Option<f64>,
+}
+
+/// Whether a field is a cumulative counter (a `sum`) or a gauge.
+fn is_sum(v: &Value) -> bool {
+    matches!(v, Value::Counter(_))
+}
+
+pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result<()> {
+    let run = i64::try_from(id.run).unwrap_or(i64::MAX);
+    let boot = if id.boot > 0 { id.boot } else { run };
+    // (name, is_sum) → index in `metrics`, kept in order of first appearance.
+    let mut index: HashMap<(String, bool), usize> = HashMap::new();
+    let mut metrics: Vec<Metric> = Vec::new();
+    for p in &batch.points {
+        let attributes = || -> Vec<KeyValue> {
+            merged_tags(&batch.common_tags, &p.tags)
+                .map(|(key, v)| KeyValue {
+                    key,
+                    value: AnyValue { string_value: v },
+                })
+                .collect()
+        };
+        for (field, v) in &p.fields {
+            let (as_int, as_double) = match *v {
+                Value::Counter(x) => (Some(x.min(i64::MAX as u64).to_string()), None),
+                Value::Int(x) => (Some(x.to_string()), None),
+                Value::Gauge(x) if x.is_finite() => (None, Some(x)),
+                Value::Gauge(_) => continue,
+            };
+            let sum = is_sum(v);
+            let start = if p.measurement == "agent" { run } else { boot };
+            let dp = DataPoint {
+                attributes: attributes(),
+                start_time_unix_nano: sum.then(|| start.min(p.timestamp).to_string()),
+                time_unix_nano: p.timestamp.to_string(),
+                as_int,
+                as_double,
+            };
+            let name = series_name(p.measurement, field);
+            let i = match index.get(&(name.clone(), sum)) {
+                Some(i) => *i,
+                None => {
+                    index.insert((name.clone(), sum), metrics.len());
+                    metrics.push(Metric {
+                        name,
+                        gauge: (!sum).then(|| Gauge {
+                            data_points: Vec::new(),
+                        }),
+                        sum: sum.then(|| Sum {
+                            aggregation_temporality: CUMULATIVE,
+                            is_monotonic: true,
+                            data_points: Vec::new(),
+                        }),
+                    });
+                    metrics.len() - 1
+                }
+            };
+            let m = &mut metrics[i];
+            match (&mut m.gauge, &mut m.sum) {
+                (Some(g), _) => g.data_points.push(dp),
+                (_, Some(s)) => s.data_points.push(dp),
+                (None, None) => {}
+            }
+        }
+    }
+    let req = Request {
+        resource_metrics: [ResourceMetrics {
+            resource: Resource {
+                attributes: vec![KeyValue {
+                    key: "host.name",
+                    value: AnyValue {
+                        string_value: &id.host,
+                    },
+                }],
+            },
+            scope_metrics: [ScopeMetrics {
+                scope: Scope {
+                    name: "procship",
+                    version: env!("CARGO_PKG_VERSION"),
+                },
+                metrics,
+            }],
+        }],
+    };
+    serde_json::to_writer(&mut *out, &req).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point::Point;
+    use serde_json::{Value as J, json};
+    use std::sync::Arc;
+
+    fn encode(batch: &Batch) -> J {
+        let id = Identity {
+            host: "h1".into(),
+            run: 5_000,
+            boot: 1_000,
+        };
+        let mut out = Vec::new();
+        write(&mut out, &id, batch).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn counters_are_cumulative_sums_and_gauges_gauges() {
+        let batch = Batch {
+            seq: 1,
+            common_tags: Arc::new(vec![("host".into(), "h1".into())]),
+            points: vec![
+                Point::new("diskio", 10_000)
+                    .tag("name", "sda")
+                    .counter("read_bytes", 7)
+                    .int("iops_in_progress", -1),
+                Point::new("diskio", 20_000)
+                    .tag("name", "sda")
+                    .counter("read_bytes", 9),
+                Point::new("cpu", 20_000).gauge("usage_user", 1.5),
+                Point::new("agent", 20_000).counter("sent", 3),
+            ],
+        };
+        let j = encode(&batch);
+        let rm = &j["resourceMetrics"][0];
+        assert_eq!(
+            rm["resource"]["attributes"],
+            json!([{"key": "host.name", "value": {"stringValue": "h1"}}])
+        );
+        assert_eq!(rm["scopeMetrics"][0]["scope"]["name"], "procship");
+        let metrics = rm["scopeMetrics"][0]["metrics"].as_array().unwrap();
+        let names: Vec<_> = metrics
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "diskio_read_bytes",
+                "diskio_iops_in_progress",
+                "cpu_usage_user",
+                "agent_sent"
+            ]
+        );
+        let read = &metrics[0]["sum"];
+        assert_eq!(read["aggregationTemporality"], 2);
+        assert_eq!(read["isMonotonic"], true);
+        assert_eq!(
+            read["dataPoints"],
+            json!([
+                {"attributes": [{"key": "host", "value": {"stringValue": "h1"}},
+                                {"key": "name", "value": {"stringValue": "sda"}}],
+                 "startTimeUnixNano": "1000", "timeUnixNano": "10000", "asInt": "7"},
+                {"attributes": [{"key": "host", "value": {"stringValue": "h1"}},
+                                {"key": "name", "value": {"stringValue": "sda"}}],
+                 "startTimeUnixNano": "1000", "timeUnixNano": "20000", "asInt": "9"}
+            ])
+        );
+        assert_eq!(metrics[1]["gauge"]["dataPoints"][0]["asInt"], "-1");
+        assert!(metrics[1].get("sum").is_none());
+        assert_eq!(metrics[2]["gauge"]["dataPoints"][0]["asDouble"], 1.5);
+        assert_eq!(
+            metrics[3]["sum"]["dataPoints"][0]["startTimeUnixNano"], "5000",
+            "the agent's own counters start with the agent"
+        );
+    }
+
+    #[test]
+    fn huge_counter_is_clamped_and_start_never_follows_the_point() {
+        let batch = Batch {
+            seq: 1,
+            common_tags: Arc::new(vec![]),
+            points: vec![Point::new("m", 500).counter("c", u64::MAX)],
+        };
+        let j = encode(&batch);
+        let dp = &j["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"]["dataPoints"][0];
+        assert_eq!(dp["asInt"], i64::MAX.to_string());
+        assert_eq!(dp["startTimeUnixNano"], "500");
+    }
+}
