@@ -593,3 +593,72 @@ fn influxdb_v1_with_auth_takes_line_protocol_and_refuses_a_wrong_password() {
         "{line}"
     );
 }
+
+/// The Grafana dashboard's queries, with Grafana's variables filled in as
+/// Grafana would for one selected host.
+fn dashboard_queries() -> (String, Vec<(String, String)>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/grafana/procship.json");
+    let d: J = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let vars = d["templating"]["list"].as_array().unwrap();
+    let host_var = vars
+        .iter()
+        .find(|v| v["name"] == "host")
+        .expect("a host variable");
+    let variable = host_var["query"]["query"].as_str().unwrap().to_string();
+    let mut queries = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        let title = p["title"].as_str().unwrap();
+        for t in p["targets"].as_array().unwrap() {
+            queries.push((title.to_string(), t["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    (variable, queries)
+}
+
+#[test]
+fn grafana_dashboard_queries_all_return_data_from_victoria_metrics() {
+    let (variable, queries) = dashboard_queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let vm = Server::victoria_metrics();
+    ship(
+        &format!("{}/api/v1/write", vm.base),
+        "prometheus",
+        "dash-host",
+        &[("PROCSHIP_COLLECTORS", "default".into())],
+    );
+    // The host selector: label_values(<metric>, host) lists the host.
+    let metric = variable
+        .strip_prefix("label_values(")
+        .and_then(|s| s.strip_suffix(", host)"))
+        .unwrap_or_else(|| panic!("unexpected variable query {variable}"));
+    wait_for("the host in the selector", Duration::from_secs(30), || {
+        let v = vm.query("/api/v1/label/host/values", &[("match[]", metric)]);
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "dash-host")
+    });
+    for (title, expr) in &queries {
+        let q = expr
+            .replace("$host", "dash-host")
+            .replace("$__rate_interval", "1m");
+        assert!(
+            !q.contains('$'),
+            "{title}: a variable this test does not know: {expr}"
+        );
+        let mut series = 0;
+        wait_for(
+            &format!("data for {title}: {q}"),
+            Duration::from_secs(20),
+            || {
+                let v = vm.query("/api/v1/query", &[("query", &q)]);
+                assert_eq!(v["status"], "success", "{title}: {q}: {v}");
+                let r = v["data"]["result"].as_array().unwrap();
+                series = r.len();
+                r.iter().all(|s| s["metric"]["host"] == "dash-host") && !r.is_empty()
+            },
+        );
+        eprintln!("{title}: {q} → {series} series");
+    }
+}
