@@ -114,6 +114,7 @@ fn encoding(c: &mut Criterion) {
         ("influx", Format::Influx, Compression::None),
         ("influx_gzip", Format::Influx, Compression::Gzip),
         ("prometheus_snappy", Format::Prometheus, Compression::Snappy),
+        ("otlp", Format::Otlp, Compression::None),
         ("otlp_gzip", Format::Otlp, Compression::Gzip),
     ] {
         let mut enc = Encoder::new(format, compression, id.clone());
@@ -121,6 +122,15 @@ fn encoding(c: &mut Criterion) {
             b.iter(|| black_box(enc.encode(&batch).map(|e| e.body.len())))
         });
     }
+    // Remote write before snappy: what building and encoding the protobuf costs.
+    g.bench_function("prometheus_protobuf", |b| {
+        let mut out = Vec::new();
+        b.iter(|| {
+            out.clear();
+            procship::encode::remote_write::write(&mut out, &batch);
+            black_box(out.len())
+        })
+    });
     g.finish();
 }
 

@@ -16,11 +16,11 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::Identity;
 use super::promtext::series_name;
-use crate::point::{Batch, Value, merged_tags};
+use crate::point::{Batch, Point, Value, merged_tags};
 
 /// `AGGREGATION_TEMPORALITY_CUMULATIVE`.
 const CUMULATIVE: u8 = 2;
@@ -95,14 +95,45 @@ struct Sum<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DataPoint<'a> {
-    attributes: Vec<KeyValue<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time_unix_nano: Option<String>,
-    time_unix_nano: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    as_int: Option<String>,
+    attributes: Attributes<'a>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_decimal"
+    )]
+    start_time_unix_nano: Option<i64>,
+    #[serde(serialize_with = "decimal")]
+    time_unix_nano: i64,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_decimal"
+    )]
+    as_int: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     as_double: Option<f64>,
+}
+
+/// A point's tags and the common ones, serialized as KeyValues in place.
+struct Attributes<'a>(&'a [(String, String)], &'a Point);
+
+impl Serialize for Attributes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(merged_tags(self.0, &self.1.tags).map(|(key, v)| KeyValue {
+            key,
+            value: AnyValue { string_value: v },
+        }))
+    }
+}
+
+/// A 64-bit integer as the decimal string the OTLP JSON encoding requires.
+fn decimal<S: Serializer>(x: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(x)
+}
+
+fn opt_decimal<S: Serializer>(x: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match x {
+        Some(x) => s.collect_str(x),
+        None => s.serialize_none(),
+    }
 }
 
 /// Whether a field is a cumulative counter (a `sum`) or a gauge.
@@ -113,53 +144,41 @@ fn is_sum(v: &Value) -> bool {
 pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result<()> {
     let run = i64::try_from(id.run).unwrap_or(i64::MAX);
     let boot = if id.boot > 0 { id.boot } else { run };
-    // (name, is_sum) → index in `metrics`, kept in order of first appearance.
-    let mut index: HashMap<(String, bool), usize> = HashMap::new();
+    // (measurement, field, is_sum) → index in `metrics`, kept in order of
+    // first appearance.
+    let mut index: HashMap<(&str, &str, bool), usize> = HashMap::new();
     let mut metrics: Vec<Metric> = Vec::new();
     for p in &batch.points {
-        let attributes = || -> Vec<KeyValue> {
-            merged_tags(&batch.common_tags, &p.tags)
-                .map(|(key, v)| KeyValue {
-                    key,
-                    value: AnyValue { string_value: v },
-                })
-                .collect()
-        };
         for (field, v) in &p.fields {
             let (as_int, as_double) = match *v {
-                Value::Counter(x) => (Some(x.min(i64::MAX as u64).to_string()), None),
-                Value::Int(x) => (Some(x.to_string()), None),
+                Value::Counter(x) => (Some(i64::try_from(x).unwrap_or(i64::MAX)), None),
+                Value::Int(x) => (Some(x), None),
                 Value::Gauge(x) if x.is_finite() => (None, Some(x)),
                 Value::Gauge(_) => continue,
             };
             let sum = is_sum(v);
             let start = if p.measurement == "agent" { run } else { boot };
             let dp = DataPoint {
-                attributes: attributes(),
-                start_time_unix_nano: sum.then(|| start.min(p.timestamp).to_string()),
-                time_unix_nano: p.timestamp.to_string(),
+                attributes: Attributes(&batch.common_tags, p),
+                start_time_unix_nano: sum.then(|| start.min(p.timestamp)),
+                time_unix_nano: p.timestamp,
                 as_int,
                 as_double,
             };
-            let name = series_name(p.measurement, field);
-            let i = match index.get(&(name.clone(), sum)) {
-                Some(i) => *i,
-                None => {
-                    index.insert((name.clone(), sum), metrics.len());
-                    metrics.push(Metric {
-                        name,
-                        gauge: (!sum).then(|| Gauge {
-                            data_points: Vec::new(),
-                        }),
-                        sum: sum.then(|| Sum {
-                            aggregation_temporality: CUMULATIVE,
-                            is_monotonic: true,
-                            data_points: Vec::new(),
-                        }),
-                    });
-                    metrics.len() - 1
-                }
-            };
+            let i = *index.entry((p.measurement, field, sum)).or_insert_with(|| {
+                metrics.push(Metric {
+                    name: series_name(p.measurement, field),
+                    gauge: (!sum).then(|| Gauge {
+                        data_points: Vec::new(),
+                    }),
+                    sum: sum.then(|| Sum {
+                        aggregation_temporality: CUMULATIVE,
+                        is_monotonic: true,
+                        data_points: Vec::new(),
+                    }),
+                });
+                metrics.len() - 1
+            });
             let m = &mut metrics[i];
             match (&mut m.gauge, &mut m.sum) {
                 (Some(g), _) => g.data_points.push(dp),

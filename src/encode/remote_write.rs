@@ -17,6 +17,8 @@
 
 use std::fmt::Write as _;
 
+use std::collections::HashMap;
+
 use prost::Message;
 
 use super::promtext::{escape_value, sanitize, series_name};
@@ -37,7 +39,7 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
 }
 
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Message)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Message)]
 pub struct Label {
     #[prost(string, tag = "1")]
     pub name: String,
@@ -63,24 +65,36 @@ fn value(v: Value) -> f64 {
     }
 }
 
-/// The batch as remote-write series: sorted by labels, samples by time.
+/// A point's labels other than `__name__`: sanitized, sorted, unique.
+fn point_labels(common: &[(String, String)], p: &crate::point::Point) -> Vec<Label> {
+    let mut tags: Vec<Label> = merged_tags(common, &p.tags)
+        .map(|(k, v)| {
+            let mut name = String::with_capacity(k.len());
+            sanitize(&mut name, k);
+            Label {
+                name,
+                value: v.to_string(),
+            }
+        })
+        .filter(|l| l.name != "__name__" && !l.value.is_empty())
+        .collect();
+    tags.sort_by(|a, b| a.name.cmp(&b.name));
+    tags.dedup_by(|b, a| a.name == b.name);
+    tags
+}
+
+/// The batch as remote-write series (in order of first appearance),
+/// samples sorted by time. Labels are built once per point and cloned once
+/// per series.
 pub fn series(batch: &Batch) -> Vec<TimeSeries> {
-    // One row per (series, sample); grouped after one sort.
-    let mut rows: Vec<(Vec<Label>, Sample)> = Vec::new();
-    for p in &batch.points {
-        let mut tags: Vec<Label> = merged_tags(&batch.common_tags, &p.tags)
-            .map(|(k, v)| {
-                let mut name = String::with_capacity(k.len());
-                sanitize(&mut name, k);
-                Label {
-                    name,
-                    value: v.to_string(),
-                }
-            })
-            .filter(|l| l.name != "__name__" && !l.value.is_empty())
-            .collect();
-        tags.sort_by(|a, b| a.name.cmp(&b.name));
-        tags.dedup_by(|b, a| a.name == b.name);
+    let tags: Vec<Vec<Label>> = batch
+        .points
+        .iter()
+        .map(|p| point_labels(&batch.common_tags, p))
+        .collect();
+    let mut index: HashMap<(&str, &str, &[Label]), usize> = HashMap::new();
+    let mut out: Vec<TimeSeries> = Vec::new();
+    for (p, tags) in batch.points.iter().zip(&tags) {
         for (field, v) in &p.fields {
             let sample = Sample {
                 value: value(*v),
@@ -89,33 +103,36 @@ pub fn series(batch: &Batch) -> Vec<TimeSeries> {
             if !sample.value.is_finite() {
                 continue;
             }
-            let mut labels = Vec::with_capacity(tags.len() + 1);
-            labels.push(Label {
-                name: "__name__".into(),
-                value: series_name(p.measurement, field),
-            });
-            labels.extend(tags.iter().cloned());
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-            rows.push((labels, sample));
+            let i = *index
+                .entry((p.measurement, field, tags.as_slice()))
+                .or_insert_with(|| {
+                    let mut labels = Vec::with_capacity(tags.len() + 1);
+                    labels.extend(tags.iter().cloned());
+                    let name = Label {
+                        name: "__name__".into(),
+                        value: series_name(p.measurement, field),
+                    };
+                    let at = labels.partition_point(|l| l.name.as_str() < "__name__");
+                    labels.insert(at, name);
+                    out.push(TimeSeries {
+                        labels,
+                        samples: Vec::new(),
+                    });
+                    out.len() - 1
+                });
+            out[i].samples.push(sample);
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.timestamp.cmp(&b.1.timestamp)));
-    let mut out: Vec<TimeSeries> = Vec::new();
-    for (labels, sample) in rows {
-        match out.last_mut() {
-            Some(ts) if ts.labels == labels => {
-                // Two samples at one millisecond: the later point wins, as a
-                // TSDB would keep only one of them anyway.
-                match ts.samples.last_mut() {
-                    Some(last) if last.timestamp == sample.timestamp => *last = sample,
-                    _ => ts.samples.push(sample),
-                }
-            }
-            _ => out.push(TimeSeries {
-                labels,
-                samples: vec![sample],
-            }),
+    for ts in &mut out {
+        // A batch holds its cycles in order, so this is a check, not a sort.
+        if !ts.samples.is_sorted_by_key(|s| s.timestamp) {
+            ts.samples.sort_by_key(|s| s.timestamp);
         }
+        // Two samples at one millisecond: the later point wins, as a TSDB
+        // would keep only one of them anyway.
+        ts.samples.reverse();
+        ts.samples.dedup_by_key(|s| s.timestamp);
+        ts.samples.reverse();
     }
     out
 }
@@ -214,11 +231,12 @@ mod tests {
         let names: Vec<_> = s.iter().map(|t| label(t, "__name__").unwrap()).collect();
         assert_eq!(
             names,
+            // In order of first appearance.
             [
-                "odd_measure_x_y", // its first label, Zone, sorts first
-                "diskio_read_bytes",
                 "mem_total",
                 "mem_used_percent",
+                "diskio_read_bytes",
+                "odd_measure_x_y",
             ]
         );
         for ts in &s {
@@ -233,7 +251,7 @@ mod tests {
             assert_eq!(label(ts, "host"), Some("h1"));
             assert_eq!(label(ts, "env"), Some("prod"));
         }
-        let disk = &s[1];
+        let disk = &s[2];
         assert_eq!(label(disk, "name"), Some("sda"));
         assert_eq!(
             disk.samples,
@@ -248,7 +266,7 @@ mod tests {
                 }
             ]
         );
-        let odd = &s[0];
+        let odd = &s[3];
         assert_eq!(label(odd, "dotted_key"), Some("v"));
         assert_eq!(label(odd, "Zone"), Some("z"));
         assert_eq!(
