@@ -332,6 +332,8 @@ pub enum Compression {
 }
 
 impl Compression {
+    pub const ALL: [Compression; 3] = [Compression::Gzip, Compression::None, Compression::Snappy];
+
     /// The request's Content-Encoding, if any.
     pub fn content_encoding(self) -> Option<&'static str> {
         match self {

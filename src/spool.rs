@@ -115,7 +115,7 @@ impl Meta {
             oldest: u64_at(8) as i64,
             points: u32::from_le_bytes([b[16], b[17], b[18], b[19]]),
             format: Format::ALL.into_iter().find(|f| format_code(*f) == b[20])?,
-            compression: [Compression::None, Compression::Gzip, Compression::Snappy]
+            compression: Compression::ALL
                 .into_iter()
                 .find(|c| compression_code(*c) == b[21])?,
         })

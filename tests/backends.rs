@@ -28,6 +28,7 @@ struct Server {
     name: &'static str,
     child: Child,
     dir: PathBuf,
+    port: u16,
     base: String,
 }
 
@@ -52,6 +53,7 @@ impl Server {
             name,
             child,
             dir,
+            port,
             base: format!("http://127.0.0.1:{port}"),
         }
     }
@@ -162,10 +164,7 @@ impl Server {
         let form = [("q", q.to_string()), ("epoch", "ns".into())];
         // Basic auth from the URL's user:password, as the agent sends it.
         let url = match auth {
-            Some((u, p)) => format!(
-                "{}/query",
-                self.base.replacen("://", &format!("://{u}:{p}@"), 1)
-            ),
+            Some((u, p)) => format!("http://{u}:{p}@127.0.0.1:{}/query", self.port),
             None => format!("{}/query", self.base),
         };
         let mut r = http()
@@ -546,12 +545,7 @@ fn prometheus_remote_write_receiver_takes_every_series() {
 fn influxdb_v1_with_auth_takes_line_protocol_and_refuses_a_wrong_password() {
     let (user, password, db) = ("procship", "s3cret-pw", "telegraf");
     let s = Server::influxdb(user, password, db);
-    let url = |pw: &str| {
-        format!(
-            "http://{user}:{pw}@127.0.0.1:{}/write?db={db}",
-            s.base.rsplit(':').next().unwrap()
-        )
-    };
+    let url = |pw: &str| format!("http://{user}:{pw}@127.0.0.1:{}/write?db={db}", s.port);
     let want = expected();
     ship(&url(password), "influx", "via-influxdb", &fixture_vars());
     let got = settled("influxdb", || {

@@ -110,10 +110,10 @@ impl Encoder {
 
     /// An encoder for stdout: uncompressed, and readable text for remote write.
     pub fn stdout(format: Format, identity: Identity) -> Self {
+        // `new` forces snappy for remote write; stdout stays uncompressed.
         Encoder {
             stdout: true,
             compression: Compression::None,
-            gzip: None,
             ..Encoder::new(format, Compression::None, identity)
         }
     }

@@ -69,27 +69,24 @@ struct AnyValue<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct Metric<'a> {
     name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gauge: Option<Gauge<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sum: Option<Sum<'a>>,
+    /// Serialized as the metric's `gauge` or `sum` key.
+    #[serde(flatten)]
+    data: Data<'a>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Gauge<'a> {
-    data_points: Vec<DataPoint<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Sum<'a> {
-    aggregation_temporality: u8,
-    is_monotonic: bool,
-    data_points: Vec<DataPoint<'a>>,
+enum Data<'a> {
+    #[serde(rename_all = "camelCase")]
+    Gauge { data_points: Vec<DataPoint<'a>> },
+    #[serde(rename_all = "camelCase")]
+    Sum {
+        aggregation_temporality: u8,
+        is_monotonic: bool,
+        data_points: Vec<DataPoint<'a>>,
+    },
 }
 
 #[derive(Serialize)]
@@ -136,11 +133,6 @@ fn opt_decimal<S: Serializer>(x: &Option<i64>, s: S) -> Result<S::Ok, S::Error> 
     }
 }
 
-/// Whether a field is a cumulative counter (a `sum`) or a gauge.
-fn is_sum(v: &Value) -> bool {
-    matches!(v, Value::Counter(_))
-}
-
 pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result<()> {
     let run = i64::try_from(id.run).unwrap_or(i64::MAX);
     let boot = if id.boot > 0 { id.boot } else { run };
@@ -156,7 +148,7 @@ pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result
                 Value::Gauge(x) if x.is_finite() => (None, Some(x)),
                 Value::Gauge(_) => continue,
             };
-            let sum = is_sum(v);
+            let sum = matches!(v, Value::Counter(_));
             let start = if p.measurement == "agent" { run } else { boot };
             let dp = DataPoint {
                 attributes: Attributes(&batch.common_tags, p),
@@ -168,22 +160,22 @@ pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result
             let i = *index.entry((p.measurement, field, sum)).or_insert_with(|| {
                 metrics.push(Metric {
                     name: series_name(p.measurement, field),
-                    gauge: (!sum).then(|| Gauge {
-                        data_points: Vec::new(),
-                    }),
-                    sum: sum.then(|| Sum {
-                        aggregation_temporality: CUMULATIVE,
-                        is_monotonic: true,
-                        data_points: Vec::new(),
-                    }),
+                    data: if sum {
+                        Data::Sum {
+                            aggregation_temporality: CUMULATIVE,
+                            is_monotonic: true,
+                            data_points: Vec::new(),
+                        }
+                    } else {
+                        Data::Gauge {
+                            data_points: Vec::new(),
+                        }
+                    },
                 });
                 metrics.len() - 1
             });
-            let m = &mut metrics[i];
-            match (&mut m.gauge, &mut m.sum) {
-                (Some(g), _) => g.data_points.push(dp),
-                (_, Some(s)) => s.data_points.push(dp),
-                (None, None) => {}
+            match &mut metrics[i].data {
+                Data::Gauge { data_points } | Data::Sum { data_points, .. } => data_points.push(dp),
             }
         }
     }

@@ -29,7 +29,19 @@ pub fn series_name(measurement: &str, field: &str) -> String {
     s
 }
 
-pub fn escape_value(out: &mut String, v: &str) {
+/// Appends `name="value"` (name sanitized, value escaped) to a label list,
+/// with a comma when the list is not empty.
+pub fn push_label(out: &mut String, name: &str, value: &str) {
+    if !out.is_empty() {
+        out.push(',');
+    }
+    sanitize(out, name);
+    out.push_str("=\"");
+    escape_value(out, value);
+    out.push('"');
+}
+
+fn escape_value(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -47,13 +59,7 @@ pub fn render(common: &[(String, String)], points: &[Point]) -> String {
     for p in points {
         let mut labels = String::new();
         for (k, v) in merged_tags(common, &p.tags) {
-            if !labels.is_empty() {
-                labels.push(',');
-            }
-            sanitize(&mut labels, k);
-            labels.push_str("=\"");
-            escape_value(&mut labels, v);
-            labels.push('"');
+            push_label(&mut labels, k, v);
         }
         for (field, value) in &p.fields {
             let (text, counter) = match value {

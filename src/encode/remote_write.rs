@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
-use super::promtext::{escape_value, sanitize, series_name};
+use super::promtext::{push_label, sanitize, series_name};
 use crate::point::{Batch, Value, merged_tags};
 
 /// `prometheus.WriteRequest` (remote write 1.0), the fields we send.
@@ -165,15 +165,9 @@ pub fn write_text(out: &mut Vec<u8>, batch: &Batch) {
         for l in &ts.labels {
             if l.name == "__name__" {
                 name = &l.value;
-                continue;
+            } else {
+                push_label(&mut labels, &l.name, &l.value);
             }
-            if !labels.is_empty() {
-                labels.push(',');
-            }
-            labels.push_str(&l.name);
-            labels.push_str("=\"");
-            escape_value(&mut labels, &l.value);
-            labels.push('"');
         }
         for sample in &ts.samples {
             let _ = writeln!(
