@@ -1,7 +1,10 @@
 # procship in a container, watching its host. Multi-stage: build from
 # source on Debian's Rust image, run on distroless (glibc, no shell) as the
 # non-root user 65532. See README "Deploy" for the docker run line.
-FROM rust:1-bookworm AS build
+# The toolchain is pinned to the one packaging/symbol-order.txt was made
+# with: symbol names carry rustc's version, and a list made by another
+# rustc no longer orders the binary's hot code together (README, Performance).
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked \
