@@ -9,15 +9,26 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use procship::collect::{self, Context, Runner};
-use procship::config::{Compression, Config, Format, HostPaths};
-use procship::encode::{Encoder, Identity};
+use procship::encode::{Compression, Encoder, Format, Identity};
+use procship::host::{Facts, HostPaths};
 use procship::point::Batch;
+use procship::settings::Settings;
 
+/// Every collector's name, in the registry's order.
+fn every_collector() -> Vec<&'static str> {
+    collect::REGISTRY.iter().map(|e| e.name).collect()
+}
+
+/// The named collectors, every option at its default, watching `paths`.
 fn runner(names: &[&str], paths: HostPaths) -> Runner {
-    let cfg = Config::defaults().expect("default configuration");
-    let mut ctx = Context::from_config(&cfg);
-    ctx.paths = paths.clone();
-    let mut r = Runner::new(collect::build(names, &ctx), paths);
+    let chosen = [("PROCSHIP_COLLECTORS".to_string(), names.join(","))];
+    let s = Settings::from_sources(&chosen, &[], &[]).expect("default configuration");
+    let ctx = Context {
+        paths: paths.clone(),
+        facts: Facts::of_this_host(),
+        rates: s.collect.rates,
+    };
+    let mut r = Runner::new(s.collect.build(&ctx), paths);
     // Prime the delta-based collectors so every iteration is a full cycle.
     r.collect(0, &mut Vec::new());
     r
@@ -51,7 +62,7 @@ fn cycles(c: &mut Criterion) {
         sys: base.join("sys"),
         root: base.join("root"),
     };
-    let mut fixture = runner(collect::NAMES, fx);
+    let mut fixture = runner(&every_collector(), fx);
     g.bench_function("fixture_all_collectors", |b| {
         b.iter(|| {
             points.clear();
@@ -65,9 +76,9 @@ fn cycles(c: &mut Criterion) {
 fn per_collector(c: &mut Criterion) {
     let mut g = c.benchmark_group("collector");
     let mut points = Vec::with_capacity(256);
-    for name in collect::NAMES {
+    for name in every_collector() {
         let mut one = runner(&[name], HostPaths::default());
-        g.bench_function(*name, |b| {
+        g.bench_function(name, |b| {
             b.iter(|| {
                 points.clear();
                 black_box(one.collect(1, &mut points));
@@ -94,7 +105,7 @@ fn per_collector(c: &mut Criterion) {
 }
 
 fn encoding(c: &mut Criterion) {
-    let mut r = runner(collect::NAMES, HostPaths::default());
+    let mut r = runner(&every_collector(), HostPaths::default());
     let mut points = Vec::new();
     r.collect(1, &mut points);
     let batch = Batch {

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use procship::config::{Compression, Format, SpoolConfig, SpoolSync};
+use procship::deliver::spool::Spool;
+use procship::deliver::spool::{Options, SyncMode};
 use procship::encode::Encoded;
-use procship::spool::Spool;
+use procship::encode::{Compression, Format};
 use procship::stats::Stats;
 
 fn dir(tag: &str) -> PathBuf {
@@ -26,8 +27,8 @@ fn dir(tag: &str) -> PathBuf {
     d
 }
 
-fn open(d: &std::path::Path, sync: SpoolSync) -> Spool {
-    let cfg = SpoolConfig {
+fn open(d: &std::path::Path, sync: SyncMode) -> Spool {
+    let cfg = Options {
         dir: d.to_path_buf(),
         max_bytes: 4 << 30,
         sync,
@@ -52,7 +53,7 @@ fn spool(c: &mut Criterion) {
     let mut g = c.benchmark_group("spool");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(5));
-    for (sync_name, sync) in [("off", SpoolSync::Off), ("batch", SpoolSync::Batch)] {
+    for (sync_name, sync) in [("off", SyncMode::Off), ("batch", SyncMode::Batch)] {
         for len in [1300usize, 64 << 10] {
             let e = batch(len);
             g.throughput(Throughput::Bytes(len as u64));

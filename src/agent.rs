@@ -4,21 +4,24 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::batch::Batcher;
 use crate::collect::{self, Context, Runner};
-use crate::config::Config;
+use crate::config::{ConfigError, PREFIX};
+use crate::deliver::batch::Batcher;
+use crate::deliver::queue::Queue;
+use crate::deliver::ship::{self, Shipper};
+use crate::deliver::spool::Spool;
 use crate::encode::{Encoder, Identity};
-use crate::notify::Notifier;
-use crate::point::{Batch, Point, Timestamp};
-use crate::queue::Queue;
-use crate::schedule::{FlushTimer, Ticker, splay};
-use crate::ship::{self, Shipper};
-use crate::spool::Spool;
-use crate::stats::{Drop, Stats};
-use crate::status;
-use crate::telemetry::SelfStats;
+use crate::host::Facts;
+use crate::operate::log::{self, SetLevel};
+use crate::operate::notify::Notifier;
+use crate::operate::status;
+use crate::operate::telemetry::SelfStats;
+use crate::point::{Batch, Point, now_ns};
+use crate::schedule::{self, FlushTimer, Ticker, splay};
+use crate::settings::{Plan, Settings};
+use crate::stats::{DropReason, Stats};
 
 /// Messages from the signal thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,57 +34,40 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// How often systemd's STATUS= line is refreshed (at most).
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
-pub fn now_ns() -> Timestamp {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-fn identity(cfg: &Config) -> Identity {
+fn identity(s: &Settings) -> Identity {
     Identity {
-        host: cfg.hostname.clone(),
+        host: s.host.hostname.clone(),
         run: u64::try_from(now_ns()).unwrap_or(0),
-        boot: boot_ns(&cfg.paths.proc),
+        boot: collect::stat::boot_ns(&s.host.paths),
     }
 }
 
-/// The host's boot time from `<proc>/stat` (ns since the epoch), 0 when it
-/// cannot be read: OTLP then starts counters at the agent's start.
-fn boot_ns(proc_: &std::path::Path) -> i64 {
-    let path = proc_.join("stat");
-    std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| {
-            crate::collect::stat::parse(&path, &text, crate::collect::stat::Cpus::Count)
-                .ok()?
-                .btime
-        })
-        .and_then(|s| i64::try_from(s).ok()?.checked_mul(1_000_000_000))
-        .unwrap_or(0)
-}
-
-fn runner(cfg: &Config) -> Runner {
-    let ctx = Context::from_config(cfg);
-    Runner::new(collect::build(&cfg.collectors, &ctx), cfg.paths.clone())
+fn runner(s: &Settings, facts: Facts) -> Runner {
+    let ctx = Context {
+        paths: s.host.paths.clone(),
+        facts,
+        rates: s.collect.rates,
+    };
+    Runner::new(s.collect.build(&ctx), s.host.paths.clone())
 }
 
 /// `--once`: one complete snapshot (deltas primed internally, over
 /// min(interval, 1 s)) encoded as one batch, without compression.
-pub fn once(cfg: &Config) -> std::io::Result<Vec<u8>> {
-    let mut runner = runner(cfg);
+pub fn once(s: &Settings) -> std::io::Result<Vec<u8>> {
+    let mut runner = runner(s, Facts::of_this_host());
     let mut points = Vec::new();
     runner.collect(now_ns(), &mut points);
     points.clear();
-    std::thread::sleep(cfg.interval.min(Duration::from_secs(1)));
+    std::thread::sleep(s.schedule.interval.min(Duration::from_secs(1)));
     runner.collect(now_ns(), &mut points);
-    let mut batcher = Batcher::new(&cfg.hostname, &cfg.tags, usize::MAX);
+    let mut batcher = Batcher::new(&s.host.hostname, &s.batch.tags, usize::MAX);
     batcher.add(&mut points);
     let batch = batcher.flush().unwrap_or_else(|| Batch {
         seq: 1,
         common_tags: Arc::new(Vec::new()),
         points: Vec::new(),
     });
-    let mut enc = Encoder::stdout(cfg.format, identity(cfg));
+    let mut enc = Encoder::stdout(s.encode.format, identity(s));
     Ok(enc.encode(&batch)?.body)
 }
 
@@ -98,70 +84,11 @@ pub struct Account {
     pub spooled: u64,
 }
 
-/// Changes the log level of the running process.
-pub type SetLevel = Box<dyn Fn(tracing::Level) + Send>;
-
 /// What SIGHUP needs: how to build the configuration again (the env file
 /// is read anew) and how to change the log level.
 pub struct Reload {
-    pub load: Box<dyn Fn() -> Result<Config, crate::config::ConfigError>>,
+    pub load: Box<dyn Fn() -> Result<Settings, ConfigError>>,
     pub set_level: SetLevel,
-}
-
-/// Variables a reload applies at the next cycle; any other change waits
-/// for a restart (and is logged as such).
-const LIVE: &[&str] = &[
-    "INTERVAL",
-    "TAGS",
-    "COLLECTORS",
-    "LOG_LEVEL",
-    "INGEST_URL",
-    "AUTH_TOKEN",
-    "HEADERS",
-];
-
-/// The variables whose values differ between two configurations, secrets
-/// compared by value (their printed form is masked).
-fn changed(old: &Config, new: &Config) -> Vec<&'static str> {
-    let raw = |c: &Config, name: &str| -> Option<String> {
-        match name {
-            "AUTH_TOKEN" => Some(
-                c.auth_token
-                    .as_ref()
-                    .map(|t| t.expose().to_string())
-                    .unwrap_or_default(),
-            ),
-            "HEADERS" => Some(
-                c.headers
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", v.expose()))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            "INGEST_URL" => Some(
-                c.ingest_url
-                    .as_ref()
-                    .map(|u| u.expose().to_string())
-                    .unwrap_or_default(),
-            ),
-            _ => None,
-        }
-    };
-    let mut out = Vec::new();
-    for var in crate::config::VARS {
-        let name = format!("{}{}", crate::config::PREFIX, var.name);
-        let value = |c: &Config| {
-            raw(c, var.name).or_else(|| {
-                c.effective()
-                    .find(|(k, _, _)| *k == name)
-                    .map(|(_, v, _)| v.to_string())
-            })
-        };
-        if value(old) != value(new) {
-            out.push(var.name);
-        }
-    }
-    out
 }
 
 /// Why the agent could not run.
@@ -189,11 +116,11 @@ impl From<std::io::Error> for RunError {
 
 /// Opens the spool when one is configured and there is a backend to
 /// spool for, and says what it found there.
-fn open_spool(cfg: &Config, stats: &Arc<Stats>) -> Result<Option<Spool>, RunError> {
-    let Some(sc) = &cfg.spool else {
+fn open_spool(s: &Settings, stats: &Arc<Stats>) -> Result<Option<Spool>, RunError> {
+    let Some(sc) = &s.spool else {
         return Ok(None);
     };
-    if cfg.ingest_url.is_none() {
+    if s.ship.url.is_none() {
         tracing::info!("PROCSHIP_SPOOL_DIR is not used: the output is stdout");
         return Ok(None);
     }
@@ -211,8 +138,10 @@ fn open_spool(cfg: &Config, stats: &Arc<Stats>) -> Result<Option<Spool>, RunErro
     Ok(Some(spool))
 }
 
+/// The collection side of a run: what a cycle, a flush and a reload touch.
 struct Loop {
-    cfg: Config,
+    s: Settings,
+    facts: Facts,
     stats: Arc<Stats>,
     queue: Arc<Queue>,
     runner: Runner,
@@ -222,7 +151,7 @@ struct Loop {
     telemetry: SelfStats,
     started: Instant,
     status: Option<Arc<status::Shared>>,
-    swap: Arc<ship::Swap>,
+    target: Arc<ship::Target>,
 }
 
 impl Loop {
@@ -232,7 +161,7 @@ impl Loop {
             Err(err) => {
                 tracing::error!(seq = batch.seq, "cannot encode batch, dropped: {err}");
                 self.stats
-                    .drop_points(Drop::OutputError, batch.points.len() as u64);
+                    .drop_points(DropReason::OutputError, batch.points.len() as u64);
             }
         }
     }
@@ -261,19 +190,20 @@ impl Loop {
             self.enqueue(b);
         }
         let took = started.elapsed();
-        if took > self.cfg.interval {
+        if took > self.s.schedule.interval {
             tracing::warn!(
                 took = ?took,
-                interval = ?self.cfg.interval,
+                interval = ?self.s.schedule.interval,
                 "collection took longer than the interval; the next tick is skipped"
             );
         }
         taken
     }
 
-    /// SIGHUP: builds the configuration again and applies what can change
-    /// live at the next cycle; an invalid one is refused and the running one
-    /// stays. Queued batches are kept whatever changes.
+    /// SIGHUP: builds the configuration again and applies what the rows
+    /// say can change live, from the next cycle on; an invalid one is
+    /// refused and the running one stays. Queued batches are kept whatever
+    /// changes.
     fn reload(&mut self, r: &Reload, ticker: &mut Ticker) {
         let new = match (r.load)() {
             Ok(c) => c,
@@ -284,56 +214,51 @@ impl Loop {
                 return;
             }
         };
-        let mut changes = changed(&self.cfg, &new);
-        // Between stdout and a URL the encoding changes too: restart.
-        let url_live = self.cfg.ingest_url.is_some() && new.ingest_url.is_some();
-        let (mut live, later): (Vec<&str>, Vec<&str>) = changes.drain(..).partition(|v| {
-            LIVE.contains(v) && (url_live || !matches!(*v, "INGEST_URL" | "AUTH_TOKEN" | "HEADERS"))
-        });
-        for v in &later {
+        let plan = self.s.plan(&new);
+        for v in &plan.later {
             tracing::warn!(
-                "SIGHUP: {}{v} changed; it applies after a restart",
-                crate::config::PREFIX
+                "SIGHUP: {PREFIX}{} changed; it applies after a restart",
+                v.name
             );
         }
-        live.sort_unstable();
-        if live.is_empty() {
+        if plan.live.is_empty() {
             tracing::info!("SIGHUP: nothing to apply live");
             return;
         }
-        if live.contains(&"INTERVAL") {
-            self.cfg.interval = new.interval;
-            *ticker = Ticker::new(Instant::now(), new.interval);
+        self.s.effective = self.s.effective.merged(&new.effective, &plan.live);
+        self.apply(new, &plan, r, ticker);
+        if let Some(s) = &self.status {
+            s.set_config(self.s.effective.clone());
         }
-        if live.contains(&"TAGS") {
+        let mut applied: Vec<&str> = plan.live.iter().map(|v| v.name).collect();
+        applied.sort_unstable();
+        tracing::info!(applied = %applied.join(","), "SIGHUP: configuration reloaded");
+    }
+
+    /// Each feature's live step, run when the plan touches its rows.
+    fn apply(&mut self, new: Settings, plan: &Plan, r: &Reload, ticker: &mut Ticker) {
+        if plan.touches(schedule::VARS) {
+            self.s.schedule.interval = new.schedule.interval;
+            *ticker = Ticker::new(Instant::now(), new.schedule.interval);
+        }
+        if plan.touches(crate::deliver::batch::VARS) {
             // What is pending was collected under the old tags.
             self.flush();
-            self.batcher.set_tags(&self.cfg.hostname, &new.tags);
-            self.cfg.tags = new.tags.clone();
+            self.batcher
+                .set_tags(&self.s.host.hostname, &new.batch.tags);
+            self.s.batch.tags = new.batch.tags;
         }
-        if live.contains(&"COLLECTORS") {
-            self.cfg.collectors = new.collectors.clone();
-            self.runner = runner(&self.cfg);
+        if plan.touches_collectors() {
+            self.s.collect = new.collect;
+            self.runner = runner(&self.s, self.facts);
         }
-        if live.contains(&"LOG_LEVEL") {
-            self.cfg.log_level = new.log_level;
-            (r.set_level)(new.log_level);
+        if plan.touches(log::VARS) {
+            self.s.log.level = new.log.level;
+            (r.set_level)(new.log.level);
         }
-        if live
-            .iter()
-            .any(|v| matches!(*v, "INGEST_URL" | "AUTH_TOKEN" | "HEADERS"))
-        {
-            self.cfg.ingest_url = new.ingest_url.clone();
-            self.cfg.auth_token = new.auth_token.clone();
-            self.cfg.headers = new.headers.clone();
-            if let Some(url) = &new.ingest_url {
-                self.swap.offer(ship::Http::new(&new, url.expose()));
-            }
+        if plan.touches(ship::VARS) {
+            self.target.offer(&new.ship);
         }
-        if let Some(s) = &self.status {
-            s.set_config(&self.cfg, &new, &live);
-        }
-        tracing::info!(applied = %live.join(","), "SIGHUP: configuration reloaded");
     }
 
     /// One line of counters for systemd's STATUS=.
@@ -381,103 +306,148 @@ impl Loop {
     }
 }
 
-/// Runs the agent until `Control::Stop` (or the control channel closes);
-/// returns the account of every point.
-pub fn run(cfg: Config, control: &Receiver<Control>, reload: Reload) -> Result<Account, RunError> {
-    let stats = Arc::new(Stats::default());
-    let spool = open_spool(&cfg, &stats)?;
-    let first_seq = spool.as_ref().map_or(1, Spool::next_seq);
-    let queue = Arc::new(Queue::new(cfg.queue_max_bytes, stats.clone(), spool));
-    let (encoder, sink) = ship::sink_for(&cfg, identity(&cfg));
-    let status = match cfg.status_addr {
-        None => None,
-        Some(addr) => {
-            let shared = Arc::new(status::Shared::new(
-                &cfg,
-                stats.clone(),
-                queue.clone(),
-                now_ns(),
-            ));
-            let bound = status::spawn(addr, shared.clone()).map_err(|e| {
-                RunError::Config(format!(
-                    "PROCSHIP_STATUS_ADDR={addr}: cannot listen there: {e}"
-                ))
-            })?;
-            tracing::info!(addr = %bound, "status endpoint: /healthz /status /metrics");
-            Some(shared)
-        }
+/// Starts the status endpoint when one is configured.
+fn start_status(
+    s: &Settings,
+    stats: &Arc<Stats>,
+    queue: &Arc<Queue>,
+) -> Result<Option<Arc<status::Shared>>, RunError> {
+    let Some(addr) = s.status.addr else {
+        return Ok(None);
     };
-    let swap = Arc::new(ship::Swap::default());
-    let shipper = Shipper::new(&cfg, sink, queue.clone(), stats.clone(), swap.clone()).spawn()?;
+    let shared = Arc::new(status::Shared::new(
+        &s.status,
+        s.effective.clone(),
+        stats.clone(),
+        queue.clone(),
+        now_ns(),
+    ));
+    let bound = status::spawn(addr, shared.clone()).map_err(|e| {
+        RunError::Config(format!(
+            "PROCSHIP_STATUS_ADDR={addr}: cannot listen there: {e}"
+        ))
+    })?;
+    tracing::info!(addr = %bound, "status endpoint: /healthz /status /metrics");
+    Ok(Some(shared))
+}
+
+fn log_start(s: &Settings) {
+    let spool = match (&s.spool, &s.ship.url) {
+        (Some(sp), Some(_)) => sp.dir.display().to_string(),
+        _ => "off".into(),
+    };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        host = %cfg.hostname,
-        output = %cfg.ingest_url_masked(),
-        format = cfg.format.name(),
-        spool = %cfg.spool.as_ref().filter(|_| cfg.ingest_url.is_some()).map_or_else(|| "off".into(), |s| s.dir.display().to_string()),
-        interval = ?cfg.interval,
-        collectors = %cfg.collectors.join(","),
+        host = %s.host.hostname,
+        output = %s.ship.url_masked(),
+        format = s.encode.format.name(),
+        spool = %spool,
+        interval = ?s.schedule.interval,
+        collectors = %s.collect.names().join(","),
         "procship started"
     );
+}
+
+/// What the main loop waits for: the control channel, with a deadline.
+struct Waiter<'a> {
+    control: &'a Receiver<Control>,
+    stop: bool,
+    hup: bool,
+}
+
+impl Waiter<'_> {
+    fn until(&mut self, deadline: Instant) {
+        let d = deadline.saturating_duration_since(Instant::now());
+        match self.control.recv_timeout(d) {
+            Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => self.stop = true,
+            Ok(Control::Reload) => self.hup = true,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+/// Runs the agent until `Control::Stop` (or the control channel closes);
+/// returns the account of every point.
+pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<Account, RunError> {
+    let stats = Arc::new(Stats::default());
+    let spool = open_spool(&s, &stats)?;
+    let first_seq = spool.as_ref().map_or(1, Spool::next_seq);
+    let queue = Arc::new(Queue::new(s.queue.max_bytes, stats.clone(), spool));
+    let (encoder, sink) = ship::sink_for(&s.ship, s.encode, identity(&s));
+    let status = start_status(&s, &stats, &queue)?;
+    let target = Arc::new(ship::Target::default());
+    let shipper = Shipper::new(
+        &s.ship,
+        s.retry,
+        sink,
+        queue.clone(),
+        stats.clone(),
+        target.clone(),
+    )
+    .spawn()?;
+    log_start(&s);
+    let facts = Facts::of_this_host();
     let mut l = Loop {
-        runner: runner(&cfg),
-        batcher: Batcher::new(&cfg.hostname, &cfg.tags, cfg.batch_max_points.get())
+        runner: runner(&s, facts),
+        batcher: Batcher::new(&s.host.hostname, &s.batch.tags, s.batch.max_points.get())
             .first_seq(first_seq),
         encoder,
         stats: stats.clone(),
         queue: queue.clone(),
         points: Vec::new(),
-        telemetry: SelfStats::new(collect::page_size()),
+        telemetry: SelfStats::new(facts.page_size),
         started: Instant::now(),
         status,
-        swap,
-        cfg,
+        target,
+        facts,
+        s,
     };
-
-    let mut stop = false;
-    let mut hup = false;
-    let wait = |until: Instant, stop: &mut bool, hup: &mut bool| {
-        let d = until.saturating_duration_since(Instant::now());
-        match control.recv_timeout(d) {
-            Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => *stop = true,
-            Ok(Control::Reload) => *hup = true,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
+    let mut wait = Waiter {
+        control,
+        stop: false,
+        hup: false,
     };
     let mut notify = Notifier::from_env();
+    splay_start(&l, &mut wait, &mut notify);
+    main_loop(&mut l, &mut wait, &mut notify, &reload);
+    notify.stopping();
+    Ok(stop(l, shipper))
+}
+
+/// The start-up splay (`PROCSHIP_JITTER`), still answering the watchdog.
+fn splay_start(l: &Loop, wait: &mut Waiter, notify: &mut Notifier) {
+    let first = Instant::now() + splay(l.s.schedule.jitter, fastrand::f64());
+    while !wait.stop && Instant::now() < first {
+        notify.ping(Instant::now());
+        wait.until(notify.next_ping().map_or(first, |p| p.min(first)));
+    }
+}
+
+/// Ticks, flushes, reloads and the minute's summary until a stop request.
+fn main_loop(l: &mut Loop, wait: &mut Waiter, notify: &mut Notifier, reload: &Reload) {
+    let start = Instant::now();
+    let mut ticker = Ticker::new(start, l.s.schedule.interval);
+    let mut flush = FlushTimer::new(start, l.s.batch.flush_interval, l.s.batch.flush_jitter);
+    let mut next_summary = start + SUMMARY_EVERY;
     let mut ready = false;
     let mut last_status = Instant::now();
-    let first = Instant::now() + splay(l.cfg.jitter, fastrand::f64());
-    while !stop && Instant::now() < first {
-        notify.ping(Instant::now());
-        wait(
-            notify.next_ping().map_or(first, |p| p.min(first)),
-            &mut stop,
-            &mut hup,
-        );
-    }
-    let start = Instant::now();
-    let mut ticker = Ticker::new(start, l.cfg.interval);
-    let mut flush = FlushTimer::new(start, l.cfg.flush_interval, l.cfg.flush_jitter);
-    let mut next_summary = start + SUMMARY_EVERY;
-    while !stop {
-        if std::mem::take(&mut hup) {
+    while !wait.stop {
+        if std::mem::take(&mut wait.hup) {
             notify.reloading();
-            l.reload(&reload, &mut ticker);
+            l.reload(reload, &mut ticker);
             notify.ready(&l.status_line());
         }
         let now = Instant::now();
         if now >= ticker.deadline() {
             let skipped = ticker.fire(now);
             if skipped > 0 {
-                Stats::add(&stats.skipped_ticks, skipped);
+                Stats::add(&l.stats.skipped_ticks, skipped);
                 tracing::warn!(
                     skipped,
                     "missed collection ticks were skipped (the agent was stalled)"
                 );
             }
-            let taken = l.cycle();
-            if !ready && taken > 0 {
+            if l.cycle() > 0 && !ready {
                 ready = true;
                 notify.ready(&l.status_line());
             }
@@ -496,26 +466,27 @@ pub fn run(cfg: Config, control: &Receiver<Control>, reload: Reload) -> Result<A
             l.summary();
             next_summary += SUMMARY_EVERY;
         }
-        let mut wake = ticker.deadline().min(flush.deadline()).min(next_summary);
-        if let Some(p) = notify.next_ping() {
-            wake = wake.min(p);
-        }
-        wait(wake, &mut stop, &mut hup);
+        let wake = ticker.deadline().min(flush.deadline()).min(next_summary);
+        wait.until(notify.next_ping().map_or(wake, |p| wake.min(p)));
     }
-    notify.stopping();
+}
 
-    tracing::info!(timeout = ?l.cfg.shutdown_timeout, "stopping: collection ended, delivering what is queued");
+/// The bounded final flush, and the account of every point.
+fn stop(mut l: Loop, shipper: std::thread::JoinHandle<()>) -> Account {
+    let timeout = l.s.ship.shutdown_timeout;
+    tracing::info!(timeout = ?timeout, "stopping: collection ended, delivering what is queued");
     l.flush();
-    queue.close(Instant::now() + l.cfg.shutdown_timeout);
+    l.queue.close(Instant::now() + timeout);
     if shipper.join().is_err() {
         tracing::error!("the shipper thread panicked");
     }
+    let stats = &l.stats;
     let account = Account {
         collected: Stats::get(&stats.collected),
         recovered: Stats::get(&stats.spool_recovered),
         sent: Stats::get(&stats.sent_points),
         dropped: stats.dropped_total(),
-        spooled: queue.depth().spool.map_or(0, |p| p.points),
+        spooled: l.queue.depth().spool.map_or(0, |p| p.points),
     };
     tracing::info!(
         cycles = Stats::get(&stats.cycles),
@@ -523,17 +494,11 @@ pub fn run(cfg: Config, control: &Receiver<Control>, reload: Reload) -> Result<A
         sent = account.sent,
         batches = Stats::get(&stats.sent_batches),
         dropped = account.dropped,
-        queue_full = stats.dropped(Drop::QueueFull),
-        rejected = stats.dropped(Drop::Rejected),
-        shutdown = stats.dropped(Drop::Shutdown),
-        output_error = stats.dropped(Drop::OutputError),
-        too_old = stats.dropped(Drop::TooOld),
-        spool_full = stats.dropped(Drop::SpoolFull),
-        spool_damaged = stats.dropped(Drop::SpoolDamaged),
         recovered = account.recovered,
         spooled = account.spooled,
         retries = Stats::get(&stats.retries),
-        "stopped"
+        "stopped; dropped by reason: {}",
+        stats.dropped_by_reason()
     );
-    Ok(account)
+    account
 }

@@ -1,18 +1,21 @@
 //! Command line, logging, signals and exit codes; the work is in the library.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::mpsc;
 
 use nix::sys::signal::{SigSet, Signal};
 use procship::agent::{self, Control};
-use procship::config::{self, Config, ConfigError, EX_CONFIG, EnvFile, LogFormat, PREFIX, VARS};
+use procship::config::{self, ConfigError, EX_CONFIG, EnvFile, PREFIX};
+use procship::operate::log;
+use procship::settings::{self, Settings};
 
 enum Mode {
     Run,
     Status,
     Once,
     CheckConfig,
+    EnvExample,
     Help,
     Version,
 }
@@ -36,6 +39,7 @@ fn parse_args() -> Result<Args, ConfigError> {
         match arg {
             Long("once") => args.mode = Mode::Once,
             Long("check-config") => args.mode = Mode::CheckConfig,
+            Long("env-example") => args.mode = Mode::EnvExample,
             Short('h') | Long("help") => args.mode = Mode::Help,
             Short('V') | Long("version") => args.mode = Mode::Version,
             Long("env-file") => {
@@ -49,7 +53,7 @@ fn parse_args() -> Result<Args, ConfigError> {
                 // Every variable is also a flag: --interval 5 sets PROCSHIP_INTERVAL.
                 let name = name.to_string();
                 let var = format!("{PREFIX}{}", name.to_ascii_uppercase().replace('-', "_"));
-                if config::lookup(&var).is_none() {
+                if settings::table().lookup(&var).is_none() {
                     return Err(usage(format!("unknown option --{name}")));
                 }
                 let v = p.value().map_err(|e| usage(e.to_string()))?;
@@ -74,23 +78,19 @@ fn help() -> String {
          \x20 (none)            run the agent: collect every interval, ship batches\n\
          \x20 --once            print one complete snapshot to stdout and exit\n\
          \x20 --check-config    validate, print the effective configuration (secrets masked), exit 0 or 78\n\
+         \x20 --env-example     print .env.example: every variable with its help and default\n\
          \x20 status            ask the running agent (PROCSHIP_STATUS_ADDR) what it is doing; exit 0 healthy, 1 not, 69 unreachable\n\
          \x20 --env-file PATH   env file to read (default ./.env, else /etc/procship/procship.env; must exist when given)\n\
          \x20 -V, --version     print the version\n\n\
          Configuration: flags > environment > env file. Each variable is also a flag,\n\
          e.g. --interval 5 sets PROCSHIP_INTERVAL. Variables (default):\n",
     );
-    for v in VARS {
-        s.push_str(&format!(
-            "  {PREFIX}{:<22} {}  [{}]\n",
-            v.name, v.help, v.default
-        ));
-    }
+    s.push_str(&settings::table().help());
     s.push_str("\nExit status: 0 ok, 1 runtime error, 78 invalid configuration.\n");
     s
 }
 
-fn load(args: &Args) -> Result<Config, ConfigError> {
+fn load(args: &Args) -> Result<Settings, ConfigError> {
     load_over(args, &[])
 }
 
@@ -98,37 +98,14 @@ fn load(args: &Args) -> Result<Config, ConfigError> {
 /// copies of the env file as it was at start (`from_file`): under systemd,
 /// `EnvironmentFile=` puts the file into the environment, which would
 /// otherwise outrank the file's new values on SIGHUP.
-fn load_over(args: &Args, from_file: &[(String, String)]) -> Result<Config, ConfigError> {
+fn load_over(args: &Args, from_file: &[(String, String)]) -> Result<Settings, ConfigError> {
     let file = config::read_env_file(&args.env_file)?;
     let environment: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k.starts_with(PREFIX))
         .filter(|kv| !from_file.contains(kv))
         .collect();
-    Config::from_sources(&args.flags, &environment, &file)
-}
-
-/// Sets up logging; returns how to change the level later (SIGHUP).
-fn init_logging(cfg: &Config) -> agent::SetLevel {
-    use tracing_subscriber::filter::LevelFilter;
-    use tracing_subscriber::prelude::*;
-    let (filter, handle) =
-        tracing_subscriber::reload::Layer::new(LevelFilter::from_level(cfg.log_level));
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let registry = tracing_subscriber::registry().with(filter);
-    match cfg.log_format {
-        LogFormat::Json => registry.with(layer.json()).init(),
-        LogFormat::Text => registry
-            .with(layer.with_ansi(std::io::stderr().is_terminal()))
-            .init(),
-    }
-    Box::new(move |level| {
-        if let Err(e) = handle.reload(LevelFilter::from_level(level)) {
-            tracing::warn!("cannot change the log level: {e}");
-        }
-    })
+    Settings::from_sources(&args.flags, &environment, &file)
 }
 
 /// Blocks SIGTERM, SIGINT and SIGHUP in every thread and turns them into
@@ -176,6 +153,10 @@ fn main() -> ExitCode {
             println!("procship {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        Mode::EnvExample => {
+            print!("{}", settings::env_example());
+            return ExitCode::SUCCESS;
+        }
         _ => {}
     }
     let cfg = match load(&args) {
@@ -186,17 +167,17 @@ fn main() -> ExitCode {
         }
     };
     let result = match args.mode {
-        Mode::Status => return procship::status::client::run(&cfg),
+        Mode::Status => return procship::operate::status::client::run(&cfg.status),
         Mode::CheckConfig => {
             print!(
                 "# procship {}: configuration is valid\n{}",
                 env!("CARGO_PKG_VERSION"),
-                cfg.render_effective()
+                cfg.effective.render()
             );
             Ok(())
         }
         Mode::Once => {
-            let _ = init_logging(&cfg);
+            let _ = log::init(&cfg.log);
             agent::once(&cfg).and_then(|body| {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&body)?;
@@ -210,7 +191,7 @@ fn main() -> ExitCode {
             let at_start = config::read_env_file(&args.env_file).unwrap_or_default();
             let reload = agent::Reload {
                 load: Box::new(move || load_over(&args, &at_start)),
-                set_level: init_logging(&cfg),
+                set_level: log::init(&cfg.log),
             };
             match signal_channel().map(|rx| agent::run(cfg, &rx, reload)) {
                 Ok(Ok(_)) => Ok(()),

@@ -9,6 +9,13 @@ use std::sync::Arc;
 /// Nanoseconds since the Unix epoch.
 pub type Timestamp = i64;
 
+/// The wall clock as a `Timestamp` (0 before the epoch, saturating far after).
+pub fn now_ns() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// A field's value; the variant says both the wire type and the semantics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {

@@ -7,6 +7,38 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::{ConfigError, Values, Var, parse_duration, parse_positive_duration};
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "INTERVAL",
+        "10",
+        "collection interval (seconds, fractions allowed, or 500ms/10s/1m)",
+    )
+    .live(),
+    Var::new(
+        "JITTER",
+        "0",
+        "random start-up splay, up to this long, before the first cycle",
+    ),
+];
+
+/// `PROCSHIP_INTERVAL` and `PROCSHIP_JITTER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub interval: Duration,
+    pub jitter: Duration,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        Ok(Options {
+            interval: v.get("INTERVAL", parse_positive_duration)?,
+            jitter: v.get("JITTER", parse_duration)?,
+        })
+    }
+}
+
 pub struct Ticker {
     start: Instant,
     interval: Duration,

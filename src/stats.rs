@@ -29,12 +29,12 @@ pub struct Stats {
     pub spool_recovered: AtomicU64,
     /// Damaged spool ranges skipped (torn tails, bad checksums).
     pub spool_damaged_ranges: AtomicU64,
-    pub dropped: [AtomicU64; Drop::ALL.len()],
+    pub dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
 /// Why points were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// The memory queue was full; the oldest batch went.
     QueueFull = 0,
     /// The backend answered with a permanent error (4xx other than 408/429).
@@ -51,39 +51,39 @@ pub enum Drop {
     SpoolDamaged = 6,
 }
 
-impl Drop {
-    pub const ALL: [Drop; 7] = [
-        Drop::QueueFull,
-        Drop::Rejected,
-        Drop::Shutdown,
-        Drop::OutputError,
-        Drop::TooOld,
-        Drop::SpoolFull,
-        Drop::SpoolDamaged,
+impl DropReason {
+    pub const ALL: [DropReason; 7] = [
+        DropReason::QueueFull,
+        DropReason::Rejected,
+        DropReason::Shutdown,
+        DropReason::OutputError,
+        DropReason::TooOld,
+        DropReason::SpoolFull,
+        DropReason::SpoolDamaged,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Drop::QueueFull => "queue_full",
-            Drop::Rejected => "rejected",
-            Drop::Shutdown => "shutdown",
-            Drop::OutputError => "output_error",
-            Drop::TooOld => "too_old",
-            Drop::SpoolFull => "spool_full",
-            Drop::SpoolDamaged => "spool_damaged",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Rejected => "rejected",
+            DropReason::Shutdown => "shutdown",
+            DropReason::OutputError => "output_error",
+            DropReason::TooOld => "too_old",
+            DropReason::SpoolFull => "spool_full",
+            DropReason::SpoolDamaged => "spool_damaged",
         }
     }
 
     /// The self-telemetry field counting this reason: `dropped_<name>`.
     pub fn field(self) -> &'static str {
         match self {
-            Drop::QueueFull => "dropped_queue_full",
-            Drop::Rejected => "dropped_rejected",
-            Drop::Shutdown => "dropped_shutdown",
-            Drop::OutputError => "dropped_output_error",
-            Drop::TooOld => "dropped_too_old",
-            Drop::SpoolFull => "dropped_spool_full",
-            Drop::SpoolDamaged => "dropped_spool_damaged",
+            DropReason::QueueFull => "dropped_queue_full",
+            DropReason::Rejected => "dropped_rejected",
+            DropReason::Shutdown => "dropped_shutdown",
+            DropReason::OutputError => "dropped_output_error",
+            DropReason::TooOld => "dropped_too_old",
+            DropReason::SpoolFull => "dropped_spool_full",
+            DropReason::SpoolDamaged => "dropped_spool_damaged",
         }
     }
 }
@@ -93,16 +93,25 @@ impl Stats {
         counter.fetch_add(n, Relaxed);
     }
 
-    pub fn drop_points(&self, why: Drop, n: u64) {
+    pub fn drop_points(&self, why: DropReason, n: u64) {
         self.dropped[why as usize].fetch_add(n, Relaxed);
     }
 
-    pub fn dropped(&self, why: Drop) -> u64 {
+    pub fn dropped(&self, why: DropReason) -> u64 {
         self.dropped[why as usize].load(Relaxed)
     }
 
+    /// `reason=n` for every reason, space-separated (the final log line).
+    pub fn dropped_by_reason(&self) -> String {
+        DropReason::ALL
+            .iter()
+            .map(|r| format!("{}={}", r.name(), self.dropped(*r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     pub fn dropped_total(&self) -> u64 {
-        Drop::ALL.iter().map(|d| self.dropped(*d)).sum()
+        DropReason::ALL.iter().map(|d| self.dropped(*d)).sum()
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

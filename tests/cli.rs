@@ -64,7 +64,7 @@ const BAD: &[(&str, &str)] = &[
 
 #[test]
 fn every_variable_rejects_a_bad_value_with_exit_78_naming_it() {
-    for v in procship::config::VARS {
+    for v in procship::settings::table().vars() {
         let Some((_, bad)) = BAD.iter().find(|(n, _)| *n == v.name) else {
             panic!("no bad value for {} in this test", v.name)
         };

@@ -26,23 +26,80 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{CollectError, Collector, Files};
+use super::{Build, CollectError, Collector, Context, Entry, Files, Setup};
+use crate::config::{ConfigError, Values, Var, split_list};
+use crate::host::Facts;
 use crate::point::{Point, Timestamp};
 
-#[derive(Debug, Clone)]
+/// The registry row.
+pub const ENTRY: Entry = Entry {
+    name: "cgroup",
+    on_by_default: true,
+    title: "cgroup collector (off by default)",
+    vars: VARS,
+    build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
+}
+.off_by_default();
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "CGROUP_SLICES",
+        "system.slice,machine.slice",
+        "cgroup: the slices whose groups (services, containers, VMs) are reported",
+    )
+    .live(),
+    Var::new(
+        "CGROUP_DEPTH",
+        "1",
+        "cgroup: how many levels below each slice (1: its children; 1 to 5)",
+    )
+    .live(),
+    Var::new(
+        "CGROUP_MAX",
+        "200",
+        "cgroup: at most this many groups per cycle (a warning says when it cuts)",
+    )
+    .live(),
+];
+
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub slices: Vec<String>,
     pub depth: usize,
     pub max: usize,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            slices: vec!["system.slice".into(), "machine.slice".into()],
-            depth: 1,
-            max: 200,
-        }
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        Ok(Options {
+            slices: v.get("CGROUP_SLICES", parse_slices)?,
+            depth: v.get("CGROUP_DEPTH", |s| whole_number(s, 1, 5))?,
+            max: v.get("CGROUP_MAX", |s| whole_number(s, 1, 10_000))?,
+        })
+    }
+}
+
+fn parse_slices(s: &str) -> Result<Vec<String>, String> {
+    let v = split_list(s);
+    let bad =
+        |x: &String| x.contains("..") || x.starts_with('/') || x.chars().any(char::is_control);
+    if v.is_empty() || v.iter().any(bad) {
+        Err("a comma-separated list of cgroup paths below the root, such as system.slice,machine.slice".into())
+    } else {
+        Ok(v)
+    }
+}
+
+fn whole_number(s: &str, min: usize, max: usize) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("a whole number from {min} to {max}"))
+}
+
+impl Setup for Options {
+    fn build(&self, ctx: &Context) -> Box<dyn Collector> {
+        Box::new(Cgroup::new(self.clone(), ctx.facts))
     }
 }
 
@@ -202,10 +259,10 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    pub fn new(opts: Options) -> Self {
+    pub fn new(opts: Options, facts: Facts) -> Self {
         Cgroup {
             opts,
-            ticks_per_sec: super::ticks_per_sec(),
+            ticks_per_sec: facts.ticks_per_sec,
             ..Cgroup::default()
         }
     }
@@ -457,6 +514,10 @@ impl Collector for Cgroup {
 mod tests {
     use super::*;
     use crate::collect::testutil::*;
+
+    fn defaults() -> Options {
+        Options::parse(&mut crate::config::Values::defaults_of(VARS)).unwrap()
+    }
     use crate::point::Value::{Counter, Int};
 
     fn find<'a>(pts: &'a [Point], m: &str, unit: &str) -> &'a Point {
@@ -483,7 +544,7 @@ mod tests {
 
     #[test]
     fn v2_services_containers_and_vms() {
-        let pts = run(&mut Cgroup::new(Options::default()), "basic").unwrap();
+        let pts = run(&mut Cgroup::new(defaults(), Facts::default()), "basic").unwrap();
         let sshd = find(&pts, "cgroup", "sshd.service");
         assert_eq!(sshd.tag_value("kind"), Some("service"));
         assert_eq!(sshd.field("cpu_usage_usec"), Some(Counter(5_000_000)));
@@ -514,7 +575,7 @@ mod tests {
 
     #[test]
     fn v1_hierarchies() {
-        let pts = run(&mut Cgroup::new(Options::default()), "cgroup-v1").unwrap();
+        let pts = run(&mut Cgroup::new(defaults(), Facts::default()), "cgroup-v1").unwrap();
         let sshd = find(&pts, "cgroup", "sshd.service");
         assert_eq!(sshd.field("cpu_usage_usec"), Some(Counter(7_000_000)));
         assert_eq!(sshd.field("cpu_throttled_usec"), Some(Counter(2_000)));
@@ -528,23 +589,23 @@ mod tests {
     fn depth_and_the_maximum() {
         let deep = Options {
             depth: 2,
-            ..Options::default()
+            ..defaults()
         };
-        let pts = run(&mut Cgroup::new(deep), "basic").unwrap();
+        let pts = run(&mut Cgroup::new(deep, Facts::default()), "basic").unwrap();
         assert!(
             pts.iter()
                 .any(|p| p.tag_value("unit") == Some("docker-4f1e2d.scope/inner"))
         );
         let few = Options {
             max: 1,
-            ..Options::default()
+            ..defaults()
         };
-        let pts = run(&mut Cgroup::new(few), "basic").unwrap();
+        let pts = run(&mut Cgroup::new(few, Facts::default()), "basic").unwrap();
         let units: std::collections::BTreeSet<_> =
             pts.iter().filter_map(|p| p.tag_value("unit")).collect();
         assert_eq!(units.len(), 1);
         assert!(
-            run(&mut Cgroup::new(Options::default()), "cpu-t0")
+            run(&mut Cgroup::new(defaults(), Facts::default()), "cpu-t0")
                 .unwrap()
                 .is_empty(),
             "no cgroupfs: nothing"
@@ -587,7 +648,7 @@ mod tests {
         );
         assert!(parse_blkio(p, "8:0 Read x\nTotal 5\n", &mut io, true).is_err());
         let e = run_on(
-            &mut Cgroup::new(Options::default()),
+            &mut Cgroup::new(defaults(), Facts::default()),
             &[
                 ("sys/fs/cgroup/cgroup.controllers", b"cpu io memory pids\n"),
                 (

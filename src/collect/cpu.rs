@@ -6,8 +6,11 @@
 //! guest_nice in nice) by the kernel, so it is subtracted there, as Telegraf does.
 //! A CPU whose counters go backwards (hotplug) is skipped for one cycle.
 
-use super::{CollectError, Collector, Files, stat};
+use super::{CollectError, Collector, Entry, Files, stat};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("cpu", |_| Box::new(Cpu::default()));
 
 const FIELDS: [&str; 10] = [
     "usage_user",

@@ -28,8 +28,63 @@ use std::time::Duration;
 use procfs_core::FromBufRead;
 use procfs_core::process::MountInfos;
 
-use super::{CollectError, Collector, Context, Files};
+use super::{Build, CollectError, Collector, Context, Entry, Files, Setup};
+use crate::config::{ConfigError, Values, Var, parse_bool, parse_positive_duration, split_list};
+use crate::host::HostPaths;
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry {
+    name: "disk",
+    on_by_default: true,
+    title: "Disk collector",
+    vars: VARS,
+    build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
+};
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "DISK_IGNORE_FS",
+        "tmpfs,devtmpfs,devfs,iso9660,overlay,aufs,squashfs,erofs",
+        "filesystem types the disk collector skips (pseudo filesystems are always skipped)",
+    )
+    .live(),
+    Var::new(
+        "DISK_NETWORK_FS",
+        "false",
+        "true: also report nfs, cifs, sshfs, ceph, … mounts",
+    )
+    .live(),
+    Var::new(
+        "DISK_STATFS_TIMEOUT",
+        "2",
+        "bound on statvfs of a network filesystem; a mount that hangs is skipped",
+    )
+    .live(),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub ignore_fs: Vec<String>,
+    pub network_fs: bool,
+    pub statfs_timeout: Duration,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        Ok(Options {
+            ignore_fs: v.get("DISK_IGNORE_FS", |s| Ok(split_list(s)))?,
+            network_fs: v.get("DISK_NETWORK_FS", parse_bool)?,
+            statfs_timeout: v.get("DISK_STATFS_TIMEOUT", parse_positive_duration)?,
+        })
+    }
+}
+
+impl Setup for Options {
+    fn build(&self, ctx: &Context) -> Box<dyn Collector> {
+        Box::new(Disk::new(self, &ctx.paths))
+    }
+}
 
 const PSEUDO: &[&str] = &[
     "autofs",
@@ -205,14 +260,14 @@ pub struct Disk {
 }
 
 impl Disk {
-    pub fn new(ctx: &Context) -> Self {
+    pub fn new(opts: &Options, paths: &HostPaths) -> Self {
         Disk {
-            root: ctx.paths.root.clone(),
+            root: paths.root.clone(),
             mountinfo: "1/mountinfo",
-            fallback: (ctx.paths.root == Path::new("/")).then_some("self/mountinfo"),
-            ignore_fs: ctx.disk.ignore_fs.clone(),
-            network_fs: ctx.disk.network_fs,
-            timeout: ctx.disk.statfs_timeout,
+            fallback: (paths.root == Path::new("/")).then_some("self/mountinfo"),
+            ignore_fs: opts.ignore_fs.clone(),
+            network_fs: opts.network_fs,
+            timeout: opts.statfs_timeout,
             pending: HashMap::new(),
             last_mountinfo: String::new(),
             mounts: Vec::new(),
@@ -340,19 +395,15 @@ impl Collector for Disk {
 mod tests {
     use super::*;
     use crate::collect::testutil::*;
-    use crate::config::{DiskOptions, HostPaths};
 
-    /// Every option at its default, watching `paths`.
-    fn context(paths: HostPaths) -> Context {
-        let mut c = Context::from_config(&crate::config::Config::defaults().unwrap());
-        c.paths = paths;
-        c
+    fn defaults() -> Options {
+        Options::parse(&mut crate::config::Values::defaults_of(VARS)).unwrap()
     }
 
     fn mounts(network: bool) -> Vec<Mount> {
         let p = fixture("basic").proc.join("self/mountinfo");
         let text = std::fs::read_to_string(&p).unwrap();
-        real_mounts(&p, &text, &DiskOptions::default().ignore_fs, network).unwrap()
+        real_mounts(&p, &text, &defaults().ignore_fs, network).unwrap()
     }
 
     #[test]
@@ -373,8 +424,7 @@ mod tests {
 
     #[test]
     fn statvfs_on_the_fixture_root() {
-        let ctx = context(fixture("basic"));
-        let pts = run(&mut Disk::new(&ctx), "basic").unwrap();
+        let pts = run(&mut Disk::new(&defaults(), &fixture("basic")), "basic").unwrap();
         // "/" and "/boot" exist under tests/fixtures/basic/root; the third mount point does not.
         let paths: Vec<_> = pts.iter().map(|p| p.tag_value("path").unwrap()).collect();
         assert_eq!(paths, ["/", "/boot"]);
@@ -383,9 +433,11 @@ mod tests {
 
     #[test]
     fn hung_network_statfs_is_skipped_until_it_answers() {
-        let mut ctx = context(fixture("basic"));
-        ctx.disk.statfs_timeout = Duration::from_millis(100);
-        let mut d = Disk::new(&ctx);
+        let opts = Options {
+            statfs_timeout: Duration::from_millis(100),
+            ..defaults()
+        };
+        let mut d = Disk::new(&opts, &fixture("basic"));
         let (release, gate) = mpsc::channel::<()>();
         let mount = Path::new("/mnt/nfs");
         let t0 = std::time::Instant::now();
@@ -433,7 +485,7 @@ mod tests {
             sys: dir.join("sys"),
             root: PathBuf::from("/"),
         };
-        let ctx = context(paths.clone());
+        let opts = defaults();
         let mode = |d: &mut Disk| {
             let mut out = Vec::new();
             d.collect(&mut Files::new(paths.clone()), 1, &mut out)
@@ -446,10 +498,10 @@ mod tests {
                 .1
                 .clone()
         };
-        let mut own = Disk::new(&ctx);
+        let mut own = Disk::new(&opts, &paths);
         assert_eq!(mode(&mut own), "ro", "no pid 1 file: the agent's own view");
         write("1/mountinfo", line);
-        let mut host = Disk::new(&ctx);
+        let mut host = Disk::new(&opts, &paths);
         assert_eq!(mode(&mut host), "rw", "pid 1's view wins over a sandbox's");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 use procfs_core::DiskStat;
 
 use super::rates::Rates;
-use super::{CollectError, Collector, Files};
+use super::{CollectError, Collector, Entry, Files};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("diskio", |ctx| Box::new(DiskIo::new(ctx.rates)));
 
 /// How long the cached device list is trusted before /sys/block is read again.
 pub const REFRESH: Duration = Duration::from_secs(60);

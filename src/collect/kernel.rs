@@ -3,8 +3,11 @@
 //! entropy_avail from /proc/sys/kernel/random/entropy_avail where the kernel
 //! has it, as Telegraf's kernel plugin.
 
-use super::{CollectError, Collector, Files, stat};
+use super::{CollectError, Collector, Entry, Files, stat};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("kernel", |_| Box::new(Kernel));
 
 pub struct Kernel;
 

@@ -4,8 +4,11 @@
 //! used = total - free - buffered - cached. A field the kernel does not print
 //! is left out; a kernel without MemAvailable (< 3.14) gets free + buffered + cached.
 
-use super::{CollectError, Collector, Files, kv};
+use super::{CollectError, Collector, Entry, Files, kv};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("mem", |_| Box::new(Mem));
 
 /// (meminfo key, field name) for the values shipped as they are.
 const PLAIN: &[(&str, &str)] = &[

@@ -1,6 +1,8 @@
-//! Collectors: the `Collector` trait, the registry that builds the ones
-//! `PROCSHIP_COLLECTORS` names, the per-cycle file reader they share, and the
-//! runner that keeps a failing collector from stopping the others.
+//! Collectors: the `Collector` trait, the registry (one row per collector,
+//! `REGISTRY`, each row defined in the collector's own file with its
+//! variables and how it is built), `PROCSHIP_COLLECTORS` and
+//! `PROCSHIP_RATES`, the per-cycle file reader they share, and the runner
+//! that keeps a failing collector from stopping the others.
 //!
 //! Collectors read through `Files` (the process walk, the hot spot, reads
 //! its per-pid files itself), which resolves paths under
@@ -12,9 +14,11 @@ use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Config, DiskOptions, HostPaths};
+use crate::config::{ConfigError, Values, Var, parse_bool};
+use crate::host::{Facts, HostPaths};
 use crate::point::{Point, Timestamp};
 
 pub mod cgroup;
@@ -35,38 +39,200 @@ pub mod swap;
 pub mod system;
 pub mod temp;
 
-/// Every collector, in the order a cycle runs them.
-pub const NAMES: &[&str] = &[
-    "cpu",
-    "mem",
-    "swap",
-    "diskio",
-    "disk",
-    "net",
-    "system",
-    "kernel",
-    "processes",
-    "pressure",
-    "temp",
-    "netstat",
-    "procstat",
-    "cgroup",
+/// Every collector, in the order a cycle runs them: one row each.
+pub const REGISTRY: &[Entry] = &[
+    cpu::ENTRY,
+    mem::ENTRY,
+    swap::ENTRY,
+    diskio::ENTRY,
+    disk::ENTRY,
+    net::ENTRY,
+    system::ENTRY,
+    kernel::ENTRY,
+    processes::ENTRY,
+    pressure::ENTRY,
+    temp::ENTRY,
+    netstat::ENTRY,
+    procstat::ENTRY,
+    cgroup::ENTRY,
 ];
 
-/// Collectors `all` includes but the default set leaves out: `netstat`
-/// makes the kernel walk its whole TCP hash table (~1 ms per file on a
-/// host with a large table, whatever the number of sockets).
-/// `procstat` walks /proc a second time, as costly as `processes`;
-/// `cgroup` reads about five files per service, container and VM.
-pub const OFF_BY_DEFAULT: &[&str] = &["netstat", "procstat", "cgroup"];
+/// A collector's row: its name, whether the default set runs it, its own
+/// variables (a section of `.env.example` titled `title`), and how it is built.
+pub struct Entry {
+    pub name: &'static str,
+    pub on_by_default: bool,
+    pub title: &'static str,
+    pub vars: &'static [Var],
+    pub build: Build,
+}
+
+/// How a collector is built.
+pub enum Build {
+    /// From the host facts alone.
+    Plain(fn(&Context) -> Box<dyn Collector>),
+    /// From its own options, parsed (and validated) from its variables.
+    Configured(fn(&mut Values) -> Result<Arc<dyn Setup>, ConfigError>),
+}
+
+impl Entry {
+    /// A collector on by default, without variables.
+    pub const fn plain(name: &'static str, build: fn(&Context) -> Box<dyn Collector>) -> Entry {
+        Entry {
+            name,
+            on_by_default: true,
+            title: "",
+            vars: &[],
+            build: Build::Plain(build),
+        }
+    }
+
+    /// The same row, left out of the default set (`all` or `+name` runs it).
+    pub const fn off_by_default(self) -> Entry {
+        Entry {
+            on_by_default: false,
+            ..self
+        }
+    }
+
+    /// Parses this collector's variables (whether it runs or not: a typo is
+    /// an error either way) into what builds it.
+    pub fn setup(&'static self, v: &mut Values) -> Result<Arc<dyn Setup>, ConfigError> {
+        match self.build {
+            Build::Plain(build) => Ok(Arc::new(PlainSetup(build))),
+            Build::Configured(setup) => setup(v),
+        }
+    }
+}
+
+/// A collector's validated options: what builds it for a run.
+pub trait Setup: fmt::Debug + Send + Sync {
+    fn build(&self, ctx: &Context) -> Box<dyn Collector>;
+}
+
+struct PlainSetup(fn(&Context) -> Box<dyn Collector>);
+
+impl fmt::Debug for PlainSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no options")
+    }
+}
+
+impl Setup for PlainSetup {
+    fn build(&self, ctx: &Context) -> Box<dyn Collector> {
+        (self.0)(ctx)
+    }
+}
+
+pub const VARS: &[Var] = &[
+    Var::new("COLLECTORS", "default", "collectors to run: default, all, or a list such as cpu,mem,net; -name removes one, +name adds one off by default (see README, Collectors)").live(),
+    Var::new(
+        "RATES",
+        "false",
+        "true: add <counter>_per_sec fields to diskio and net points (for backends that cannot compute rates)",
+    )
+    .live(),
+];
+
+/// A collector chosen to run, with its options.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub entry: &'static Entry,
+    setup: Arc<dyn Setup>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// What `PROCSHIP_COLLECTORS`, `PROCSHIP_RATES` and every collector's own
+/// variables ask for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub chosen: Vec<Chosen>,
+    pub rates: bool,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        let names = v.get("COLLECTORS", parse_collectors)?;
+        let rates = v.get("RATES", parse_bool)?;
+        let mut chosen = Vec::new();
+        for entry in REGISTRY {
+            let setup = entry.setup(v)?;
+            if names.contains(&entry.name) {
+                chosen.push(Chosen { entry, setup });
+            }
+        }
+        Ok(Options { chosen, rates })
+    }
+
+    /// The names of the chosen collectors, in the order they run.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.chosen.iter().map(|c| c.entry.name).collect()
+    }
+
+    /// Builds the chosen collectors for a run on `ctx`'s host.
+    pub fn build(&self, ctx: &Context) -> Vec<Box<dyn Collector>> {
+        self.chosen.iter().map(|c| c.setup.build(ctx)).collect()
+    }
+}
 
 /// The collectors `PROCSHIP_COLLECTORS=default` runs.
 pub fn defaults() -> Vec<&'static str> {
-    NAMES
+    REGISTRY
         .iter()
-        .copied()
-        .filter(|n| !OFF_BY_DEFAULT.contains(n))
+        .filter(|e| e.on_by_default)
+        .map(|e| e.name)
         .collect()
+}
+
+fn parse_collectors(s: &str) -> Result<Vec<&'static str>, String> {
+    let all = || REGISTRY.iter().map(|e| e.name);
+    let known = |name: &str| all().find(|n| *n == name).ok_or_else(accepted_collectors);
+    let mut chosen: Vec<&'static str> = Vec::new();
+    for (i, item) in s.split(',').map(str::trim).enumerate() {
+        if item == "all" {
+            chosen = all().collect();
+        } else if item == "default" {
+            chosen = defaults();
+        } else if let Some(name) = item.strip_prefix('-') {
+            if i == 0 {
+                chosen = defaults();
+            }
+            let name = known(name)?;
+            chosen.retain(|n| *n != name);
+        } else {
+            let name = known(item.strip_prefix('+').unwrap_or(item))?;
+            if !chosen.contains(&name) {
+                chosen.push(name);
+            }
+        }
+    }
+    if chosen.is_empty() {
+        return Err(format!("at least one collector; {}", accepted_collectors()));
+    }
+    // Run them in the registry's order, whatever order they were named in.
+    chosen.sort_by_key(|n| all().position(|x| x == *n));
+    Ok(chosen)
+}
+
+fn accepted_collectors() -> String {
+    let list = |on: bool| {
+        REGISTRY
+            .iter()
+            .filter(|e| e.on_by_default == on)
+            .map(|e| e.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "default ({}), all (also {}), or a comma-separated list of names (a leading - removes one, as in default,-processes; a name adds one, as in default,netstat)",
+        list(true),
+        list(false)
+    )
 }
 
 pub trait Collector: Send {
@@ -267,79 +433,15 @@ fn fill(
     }
 }
 
-/// Host facts collectors need that are not in the files they parse; passed
-/// in so fixture trees parse the same on every machine.
+/// What a collector is built with: where the host is seen from, its facts
+/// (passed in, so fixture trees parse the same on every machine), and
+/// `PROCSHIP_RATES`.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub paths: HostPaths,
-    pub disk: DiskOptions,
-    pub page_size: u64,
-    /// `PROCSHIP_RATES`: `_per_sec` fields beside diskio and net counters.
+    pub facts: Facts,
+    /// `_per_sec` fields beside diskio and net counters.
     pub rates: bool,
-    /// `PROCSHIP_PROCESS_TOP` and `PROCSHIP_PROCESS_MATCH`.
-    pub process: procstat::Options,
-    /// `PROCSHIP_CGROUP_SLICES`, `_DEPTH`, `_MAX`.
-    pub cgroup: cgroup::Options,
-}
-
-impl Context {
-    pub fn from_config(cfg: &Config) -> Self {
-        Context {
-            paths: cfg.paths.clone(),
-            disk: cfg.disk.clone(),
-            page_size: page_size(),
-            rates: cfg.rates,
-            process: procstat::Options {
-                top: cfg.process_top,
-                matcher: cfg.process_match.clone(),
-            },
-            cgroup: cfg.cgroup.clone(),
-        }
-    }
-}
-
-/// Clock ticks per second (USER_HZ) of /proc's CPU times; 100 if unknown.
-pub(crate) fn ticks_per_sec() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|t| u64::try_from(t).ok())
-        .filter(|t| *t > 0)
-        .unwrap_or(100)
-}
-
-pub(crate) fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|n| u64::try_from(n).ok())
-        .unwrap_or(4096)
-}
-
-/// Builds the named collectors (names come validated from the configuration).
-pub fn build(names: &[&str], ctx: &Context) -> Vec<Box<dyn Collector>> {
-    names
-        .iter()
-        .filter_map(|name| -> Option<Box<dyn Collector>> {
-            Some(match *name {
-                "cpu" => Box::new(cpu::Cpu::default()),
-                "mem" => Box::new(mem::Mem),
-                "swap" => Box::new(swap::Swap::new(ctx.page_size)),
-                "diskio" => Box::new(diskio::DiskIo::new(ctx.rates)),
-                "disk" => Box::new(disk::Disk::new(ctx)),
-                "net" => Box::new(net::Net::new(ctx.rates)),
-                "system" => Box::new(system::System),
-                "kernel" => Box::new(kernel::Kernel),
-                "processes" => Box::new(processes::Processes::default()),
-                "pressure" => Box::new(pressure::Pressure::default()),
-                "temp" => Box::new(temp::Temp::default()),
-                "netstat" => Box::new(netstat::Netstat::default()),
-                "procstat" => Box::new(procstat::Procstat::new(ctx.process.clone(), ctx.page_size)),
-                "cgroup" => Box::new(cgroup::Cgroup::new(ctx.cgroup.clone())),
-                _ => return None,
-            })
-        })
-        .collect()
 }
 
 /// How often a collector that keeps failing the same way is logged again.
@@ -457,6 +559,54 @@ mod tests {
             let n = dst.len().min(data.len().saturating_sub(off));
             dst[..n].copy_from_slice(&data[off..off + n]);
             Ok(n)
+        }
+    }
+
+    #[test]
+    fn collector_lists() {
+        assert_eq!(
+            parse_collectors("net, cpu,cpu").unwrap(),
+            vec!["cpu", "net"]
+        );
+        let all_but = parse_collectors("-processes").unwrap();
+        assert!(!all_but.contains(&"processes") && all_but.contains(&"cpu"));
+        assert_eq!(
+            all_but.len(),
+            defaults().len() - 1,
+            "removals start from the default set"
+        );
+        let all = parse_collectors("all").unwrap();
+        assert_eq!(all.len(), REGISTRY.len());
+        let off = REGISTRY.iter().find(|e| !e.on_by_default).unwrap().name;
+        for s in [format!("default,{off}"), format!("default,+{off}")] {
+            let c = parse_collectors(&s).unwrap();
+            assert_eq!(c.len(), defaults().len() + 1, "{s}");
+        }
+        let none: Vec<String> = REGISTRY.iter().map(|e| format!("-{}", e.name)).collect();
+        assert!(
+            parse_collectors(&none.join(","))
+                .unwrap_err()
+                .starts_with("at least one")
+        );
+        let unknown = parse_collectors("cpu,gpu").unwrap_err();
+        for e in REGISTRY {
+            assert!(unknown.contains(e.name), "{unknown} lacks {}", e.name);
+        }
+    }
+
+    #[test]
+    fn every_row_builds_and_names_its_collector() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len(), "names are unique");
+        let ctx = Context {
+            paths: testutil::fixture("basic"),
+            facts: Facts::default(),
+            rates: false,
+        };
+        for e in REGISTRY {
+            let setup = e.setup(&mut Values::defaults_of(e.vars)).unwrap();
+            assert_eq!(setup.build(&ctx).name(), e.name);
         }
     }
 

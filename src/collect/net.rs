@@ -12,8 +12,11 @@ use procfs_core::FromBufRead;
 use procfs_core::net::InterfaceDeviceStatus;
 
 use super::rates::Rates;
-use super::{CollectError, Collector, Files};
+use super::{CollectError, Collector, Entry, Files};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("net", |ctx| Box::new(Net::new(ctx.rates)));
 
 #[derive(Default)]
 pub struct Net {

@@ -23,8 +23,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use super::{CollectError, Collector, Files};
+use super::{CollectError, Collector, Entry, Files};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("netstat", |_| Box::new(Netstat::default())).off_by_default();
 
 /// The kernel's TCP states (include/net/tcp_states.h), 1-based, by field name.
 const STATES: [&str; 11] = [

@@ -12,8 +12,11 @@
 
 use std::path::Path;
 
-use super::{CollectError, Collector, ErrorKind, Files, num};
+use super::{CollectError, Collector, Entry, ErrorKind, Files, num};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("pressure", |_| Box::new(Pressure::default()));
 
 const RESOURCES: [(&str, &str); 3] = [
     ("cpu", "pressure/cpu"),

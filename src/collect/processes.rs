@@ -14,8 +14,11 @@ use std::path::Path;
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 
-use super::{CollectError, Collector, Files};
+use super::{CollectError, Collector, Entry, Files};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("processes", |_| Box::new(Processes::default()));
 
 /// Larger than any /proc/[pid]/stat (52 numbers and a 64-byte name).
 const STAT_MAX: usize = 4096;

@@ -20,8 +20,35 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 
-use super::{CollectError, Collector, Files};
+use super::{Build, CollectError, Collector, Context, Entry, Files, Setup};
+use crate::config::{ConfigError, Values, Var};
+use crate::host::Facts;
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry {
+    name: "procstat",
+    on_by_default: true,
+    title: "procstat collector (off by default)",
+    vars: VARS,
+    build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
+}
+.off_by_default();
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "PROCESS_TOP",
+        "5",
+        "procstat: report the top N processes by CPU and the top N by memory (0 to 50)",
+    )
+    .live(),
+    Var::new(
+        "PROCESS_MATCH",
+        "",
+        "procstat: also follow processes whose name or command line matches this regex",
+    )
+    .live(),
+];
 
 const STAT_MAX: usize = 4096;
 /// At most this many matched processes are reported per cycle.
@@ -67,6 +94,40 @@ pub struct Options {
     pub matcher: Option<regex_lite::Regex>,
 }
 
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        let top = v.get("PROCESS_TOP", |s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| *n <= 50)
+                .ok_or_else(|| "a whole number from 0 to 50".to_string())
+        })?;
+        let matcher = v.opt("PROCESS_MATCH", parse_regex)?;
+        Ok(Options { top, matcher })
+    }
+}
+
+fn parse_regex(s: &str) -> Result<regex_lite::Regex, String> {
+    if s.len() > 512 {
+        return Err("a regular expression of at most 512 characters".into());
+    }
+    regex_lite::RegexBuilder::new(s)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            format!(
+                "a valid regular expression ({})",
+                e.to_string().lines().last().unwrap_or("")
+            )
+        })
+}
+
+impl Setup for Options {
+    fn build(&self, ctx: &Context) -> Box<dyn Collector> {
+        Box::new(Procstat::new(self.clone(), ctx.facts))
+    }
+}
+
 pub struct Procstat {
     opts: Options,
     page_size: u64,
@@ -87,12 +148,11 @@ struct Seen {
 }
 
 impl Procstat {
-    pub fn new(opts: Options, page_size: u64) -> Self {
-        let tck = super::ticks_per_sec();
+    pub fn new(opts: Options, facts: Facts) -> Self {
         Procstat {
             opts,
-            page_size,
-            ticks_per_sec: tck as f64,
+            page_size: facts.page_size,
+            ticks_per_sec: facts.ticks_per_sec as f64,
             prev: HashMap::new(),
             prev_at: None,
             matched: HashMap::new(),
@@ -340,8 +400,8 @@ mod tests {
         dir
     }
 
-    fn paths(dir: &Path) -> crate::config::HostPaths {
-        crate::config::HostPaths {
+    fn paths(dir: &Path) -> crate::host::HostPaths {
+        crate::host::HostPaths {
             proc: dir.join("proc"),
             sys: dir.join("sys"),
             root: dir.join("root"),
@@ -383,7 +443,7 @@ mod tests {
             (13, "nginx", 0, 5),
             (14, "other", 0, 1),
         ]);
-        let mut c = Procstat::new(opts(1, "^nginx$|--serve-x"), 4096);
+        let mut c = Procstat::new(opts(1, "^nginx$|--serve-x"), Facts::default());
         let mut files = Files::new(paths(&dir));
         let mut out = Vec::new();
         c.collect(&mut files, 1_000_000_000, &mut out).unwrap();
@@ -418,7 +478,7 @@ mod tests {
     #[test]
     fn command_lines_match_when_names_do_not() {
         let dir = tree(&[(20, "python3", 0, 1), (21, "bash", 0, 1)]);
-        let mut c = Procstat::new(opts(0, "^/usr/bin/bash --serve$"), 4096);
+        let mut c = Procstat::new(opts(0, "^/usr/bin/bash --serve$"), Facts::default());
         let mut out = Vec::new();
         c.collect(&mut Files::new(paths(&dir)), 1, &mut out)
             .unwrap();
@@ -430,7 +490,7 @@ mod tests {
     #[test]
     fn hostile_trees() {
         let e = run_on(
-            &mut Procstat::new(opts(3, ""), 4096),
+            &mut Procstat::new(opts(3, ""), Facts::default()),
             &[("proc/1/stat", b"garbage")],
         );
         assert!(err_text(e).contains("no process found"));
@@ -441,7 +501,7 @@ mod tests {
             std::fs::write(dir.join(format!("proc/{pid}/stat")), text).unwrap();
         }
         let mut out = Vec::new();
-        Procstat::new(opts(3, ""), 4096)
+        Procstat::new(opts(3, ""), Facts::default())
             .collect(&mut Files::new(paths(&dir)), 1, &mut out)
             .unwrap();
         assert_eq!(out.len(), 1);

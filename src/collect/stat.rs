@@ -107,6 +107,20 @@ pub fn need(path: &Path, value: Option<u64>, what: &str) -> Result<u64, CollectE
     value.ok_or_else(|| CollectError::parse(path, format!("no `{what}` line")))
 }
 
+/// The host's boot time from `<proc>/stat` (ns since the epoch), read
+/// through the bounded reader; 0 when it cannot be read (OTLP then starts
+/// counters at the agent's start).
+pub fn boot_ns(paths: &crate::host::HostPaths) -> i64 {
+    let mut files = super::Files::new(paths.clone());
+    let path = files.proc_path("stat");
+    files
+        .proc("stat")
+        .ok()
+        .and_then(|text| parse(&path, text, Cpus::Count).ok()?.btime)
+        .and_then(|s| i64::try_from(s).ok()?.checked_mul(1_000_000_000))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,11 @@
 //! bytes) and cumulative swap traffic from /proc/vmstat (`in`, `out`: pages
 //! swapped times the page size, in bytes), as Telegraf's swap plugin.
 
-use super::{CollectError, Collector, Files, kv};
+use super::{CollectError, Collector, Entry, Files, kv};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("swap", |ctx| Box::new(Swap::new(ctx.facts.page_size)));
 
 pub struct Swap {
     page_size: u64,

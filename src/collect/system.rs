@@ -5,8 +5,11 @@
 
 use std::path::Path;
 
-use super::{CollectError, Collector, Files, num, stat};
+use super::{CollectError, Collector, Entry, Files, num, stat};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("system", |_| Box::new(System));
 
 pub struct System;
 

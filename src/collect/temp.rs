@@ -19,8 +19,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{CollectError, Collector, Files};
+use super::{CollectError, Collector, Entry, Files};
 use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("temp", |_| Box::new(Temp::default()));
 
 /// How long the discovered sensor list is trusted.
 const REFRESH: Duration = Duration::from_secs(60);

@@ -72,12 +72,10 @@ impl Serialize for Fields<'_> {
     }
 }
 
-pub const AGENT: &str = concat!("procship/", env!("CARGO_PKG_VERSION"));
-
 pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result<()> {
     let env = Envelope {
         version: VERSION,
-        agent: AGENT,
+        agent: crate::AGENT,
         host: &id.host,
         run: id.run,
         seq: batch.seq,
@@ -120,7 +118,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"version":1,"agent":AGENT,"host":"web-1","run":5,"seq":7,
+            serde_json::json!({"version":1,"agent":crate::AGENT,"host":"web-1","run":5,"seq":7,
                 "points":[{"measurement":"cpu","tags":{"cpu":"cpu-total","host":"web-1"},
                            "fields":{"usage_user":1.5,"c":3,"i":-2},"timestamp":9}]})
         );

@@ -12,7 +12,7 @@
 
 use flate2::{Compress, FlushCompress, Status};
 
-use crate::config::{Compression, Format};
+use crate::config::{ConfigError, Values, Var};
 use crate::point::{Batch, Timestamp};
 
 pub mod influx;
@@ -20,6 +20,130 @@ pub mod json;
 pub mod otlp;
 pub mod promtext;
 pub mod remote_write;
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "FORMAT",
+        "json",
+        "wire format: json | influx | prometheus (remote write) | otlp (OTLP/HTTP JSON); README, Backends: the URL and headers each backend wants",
+    ),
+    Var::new(
+        "COMPRESSION",
+        "gzip",
+        "request body compression: gzip | none (prometheus remote write is always snappy)",
+    ),
+];
+
+/// `PROCSHIP_FORMAT` and `PROCSHIP_COMPRESSION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub format: Format,
+    pub compression: Compression,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        let format = v.get("FORMAT", |s| {
+            Format::ALL
+                .into_iter()
+                .find(|f| f.name() == s)
+                .ok_or_else(|| format!("accepted: {}", Format::ALL.map(Format::name).join(", ")))
+        })?;
+        let compression = v.get("COMPRESSION", |s| {
+            Compression::CHOSEN
+                .into_iter()
+                .find(|c| c.name() == s)
+                .ok_or_else(|| {
+                    format!(
+                        "accepted: {}",
+                        Compression::CHOSEN.map(Compression::name).join(", ")
+                    )
+                })
+        })?;
+        Ok(Options {
+            format,
+            compression,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Influx,
+    /// Prometheus remote write 1.0 (protobuf, always snappy).
+    Prometheus,
+    /// OTLP/HTTP metrics, JSON encoding.
+    Otlp,
+}
+
+impl Format {
+    pub const ALL: [Format; 4] = [
+        Format::Json,
+        Format::Influx,
+        Format::Prometheus,
+        Format::Otlp,
+    ];
+
+    /// The media type of a body in this format (the request's Content-Type).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json | Format::Otlp => "application/json",
+            Format::Influx => "text/plain; charset=utf-8",
+            Format::Prometheus => "application/x-protobuf",
+        }
+    }
+
+    /// Headers the protocol itself requires, besides the content headers.
+    pub fn protocol_headers(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Format::Prometheus => &[("X-Prometheus-Remote-Write-Version", "0.1.0")],
+            _ => &[],
+        }
+    }
+
+    /// The name `PROCSHIP_FORMAT` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Influx => "influx",
+            Format::Prometheus => "prometheus",
+            Format::Otlp => "otlp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    None,
+    /// Snappy block format: what Prometheus remote write requires, whatever
+    /// `PROCSHIP_COMPRESSION` says; not selectable for other formats.
+    Snappy,
+}
+
+impl Compression {
+    pub const ALL: [Compression; 3] = [Compression::Gzip, Compression::None, Compression::Snappy];
+    /// What `PROCSHIP_COMPRESSION` may choose.
+    pub const CHOSEN: [Compression; 2] = [Compression::Gzip, Compression::None];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+            Compression::Snappy => "snappy",
+        }
+    }
+
+    /// The request's Content-Encoding, if any.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip => Some("gzip"),
+            Compression::None => None,
+            Compression::Snappy => Some("snappy"),
+        }
+    }
+}
 
 /// A batch ready for the wire: what the queue holds and the shipper sends.
 #[derive(Debug, Clone)]

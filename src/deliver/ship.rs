@@ -11,12 +11,139 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::Config;
+use crate::config::{
+    ConfigError, Mask, Secret, Values, Var, mask_url, parse_duration, parse_duration_upto,
+    parse_positive_duration, parse_url, split_list,
+};
+use crate::deliver::queue::{Pop, Queue, Queued};
+use crate::deliver::resolve::CachingResolver;
+use crate::deliver::retry;
+use crate::deliver::retry::{Backoff, Decision, classify};
 use crate::encode::{Encoded, Encoder};
-use crate::queue::{Pop, Queue, Queued};
-use crate::resolve::CachingResolver;
-use crate::retry::{Backoff, Decision, classify};
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "INGEST_URL",
+        "",
+        "http(s) URL batches are POSTed to; empty: write batches to stdout",
+    )
+    .masked(Mask::Url)
+    .live(),
+    Var::new("AUTH_TOKEN", "", "sent as Authorization: Bearer <token>")
+        .masked(Mask::Secret)
+        .live(),
+    Var::new(
+        "HEADERS",
+        "",
+        "extra request headers: Name=Value,Name=Value (values are masked in output)",
+    )
+    .masked(Mask::HeaderValues)
+    .live(),
+    Var::new("TIMEOUT", "10", "whole-request timeout of one POST").live(),
+    Var::new("CONNECT_TIMEOUT", "5", "TCP/TLS connect timeout").live(),
+    Var::new(
+        "MAX_BATCH_AGE",
+        "",
+        "a batch whose oldest point is older than this is dropped (reason too_old), not retried; days allowed (2d); empty: no limit",
+    ),
+    Var::new(
+        "SHUTDOWN_TIMEOUT",
+        "10",
+        "on SIGTERM/SIGINT, how long to keep delivering queued batches",
+    ),
+];
+
+/// Where batches go and how: the ingest URL (none: stdout), credentials,
+/// timeouts, the age limit and the shutdown grace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// May hold credentials (user:password@, ?p=): masked in Debug output.
+    pub url: Option<Secret>,
+    pub auth_token: Option<Secret>,
+    pub headers: Vec<(String, Secret)>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_batch_age: Option<Duration>,
+    pub shutdown_timeout: Duration,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        let url = v.opt("INGEST_URL", parse_url)?.map(Secret::new);
+        let auth_token = v.opt("AUTH_TOKEN", |s| {
+            if s.chars().any(|c| c.is_control() || c == ' ') {
+                Err("a token without spaces or control characters".into())
+            } else {
+                Ok(Secret::new(s))
+            }
+        })?;
+        let headers = v.get("HEADERS", parse_headers)?;
+        if auth_token.is_some()
+            && headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            return Err(v.invalid(
+                "HEADERS",
+                "an Authorization header cannot be combined with PROCSHIP_AUTH_TOKEN; set one of them",
+            ));
+        }
+        Ok(Options {
+            url,
+            auth_token,
+            headers,
+            timeout: v.get("TIMEOUT", parse_positive_duration)?,
+            connect_timeout: v.get("CONNECT_TIMEOUT", parse_positive_duration)?,
+            max_batch_age: v.opt("MAX_BATCH_AGE", parse_max_age)?,
+            shutdown_timeout: v.get("SHUTDOWN_TIMEOUT", parse_duration)?,
+        })
+    }
+
+    /// The ingest URL with any password or credential query value masked: safe to log.
+    pub fn url_masked(&self) -> String {
+        self.url
+            .as_ref()
+            .map_or_else(|| "stdout".into(), |u| mask_url(u.expose()))
+    }
+
+    /// Whether a reload can move from `self` to `new` live: between stdout
+    /// and a URL the encoder changes too, which waits for a restart.
+    pub fn live_to(&self, new: &Options) -> bool {
+        self.url.is_some() && new.url.is_some()
+    }
+}
+
+fn parse_max_age(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_upto(s, 365 * 86_400)?;
+    if d < Duration::from_secs(1) {
+        return Err("a duration of at least 1s, such as 1h, 2d or 3600".into());
+    }
+    Ok(d)
+}
+
+fn parse_headers(s: &str) -> Result<Vec<(String, Secret)>, String> {
+    const ACCEPTED: &str = "Name=Value pairs separated by commas (header names of letters, digits and -; \
+         Content-Type, Content-Encoding, Content-Length and Host are set by the agent)";
+    let mut out = Vec::new();
+    for item in split_list(s) {
+        let (k, v) = item.split_once('=').ok_or(ACCEPTED)?;
+        let (k, v) = (k.trim(), v.trim());
+        let reserved = ["content-type", "content-encoding", "content-length", "host"]
+            .contains(&k.to_ascii_lowercase().as_str());
+        if k.is_empty()
+            || reserved
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || v.chars().any(char::is_control)
+        {
+            return Err(ACCEPTED.into());
+        }
+        out.push((k.to_string(), Secret::new(v)));
+    }
+    Ok(out)
+}
 
 /// How often a failure that goes on is logged again at warn.
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -51,13 +178,13 @@ enum Attempt {
 }
 
 impl Http {
-    pub fn new(cfg: &Config, url: &str) -> Self {
+    pub fn new(cfg: &Options, url: &str) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(cfg.connect_timeout))
             .timeout_global(Some(cfg.timeout))
-            .user_agent(crate::encode::json::AGENT)
+            .user_agent(crate::AGENT)
             // ureq's defaults (128 KiB in, 128 KiB out per connection) are
             // sized for downloads; a POST of a few KiB and a short reply
             // need far less, and this is a quarter of the agent's memory.
@@ -79,7 +206,7 @@ impl Http {
             agent: ureq::Agent::with_parts(config, connector, resolver.clone()),
             resolver,
             url: url.to_string(),
-            url_masked: cfg.ingest_url_masked(),
+            url_masked: cfg.url_masked(),
             headers,
             timeout: cfg.timeout,
         }
@@ -130,14 +257,16 @@ impl Http {
     }
 }
 
-/// A new HTTP target handed over by a reload; the shipper takes it before
-/// its next attempt.
+/// The HTTP target a reload hands over (the ship feature's live step:
+/// URL, credentials, timeouts); the shipper takes it before its next attempt.
 #[derive(Default)]
-pub struct Swap(std::sync::Mutex<Option<Http>>);
+pub struct Target(std::sync::Mutex<Option<Http>>);
 
-impl Swap {
-    pub fn offer(&self, h: Http) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+impl Target {
+    pub fn offer(&self, cfg: &Options) {
+        if let Some(url) = &cfg.url {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Http::new(cfg, url.expose()));
+        }
     }
 
     fn take(&self) -> Option<Http> {
@@ -147,7 +276,7 @@ impl Swap {
 
 pub struct Shipper {
     pub sink: Sink,
-    swap: Arc<Swap>,
+    target: Arc<Target>,
     pub queue: Arc<Queue>,
     pub stats: Arc<Stats>,
     pub retry_initial: Duration,
@@ -160,19 +289,20 @@ pub struct Shipper {
 
 impl Shipper {
     pub fn new(
-        cfg: &Config,
+        cfg: &Options,
+        retry: retry::Options,
         sink: Sink,
         queue: Arc<Queue>,
         stats: Arc<Stats>,
-        swap: Arc<Swap>,
+        target: Arc<Target>,
     ) -> Self {
         Shipper {
             sink,
-            swap,
+            target,
             queue,
             stats,
-            retry_initial: cfg.retry_initial,
-            retry_max_delay: cfg.retry_max_delay,
+            retry_initial: retry.initial,
+            retry_max_delay: retry.max_delay,
             max_batch_age: cfg.max_batch_age,
             last_warn: None,
             too_old: (0, 0, None),
@@ -199,13 +329,13 @@ impl Shipper {
     fn delivered(&self, item: &Queued) {
         self.stats
             .last_success_ns
-            .store(crate::agent::now_ns(), std::sync::atomic::Ordering::Relaxed);
+            .store(crate::point::now_ns(), std::sync::atomic::Ordering::Relaxed);
         Stats::add(&self.stats.sent_points, item.batch.points);
         Stats::add(&self.stats.sent_batches, 1);
         self.queue.done(item);
     }
 
-    fn dropped(&self, item: &Queued, why: Drop) {
+    fn dropped(&self, item: &Queued, why: DropReason) {
         self.stats.drop_points(why, item.batch.points);
         self.queue.done(item);
     }
@@ -216,11 +346,11 @@ impl Shipper {
         let Some(max) = self.max_batch_age else {
             return false;
         };
-        let age_ns = crate::agent::now_ns().saturating_sub(item.batch.oldest);
+        let age_ns = crate::point::now_ns().saturating_sub(item.batch.oldest);
         if age_ns < i64::try_from(max.as_nanos()).unwrap_or(i64::MAX) {
             return false;
         }
-        self.dropped(item, Drop::TooOld);
+        self.dropped(item, DropReason::TooOld);
         self.too_old.0 += 1;
         self.too_old.1 += item.batch.points;
         if self.too_old.2.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
@@ -266,7 +396,7 @@ impl Shipper {
                             points = e.points,
                             "cannot write to stdout, batch dropped: {err}"
                         );
-                        self.dropped(&item, Drop::OutputError);
+                        self.dropped(&item, DropReason::OutputError);
                     }
                 }
                 return true;
@@ -278,7 +408,7 @@ impl Shipper {
         loop {
             // A reload (SIGHUP) may have changed the URL or the credentials:
             // the next attempt, even of this batch, uses them.
-            if let Some(h) = self.swap.take() {
+            if let Some(h) = self.target.take() {
                 tracing::info!(url = %h.url_masked, "delivering to the reloaded target");
                 self.sink = Sink::Http(h);
             }
@@ -313,7 +443,7 @@ impl Shipper {
                     }
                     Decision::Reject => {
                         Stats::add(&self.stats.send_failures, 1);
-                        let hint = crate::retry::reject_hint(status);
+                        let hint = crate::deliver::retry::reject_hint(status);
                         self.stats.set_last_error(format!(
                             "{}: HTTP {status} (permanent, batch {} dropped; {hint}): {body_head}",
                             http.url_masked, e.seq
@@ -326,7 +456,7 @@ impl Shipper {
                             response = %body_head,
                             "{hint}; batch dropped"
                         );
-                        self.dropped(&item, Drop::Rejected);
+                        self.dropped(&item, DropReason::Rejected);
                         return true;
                     }
                     Decision::Retry { after } => (format!("HTTP {status} {body_head}"), after),
@@ -369,11 +499,15 @@ impl Shipper {
 }
 
 /// The encoder and sink the configuration asks for: stdout gets plain text.
-pub fn sink_for(cfg: &Config, identity: crate::encode::Identity) -> (Encoder, Sink) {
-    match &cfg.ingest_url {
-        None => (Encoder::stdout(cfg.format, identity), Sink::Stdout),
+pub fn sink_for(
+    cfg: &Options,
+    encode: crate::encode::Options,
+    identity: crate::encode::Identity,
+) -> (Encoder, Sink) {
+    match &cfg.url {
+        None => (Encoder::stdout(encode.format, identity), Sink::Stdout),
         Some(url) => {
-            let enc = Encoder::new(cfg.format, cfg.compression, identity);
+            let enc = Encoder::new(encode.format, encode.compression, identity);
             (enc, Sink::Http(Http::new(cfg, url.expose())))
         }
     }

@@ -15,9 +15,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use crate::deliver::queue::Depth;
 use crate::point::{Point, Timestamp};
-use crate::queue::Depth;
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
 
 /// Reads the agent's own resident size and CPU time.
 pub struct SelfStats {
@@ -68,7 +68,7 @@ impl SelfStats {
             .counter("retries", Stats::get(&stats.retries))
             .counter("send_failures", Stats::get(&stats.send_failures))
             .counter("dropped", stats.dropped_total());
-        for reason in Drop::ALL {
+        for reason in DropReason::ALL {
             p = p.counter(reason.field(), stats.dropped(reason));
         }
         p = p
@@ -96,7 +96,7 @@ mod tests {
 
     #[test]
     fn every_drop_reason_has_its_field() {
-        for reason in Drop::ALL {
+        for reason in DropReason::ALL {
             assert_eq!(reason.field(), format!("dropped_{}", reason.name()));
         }
     }
@@ -106,7 +106,7 @@ mod tests {
         let stats = Stats::default();
         Stats::add(&stats.collected, 70);
         Stats::add(&stats.sent_points, 60);
-        stats.drop_points(Drop::Rejected, 10);
+        stats.drop_points(DropReason::Rejected, 10);
         let depth = Depth {
             batches: 2,
             bytes: 300,

@@ -20,10 +20,52 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::{ConfigError, Effective, Reload, Values, Var, parse_positive_duration};
+use crate::deliver::queue::Queue;
 use crate::encode::promtext;
 use crate::point::Point;
-use crate::queue::Queue;
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "STATUS_ADDR",
+        "",
+        "status endpoint (/healthz, /status, /metrics): a port (on 127.0.0.1) or ip:port; empty: off. Beyond loopback it warns: the endpoint has no authentication (it never shows secrets)",
+    ),
+    Var::new(
+        "HEALTH_WINDOW",
+        "5m",
+        "/healthz is 503 when batches wait and none was delivered for this long",
+    ),
+];
+
+/// `PROCSHIP_STATUS_ADDR` and `PROCSHIP_HEALTH_WINDOW`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Where the endpoint listens, when on.
+    pub addr: Option<SocketAddr>,
+    pub health_window: Duration,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        Ok(Options {
+            addr: v.opt("STATUS_ADDR", parse_status_addr)?,
+            health_window: v.get("HEALTH_WINDOW", parse_positive_duration)?,
+        })
+    }
+}
+
+/// A port (listening on 127.0.0.1), or an ip:port / [ip6]:port.
+fn parse_status_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    const ACCEPTED: &str =
+        "a port such as 9101 (on 127.0.0.1), or ip:port such as 127.0.0.1:9101 or [::1]:9101";
+    let port = s.strip_prefix(':').unwrap_or(s);
+    if let Ok(p) = port.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], p)));
+    }
+    s.parse().map_err(|_| ACCEPTED.to_string())
+}
 
 /// The largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
@@ -37,8 +79,8 @@ pub struct Shared {
     pub started: Instant,
     pub started_ns: i64,
     pub health_window: Duration,
-    /// (variable, masked value, source) of the configuration in effect.
-    config: Mutex<Vec<(String, String, String)>>,
+    /// The configuration in effect (secrets masked).
+    config: Mutex<Effective>,
     snapshot: Mutex<Snapshot>,
 }
 
@@ -51,7 +93,8 @@ struct Snapshot {
 
 impl Shared {
     pub fn new(
-        cfg: &crate::config::Config,
+        cfg: &Options,
+        effective: Effective,
         stats: Arc<Stats>,
         queue: Arc<Queue>,
         started_ns: i64,
@@ -62,39 +105,14 @@ impl Shared {
             started: Instant::now(),
             started_ns,
             health_window: cfg.health_window,
-            config: Mutex::new(
-                cfg.effective()
-                    .map(|(k, v, src)| (k, v.to_string(), src.to_string()))
-                    .collect(),
-            ),
+            config: Mutex::new(effective),
             snapshot: Mutex::new(Snapshot::default()),
         }
     }
 
-    /// After a reload: the variables applied live show their new value,
-    /// the rest (waiting for a restart) the value still in effect.
-    pub fn set_config(
-        &self,
-        old: &crate::config::Config,
-        new: &crate::config::Config,
-        live: &[&str],
-    ) {
-        let applied = |k: &str| {
-            live.iter()
-                .any(|v| k.strip_prefix(crate::config::PREFIX) == Some(*v))
-        };
-        let now: Vec<(String, String, String)> = old
-            .effective()
-            .zip(new.effective())
-            .map(|((k, ov, os), (_, nv, ns))| {
-                if applied(&k) {
-                    (k, nv.to_string(), ns.to_string())
-                } else {
-                    (k, ov.to_string(), os.to_string())
-                }
-            })
-            .collect();
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    /// After a reload: the configuration now in effect.
+    pub fn set_config(&self, effective: Effective) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = effective;
     }
 
     /// Keeps a copy of a cycle's points for `/metrics`.
@@ -183,11 +201,14 @@ fn status_json(sh: &Shared, now_ns: i64) -> String {
     );
     let mut config = serde_json::Map::new();
     let current = sh.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for (k, v, src) in &current {
-        config.insert(k.clone(), serde_json::json!({"value": v, "source": src}));
+    for s in current.iter() {
+        config.insert(
+            s.var.full_name(),
+            serde_json::json!({"value": s.shown, "source": s.source.to_string(), "reload": match s.var.reload { Reload::Live => "live", Reload::Restart => "restart" }}),
+        );
     }
     let mut dropped = serde_json::Map::new();
-    for r in Drop::ALL {
+    for r in DropReason::ALL {
         dropped.insert(r.name().into(), s.dropped(r).into());
     }
     let last_success = s.last_success_ns();
@@ -232,7 +253,7 @@ fn route(sh: &Shared, method: &str, path: &str) -> Reply {
     if method != "GET" && method != "HEAD" {
         return Reply(405, TEXT, "only GET and HEAD\n".into());
     }
-    let now = crate::agent::now_ns();
+    let now = crate::point::now_ns();
     match path {
         "/healthz" => {
             let h = health(
@@ -378,13 +399,13 @@ pub mod client {
     use std::process::ExitCode;
     use std::time::Duration;
 
-    use crate::config::Config;
+    use super::Options;
 
     /// sysexits.h EX_UNAVAILABLE.
     const EX_UNAVAILABLE: u8 = 69;
 
-    fn fetch(cfg: &Config) -> Result<(String, serde_json::Value), String> {
-        let mut addr = cfg.status_addr.ok_or(
+    fn fetch(cfg: &Options) -> Result<(String, serde_json::Value), String> {
+        let mut addr = cfg.addr.ok_or(
             "PROCSHIP_STATUS_ADDR is not set, so the agent serves no status; set it (e.g. 9101) and restart the agent",
         )?;
         if addr.ip().is_unspecified() {
@@ -410,7 +431,7 @@ pub mod client {
     }
 
     fn ago(unix: Option<i64>) -> String {
-        let now = crate::agent::now_ns() / 1_000_000_000;
+        let now = crate::point::now_ns() / 1_000_000_000;
         match unix {
             Some(t) => format!("{}s ago", (now - t).max(0)),
             None => "never".into(),
@@ -495,7 +516,7 @@ pub mod client {
         out
     }
 
-    pub fn run(cfg: &Config) -> ExitCode {
+    pub fn run(cfg: &Options) -> ExitCode {
         match fetch(cfg) {
             Ok((url, v)) => {
                 print!("{}", render(&url, &v));

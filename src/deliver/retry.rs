@@ -1,5 +1,5 @@
 //! The retry policy, as pure functions: which answers are retried, how
-//! long to wait, and how `Retry-After` is read. Delivery rules (DESIGN.md):
+//! long to wait, and how `Retry-After` is read. Delivery rules (docs/ARCHITECTURE.md):
 //! 2xx delivers; 408, 429 and 5xx other than 501, timeouts and connection
 //! errors are retried; every other status is permanent and the batch is
 //! dropped. Delays grow exponentially from `PROCSHIP_RETRY_INITIAL` up to
@@ -11,6 +11,38 @@
 use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::config::{ConfigError, Values, Var, parse_positive_duration};
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "RETRY_INITIAL",
+        "1",
+        "first retry delay; doubles on every failure (full jitter)",
+    ),
+    Var::new("RETRY_MAX_DELAY", "60", "cap on the retry delay"),
+];
+
+/// `PROCSHIP_RETRY_INITIAL` and `PROCSHIP_RETRY_MAX_DELAY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub initial: Duration,
+    pub max_delay: Duration,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        let initial = v.get("RETRY_INITIAL", parse_positive_duration)?;
+        let max_delay = v.get("RETRY_MAX_DELAY", parse_positive_duration)?;
+        if max_delay < initial {
+            return Err(v.invalid(
+                "RETRY_MAX_DELAY",
+                "a delay no shorter than PROCSHIP_RETRY_INITIAL",
+            ));
+        }
+        Ok(Options { initial, max_delay })
+    }
+}
 
 /// What to do after one attempt.
 #[derive(Debug, Clone, PartialEq)]

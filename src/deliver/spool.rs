@@ -31,13 +31,88 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::config::{Compression, Format, SpoolConfig, SpoolSync};
-use crate::encode::Encoded;
-use crate::stats::{Drop, Stats};
+use crate::config::{ConfigError, Values, Var, parse_bytes, parse_positive_duration};
+use crate::encode::{Compression, Encoded, Format};
+use crate::stats::{DropReason, Stats};
+
+pub const VARS: &[Var] = &[
+    Var::new(
+        "SPOOL_DIR",
+        "",
+        "disk spool: every batch is written here before it is sent and kept until a 2xx; empty: memory queue only. The directory must exist and be owned by the agent's user (the systemd unit uses /var/lib/procship); README, Delivery guarantees",
+    ),
+    Var::new(
+        "SPOOL_MAX_BYTES",
+        "256MiB",
+        "disk spool bound; when full the oldest segment is dropped (reason spool_full)",
+    ),
+    Var::new(
+        "SPOOL_SYNC",
+        "batch",
+        "when spool writes are fsynced: batch (every write) | off (left to the kernel) | a duration such as 5s",
+    ),
+];
+
+/// The smallest `PROCSHIP_SPOOL_MAX_BYTES`.
+pub const MIN_SPOOL_BYTES: usize = 128 << 10;
+
+/// When spool writes (appends and acknowledgements) reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// fdatasync after every write: a crash or power loss loses nothing written.
+    Batch,
+    /// fdatasync when this long has passed since the last one (and at exit).
+    Every(Duration),
+    /// Never: the kernel writes back (a process crash loses nothing, a power loss may).
+    Off,
+}
+
+/// The spool, when `PROCSHIP_SPOOL_DIR` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub sync: SyncMode,
+}
+
+impl Options {
+    /// `None` when no spool is set; its directory is checked here, so an
+    /// unusable one is a configuration error naming `PROCSHIP_SPOOL_DIR`.
+    pub fn parse(v: &mut Values) -> Result<Option<Options>, ConfigError> {
+        let dir = v.opt("SPOOL_DIR", |s| {
+            let dir = PathBuf::from(s);
+            if !dir.is_absolute() {
+                return Err("the absolute path of a directory the agent owns".into());
+            }
+            check_dir(&dir)?;
+            Ok(dir)
+        })?;
+        let max_bytes = v.get("SPOOL_MAX_BYTES", |s| {
+            parse_bytes(s)
+                .filter(|n| *n >= MIN_SPOOL_BYTES)
+                .map(|n| n as u64)
+                .ok_or_else(|| {
+                    "a size of at least 128KiB, such as 256MiB, 2GiB or 1048576 (bytes)".to_string()
+                })
+        })?;
+        let sync = v.get("SPOOL_SYNC", |s| match s {
+            "batch" => Ok(SyncMode::Batch),
+            "off" => Ok(SyncMode::Off),
+            d => parse_positive_duration(d)
+                .map(SyncMode::Every)
+                .map_err(|_| "batch, off, or a duration such as 1s or 500ms".to_string()),
+        })?;
+        Ok(dir.map(|dir| Options {
+            dir,
+            max_bytes,
+            sync,
+        }))
+    }
+}
 
 const MAGIC: [u8; 4] = *b"PSr1";
 /// magic, len, crc.
@@ -311,7 +386,7 @@ pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
-    sync: SpoolSync,
+    sync: SyncMode,
     stats: Arc<Stats>,
     _lock: Flock<File>,
     ack_file: File,
@@ -408,7 +483,7 @@ impl Spool {
     /// Takes the directory's lock, reads the acknowledged position and
     /// scans every segment after it, reporting damage. An error here is
     /// a configuration problem (the agent exits 78): the message says what.
-    pub fn open(cfg: &SpoolConfig, stats: Arc<Stats>) -> Result<(Spool, Recovery), String> {
+    pub fn open(cfg: &Options, stats: Arc<Stats>) -> Result<(Spool, Recovery), String> {
         let dir = cfg.dir.clone();
         check_dir(&dir).map_err(|e| format!("spool directory {}: {e}", dir.display()))?;
         let lock = take_lock(&dir)?;
@@ -581,9 +656,9 @@ impl Spool {
 
     fn sync_due(&self) -> bool {
         match self.sync {
-            SpoolSync::Batch => true,
-            SpoolSync::Every(d) => self.last_sync.elapsed() >= d,
-            SpoolSync::Off => false,
+            SyncMode::Batch => true,
+            SyncMode::Every(d) => self.last_sync.elapsed() >= d,
+            SyncMode::Off => false,
         }
     }
 
@@ -624,7 +699,8 @@ impl Spool {
                 break;
             };
             self.unlink(seg.id);
-            self.stats.drop_points(Drop::SpoolFull, seg.unread_points);
+            self.stats
+                .drop_points(DropReason::SpoolFull, seg.unread_points);
             cut.0 += seg.unread_records;
             cut.1 += seg.unread_points;
             if self.reader.as_ref().is_some_and(|(id, _)| *id == seg.id) {
@@ -655,7 +731,7 @@ impl Spool {
             .mode(0o600)
             .open(&path)
             .map_err(|e| io_context("cannot create", &path, e))?;
-        if self.sync != SpoolSync::Off {
+        if self.sync != SyncMode::Off {
             // The new name must survive a power loss along with the data.
             File::open(&self.dir)
                 .and_then(|d| d.sync_all())
@@ -699,7 +775,7 @@ impl Spool {
             _ => true,
         };
         if roll {
-            if self.sync != SpoolSync::Off {
+            if self.sync != SyncMode::Off {
                 // What the closing segment holds must not wait for a later sync.
                 self.maybe_sync(true)?;
             }
@@ -862,7 +938,7 @@ impl Spool {
                 "spool: batches in this segment cannot be delivered ({why}); dropped"
             );
             self.stats
-                .drop_points(Drop::SpoolDamaged, seg.unread_points);
+                .drop_points(DropReason::SpoolDamaged, seg.unread_points);
             seg.unread_records = 0;
             seg.unread_points = 0;
         }
@@ -950,11 +1026,11 @@ mod tests {
     use super::*;
     use crate::collect::testutil::tempdir;
 
-    fn cfg(dir: &Path, max_bytes: u64) -> SpoolConfig {
-        SpoolConfig {
+    fn cfg(dir: &Path, max_bytes: u64) -> Options {
+        Options {
             dir: dir.to_path_buf(),
             max_bytes,
-            sync: SpoolSync::Batch,
+            sync: SyncMode::Batch,
         }
     }
 
@@ -1071,7 +1147,7 @@ mod tests {
         for seq in 1..=300 {
             s.append(&batch(seq, 1000)).unwrap();
         }
-        let dropped = stats.dropped(Drop::SpoolFull);
+        let dropped = stats.dropped(DropReason::SpoolFull);
         assert!(dropped > 0);
         let on_disk: u64 = segments(&dir)
             .iter()

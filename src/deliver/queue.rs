@@ -12,9 +12,33 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::config::{ConfigError, Values, Var, parse_bytes};
+use crate::deliver::spool::{Pending, Pos, Spool};
 use crate::encode::Encoded;
-use crate::spool::{Pending, Pos, Spool};
-use crate::stats::{Drop, Stats};
+use crate::stats::{DropReason, Stats};
+
+pub const VARS: &[Var] = &[Var::new(
+    "QUEUE_MAX_BYTES",
+    "8MiB",
+    "memory queue bound (encoded bytes); when full the oldest batch is dropped",
+)];
+
+/// `PROCSHIP_QUEUE_MAX_BYTES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub max_bytes: usize,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        let max_bytes = v.get("QUEUE_MAX_BYTES", |s| {
+            parse_bytes(s).filter(|n| *n >= 64 * 1024).ok_or_else(|| {
+                "a size of at least 64KiB, such as 8MiB, 512KiB or 1048576 (bytes)".to_string()
+            })
+        })?;
+        Ok(Options { max_bytes })
+    }
+}
 
 /// How long the queue stays memory-only after a spool write failed.
 const SPOOL_RETRY: Duration = Duration::from_secs(60);
@@ -140,7 +164,7 @@ impl Queue {
                 break;
             };
             q.bytes -= old.size();
-            self.stats.drop_points(Drop::QueueFull, old.points);
+            self.stats.drop_points(DropReason::QueueFull, old.points);
             dropped.0 += 1;
             dropped.1 += old.points;
         }
@@ -210,7 +234,8 @@ impl Queue {
             return;
         }
         if !self.lock().spool_write(&item.batch, true) {
-            self.stats.drop_points(Drop::Shutdown, item.batch.points);
+            self.stats
+                .drop_points(DropReason::Shutdown, item.batch.points);
         }
     }
 
@@ -223,7 +248,7 @@ impl Queue {
         q.bytes = 0;
         for e in left {
             if !q.spool_write(&e, true) {
-                self.stats.drop_points(Drop::Shutdown, e.points);
+                self.stats.drop_points(DropReason::Shutdown, e.points);
             }
         }
         let Some(spool) = q.spool.as_mut() else {
@@ -278,7 +303,8 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Compression, Format, SpoolConfig, SpoolSync};
+    use crate::deliver::spool::{Options, SyncMode};
+    use crate::encode::{Compression, Format};
 
     fn batch(seq: u64, len: usize) -> Encoded {
         Encoded {
@@ -307,7 +333,7 @@ mod tests {
             q.push(batch(seq, 1000));
         }
         assert_eq!((q.depth().batches, q.depth().bytes), (3, one * 3));
-        assert_eq!(stats.dropped(Drop::QueueFull), 20);
+        assert_eq!(stats.dropped(DropReason::QueueFull), 20);
         q.close(Instant::now() + Duration::from_secs(60));
         let seqs: Vec<u64> = std::iter::from_fn(|| seq_of(q.pop()).map(|s| s.0)).collect();
         assert_eq!(seqs, [3, 4, 5]);
@@ -326,10 +352,10 @@ mod tests {
     fn failing_spool_falls_back_to_memory_in_order() {
         let dir = crate::collect::testutil::tempdir();
         let stats = Arc::new(Stats::default());
-        let cfg = SpoolConfig {
+        let cfg = Options {
             dir: dir.clone(),
             max_bytes: 128 << 10,
-            sync: SpoolSync::Batch,
+            sync: SyncMode::Batch,
         };
         let (spool, _) = Spool::open(&cfg, stats.clone()).unwrap();
         let q = Queue::new(1 << 20, stats.clone(), Some(spool));

@@ -3,7 +3,83 @@
 //! many are pending or when the flush timer fires. The host tag and
 //! `PROCSHIP_TAGS` ride along once per batch as its common tags.
 
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use crate::config::{
+    ConfigError, Values, Var, parse_duration, parse_positive_duration, split_list,
+};
 use crate::point::{Batch, CommonTags, Point};
+
+pub const VARS: &[Var] = &[
+    Var::new("TAGS", "", "extra tags on every point: k=v,k=v").live(),
+    Var::new(
+        "BATCH_MAX_POINTS",
+        "1000",
+        "a batch is cut when it holds this many points",
+    ),
+    Var::new(
+        "FLUSH_INTERVAL",
+        "10",
+        "pending points are cut into a batch at least this often",
+    ),
+    Var::new(
+        "FLUSH_JITTER",
+        "1",
+        "random delay, up to this long, added to every flush",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// `PROCSHIP_TAGS`, sorted by key.
+    pub tags: Vec<(String, String)>,
+    pub max_points: NonZeroUsize,
+    pub flush_interval: Duration,
+    pub flush_jitter: Duration,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        Ok(Options {
+            tags: v.get("TAGS", parse_tags)?,
+            max_points: v.get("BATCH_MAX_POINTS", |s| {
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .and_then(NonZeroUsize::new)
+                    .ok_or_else(|| "a whole number from 1 to 1000000".to_string())
+            })?,
+            flush_interval: v.get("FLUSH_INTERVAL", parse_positive_duration)?,
+            flush_jitter: v.get("FLUSH_JITTER", parse_duration)?,
+        })
+    }
+}
+
+fn valid_tag_key(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn parse_tags(s: &str) -> Result<Vec<(String, String)>, String> {
+    const ACCEPTED: &str = "k=v pairs separated by commas, keys of letters, digits and _ \
+         (not starting with a digit, not 'host': use PROCSHIP_HOSTNAME), values without commas or control characters";
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for item in split_list(s) {
+        let (k, v) = item.split_once('=').ok_or(ACCEPTED)?;
+        let (k, v) = (k.trim(), v.trim());
+        if !valid_tag_key(k) || k == "host" || v.is_empty() || v.chars().any(char::is_control) {
+            return Err(ACCEPTED.into());
+        }
+        if tags.iter().any(|(x, _)| x == k) {
+            return Err(format!("{ACCEPTED}; the key {k} is given twice"));
+        }
+        tags.push((k.to_string(), v.to_string()));
+    }
+    tags.sort();
+    Ok(tags)
+}
 
 pub struct Batcher {
     pending: Vec<Point>,
