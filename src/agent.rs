@@ -472,14 +472,11 @@ fn main_loop(l: &mut Loop, wait: &mut Waiter, notify: &mut Notifier, reload: &Re
 }
 
 /// The bounded final flush, and the account of every point.
-fn stop(mut l: Loop, shipper: std::thread::JoinHandle<()>) -> Account {
+fn stop(mut l: Loop, shipper: ship::Handle) -> Account {
     let timeout = l.s.ship.shutdown_timeout;
     tracing::info!(timeout = ?timeout, "stopping: collection ended, delivering what is queued");
     l.flush();
-    l.queue.close(Instant::now() + timeout);
-    if shipper.join().is_err() {
-        tracing::error!("the shipper thread panicked");
-    }
+    shipper.stop(Instant::now() + timeout);
     let stats = &l.stats;
     let account = Account {
         collected: Stats::get(&stats.collected),

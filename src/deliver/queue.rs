@@ -1,14 +1,21 @@
-//! The queue between collection and the shipper. With a spool
-//! (`PROCSHIP_SPOOL_DIR`) every batch is written to disk first and the
-//! shipper reads it back from there, oldest first; the memory part then only
-//! holds batches while spool writes fail (full disk, I/O error), and they
-//! move to the spool, in order, once it works again (retried every minute).
-//! Without a spool, memory is all there is: bounded in encoded bytes
-//! (`PROCSHIP_QUEUE_MAX_BYTES`), dropping the oldest batches first and
+//! The queue between collection and the shipper: the collection thread
+//! pushes, the shipper pops, oldest first, and acknowledges what it is done
+//! with. With a spool (`PROCSHIP_SPOOL_DIR`) every batch is written through
+//! to disk at push and the shipper reads it back from there; the memory part
+//! then only holds batches while spool writes fail (full disk, I/O error),
+//! and they move to the spool, in order, once it works again (retried every
+//! minute). Without a spool, memory is all there is: bounded in encoded
+//! bytes (`PROCSHIP_QUEUE_MAX_BYTES`), dropping the oldest batches first and
 //! counting their points, so collection never blocks on the network.
-//! Closing it (shutdown) gives the shipper a deadline.
+//!
+//! Two locks: one for the memory part, one for the spool (which appends and
+//! fsyncs under it). What waits is published in atomics after every change,
+//! so `depth()` (the status endpoint, the agent's own point) takes neither
+//! lock and never waits behind a disk sync. Closing the queue (shutdown)
+//! means no more pushes: `pop` then returns what is left, then `None`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,27 +50,47 @@ impl Options {
 /// How long the queue stays memory-only after a spool write failed.
 const SPOOL_RETRY: Duration = Duration::from_secs(60);
 
-struct Inner {
+/// The memory part.
+#[derive(Default)]
+struct Mem {
     items: VecDeque<Encoded>,
     bytes: usize,
-    /// Set on shutdown: deliver what is queued until then.
-    deadline: Option<Instant>,
+    /// No more pushes: `pop` drains what is left.
+    closed: bool,
     /// True while an overflow episode is going on (logged once per episode).
     overflowing: bool,
-    spool: Option<Spool>,
+    /// Counts pushes, so a waiting `pop` sees one made while it looked at the spool.
+    pushes: u64,
+}
+
+/// The disk part: the spool, and whether it takes writes now.
+struct Store {
+    spool: Spool,
     /// Set while spool writes fail: memory only until then.
-    spool_retry: Option<Instant>,
+    retry_at: Option<Instant>,
+}
+
+/// What waits, published after every change and read without a lock.
+#[derive(Default)]
+struct Gauge {
+    batches: AtomicUsize,
+    bytes: AtomicUsize,
+    spool_batches: AtomicU64,
+    spool_points: AtomicU64,
+    spool_bytes: AtomicU64,
 }
 
 pub struct Queue {
-    inner: Mutex<Inner>,
+    mem: Mutex<Mem>,
     cv: Condvar,
+    store: Option<Mutex<Store>>,
+    gauge: Gauge,
     max_bytes: usize,
     stats: Arc<Stats>,
 }
 
 /// A batch handed to the shipper, and where it lies in the spool (if it
-/// does): the spool keeps it until `done`.
+/// does): the spool keeps it until it is acknowledged.
 #[derive(Debug)]
 pub struct Queued {
     pub batch: Encoded,
@@ -78,164 +105,200 @@ pub struct Depth {
     pub spool: Option<Pending>,
 }
 
-pub enum Pop {
-    Batch(Queued),
-    /// Closed and empty, or past the shutdown deadline.
-    Done,
-}
-
-impl Inner {
-    /// Writes `e` to the spool, after whatever waits in memory (so order
-    /// holds). False when there is no spool or it cannot take writes now.
-    fn spool_write(&mut self, e: &Encoded, force: bool) -> bool {
-        let Some(spool) = self.spool.as_mut() else {
-            return false;
-        };
-        if !force && self.spool_retry.is_some_and(|t| Instant::now() < t) {
-            return false;
-        }
-        let mut result = Ok(());
-        while let Some(m) = self.items.front() {
-            result = spool.append(m);
-            if result.is_err() {
-                break;
-            }
-            tracing::debug!(seq = m.seq, points = m.points, "spool: appended");
-            self.bytes -= m.size();
-            self.items.pop_front();
-        }
-        let result = result.and_then(|_| spool.append(e));
-        match result {
-            Ok(()) => {
-                tracing::debug!(seq = e.seq, points = e.points, "spool: appended");
-                if self.spool_retry.take().is_some() {
-                    tracing::info!(dir = %spool.dir().display(), "spool: writable again; batches go to disk as before");
-                }
-                true
-            }
-            Err(err) => {
-                if self.spool_retry.is_none() {
-                    tracing::error!(
-                        dir = %spool.dir().display(),
-                        "spool: cannot write ({err}); batches are kept in memory (PROCSHIP_QUEUE_MAX_BYTES) and the spool is tried again every minute"
-                    );
-                }
-                self.spool_retry = Some(Instant::now() + SPOOL_RETRY);
-                false
-            }
-        }
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code holding these locks can panic halfway through an update.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Queue {
     pub fn new(max_bytes: usize, stats: Arc<Stats>, spool: Option<Spool>) -> Self {
-        Queue {
-            inner: Mutex::new(Inner {
-                items: VecDeque::new(),
-                bytes: 0,
-                deadline: None,
-                overflowing: false,
-                spool,
-                spool_retry: None,
-            }),
+        let q = Queue {
+            mem: Mutex::new(Mem::default()),
             cv: Condvar::new(),
+            store: spool.map(|spool| {
+                Mutex::new(Store {
+                    spool,
+                    retry_at: None,
+                })
+            }),
+            gauge: Gauge::default(),
             max_bytes,
             stats,
+        };
+        if let Some(store) = &q.store {
+            q.publish_spool(&lock(store).spool);
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // No code holding this lock can panic halfway through an update.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        q
     }
 
     /// Adds a batch: to the spool if there is one that works, otherwise to
     /// memory, dropping the oldest there while it would not fit. A batch
     /// larger than the whole bound is still kept, alone.
     pub fn push(&self, e: Encoded) {
-        let mut q = self.lock();
-        if q.spool_write(&e, false) {
-            self.cv.notify_all();
+        if let Some(store) = &self.store
+            && self.write_through(&mut lock(store), &e, false)
+        {
+            self.signal(lock(&self.mem));
             return;
         }
-        let mut dropped = (0u64, 0u64);
-        while q.bytes + e.size() > self.max_bytes {
-            let Some(old) = q.items.pop_front() else {
+        self.push_memory(e);
+    }
+
+    fn push_memory(&self, e: Encoded) {
+        let mut m = lock(&self.mem);
+        let (mut batches, mut points) = (0u64, 0u64);
+        while m.bytes + e.size() > self.max_bytes {
+            let Some(old) = m.items.pop_front() else {
                 break;
             };
-            q.bytes -= old.size();
+            m.bytes -= old.size();
             self.stats.drop_points(DropReason::QueueFull, old.points);
-            dropped.0 += 1;
-            dropped.1 += old.points;
+            batches += 1;
+            points += old.points;
         }
-        if dropped.0 > 0 && !q.overflowing {
+        if batches > 0 && !m.overflowing {
             tracing::error!(
-                batches = dropped.0,
-                points = dropped.1,
+                batches,
+                points,
                 max_bytes = self.max_bytes,
                 "queue full: dropping the oldest batches (raise PROCSHIP_QUEUE_MAX_BYTES, or set PROCSHIP_SPOOL_DIR, to hold a longer outage)"
             );
-            q.overflowing = true;
-        } else if dropped.0 == 0 && q.overflowing && q.bytes + e.size() <= self.max_bytes / 2 {
-            q.overflowing = false;
+            m.overflowing = true;
+        } else if batches == 0 && m.overflowing && m.bytes + e.size() <= self.max_bytes / 2 {
+            m.overflowing = false;
         }
-        q.bytes += e.size();
-        q.items.push_back(e);
+        m.bytes += e.size();
+        m.items.push_back(e);
+        self.publish_memory(&m);
+        self.signal(m);
+    }
+
+    /// Wakes a waiting `pop`.
+    fn signal(&self, mut m: MutexGuard<'_, Mem>) {
+        m.pushes += 1;
+        drop(m);
         self.cv.notify_all();
     }
 
-    /// Waits for the next batch, spooled ones first (they are older);
-    /// `Done` once closed and empty or past the deadline.
-    pub fn pop(&self) -> Pop {
-        let mut q = self.lock();
+    /// Writes `e` to the spool, after whatever waits in memory (so order
+    /// holds). False when the spool cannot take writes now; `force` tries
+    /// even then (shutdown).
+    fn write_through(&self, st: &mut Store, e: &Encoded, force: bool) -> bool {
+        let now = Instant::now();
+        if !force && st.retry_at.is_some_and(|t| now < t) {
+            return false;
+        }
+        let result = self.move_backlog(st).and_then(|()| st.spool.append(e));
+        self.publish_spool(&st.spool);
+        match result {
+            Ok(()) => {
+                tracing::debug!(seq = e.seq, points = e.points, "spool: appended");
+                if st.retry_at.take().is_some() {
+                    tracing::info!(dir = %st.spool.dir().display(), "spool: writable again; batches go to disk as before");
+                }
+                true
+            }
+            Err(err) => {
+                if st.retry_at.is_none() {
+                    tracing::error!(
+                        dir = %st.spool.dir().display(),
+                        "spool: cannot write ({err}); batches are kept in memory (PROCSHIP_QUEUE_MAX_BYTES) and the spool is tried again every minute"
+                    );
+                }
+                st.retry_at = Some(now + SPOOL_RETRY);
+                false
+            }
+        }
+    }
+
+    /// Moves what waits in memory (while the spool failed) to the spool, oldest first.
+    fn move_backlog(&self, st: &mut Store) -> std::io::Result<()> {
         loop {
-            if q.deadline.is_some_and(|d| Instant::now() >= d) {
-                return Pop::Done;
+            let Some(old) = self.pop_memory() else {
+                return Ok(());
+            };
+            if let Err(e) = st.spool.append(&old) {
+                let mut m = lock(&self.mem);
+                m.bytes += old.size();
+                m.items.push_front(old);
+                self.publish_memory(&m);
+                return Err(e);
             }
-            if let Some((batch, pos)) = q.spool.as_mut().and_then(Spool::read_next) {
-                return Pop::Batch(Queued {
-                    batch,
-                    spooled: Some(pos),
-                });
+            tracing::debug!(seq = old.seq, points = old.points, "spool: appended");
+        }
+    }
+
+    fn pop_memory(&self) -> Option<Encoded> {
+        let mut m = lock(&self.mem);
+        let e = m.items.pop_front()?;
+        m.bytes -= e.size();
+        self.publish_memory(&m);
+        Some(e)
+    }
+
+    /// Waits for the next batch, spooled ones first (they are older);
+    /// `None` once closed and empty.
+    pub fn pop(&self) -> Option<Queued> {
+        loop {
+            let ticket = lock(&self.mem).pushes;
+            if let Some(store) = &self.store {
+                let mut st = lock(store);
+                if let Some((batch, pos)) = st.spool.read_next() {
+                    self.publish_spool(&st.spool);
+                    return Some(Queued {
+                        batch,
+                        spooled: Some(pos),
+                    });
+                }
             }
-            if let Some(batch) = q.items.pop_front() {
-                q.bytes -= batch.size();
-                return Pop::Batch(Queued {
+            if let Some(batch) = self.pop_memory() {
+                return Some(Queued {
                     batch,
                     spooled: None,
                 });
             }
-            if q.deadline.is_some() {
-                return Pop::Done;
+            let mut m = lock(&self.mem);
+            if m.closed && m.pushes == ticket {
+                // Both parts were found empty after the last push.
+                return None;
             }
-            q = self.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+            while m.pushes == ticket && !m.closed {
+                m = self.cv.wait(m).unwrap_or_else(|e| e.into_inner());
+            }
         }
     }
 
     /// The shipper is finished with a batch (delivered, or dropped for a
     /// counted reason): the spool forgets it.
-    pub fn done(&self, item: &Queued) {
-        let Some(pos) = item.spooled else { return };
-        let mut q = self.lock();
-        if let Some(spool) = q.spool.as_mut()
-            && let Err(e) = spool.ack(pos)
-        {
+    pub fn ack(&self, item: &Queued) {
+        let (Some(pos), Some(store)) = (item.spooled, &self.store) else {
+            return;
+        };
+        let mut st = lock(store);
+        if let Err(e) = st.spool.ack(pos) {
             tracing::warn!(
                 seq = item.batch.seq,
                 "spool: cannot record the delivery ({e}); this batch may be sent again after a restart"
             );
         }
+        self.publish_spool(&st.spool);
     }
 
     /// At shutdown, a batch the shipper could not deliver in time: kept in
     /// the spool for the next run if possible, otherwise dropped.
     pub fn abandon(&self, item: Queued) {
-        if item.spooled.is_some() {
-            return;
+        if item.spooled.is_none() {
+            self.keep_or_drop(&item.batch);
         }
-        if !self.lock().spool_write(&item.batch, true) {
-            self.stats
-                .drop_points(DropReason::Shutdown, item.batch.points);
+    }
+
+    fn keep_or_drop(&self, e: &Encoded) {
+        let kept = self
+            .store
+            .as_ref()
+            .is_some_and(|store| self.write_through(&mut lock(store), e, true));
+        if !kept {
+            self.stats.drop_points(DropReason::Shutdown, e.points);
         }
     }
 
@@ -243,59 +306,49 @@ impl Queue {
     /// dropped; the spool is synced. Returns the points the spool holds
     /// for the next run.
     pub fn finish(&self) -> u64 {
-        let mut q = self.lock();
-        let left: Vec<Encoded> = q.items.drain(..).collect();
-        q.bytes = 0;
-        for e in left {
-            if !q.spool_write(&e, true) {
-                self.stats.drop_points(DropReason::Shutdown, e.points);
-            }
+        while let Some(e) = self.pop_memory() {
+            self.keep_or_drop(&e);
         }
-        let Some(spool) = q.spool.as_mut() else {
+        let Some(store) = &self.store else {
             return 0;
         };
-        if let Err(e) = spool.sync() {
+        let mut st = lock(store);
+        if let Err(e) = st.spool.sync() {
             tracing::error!("spool: cannot sync at exit: {e}");
         }
-        spool.pending().points
+        self.publish_spool(&st.spool);
+        st.spool.pending().points
     }
 
-    /// Starts shutdown: what is queued may be delivered until `deadline`.
-    pub fn close(&self, deadline: Instant) {
-        self.lock().deadline = Some(deadline);
+    /// No more pushes: `pop` returns what is left, then `None`.
+    pub fn close(&self) {
+        lock(&self.mem).closed = true;
         self.cv.notify_all();
     }
 
-    pub fn deadline(&self) -> Option<Instant> {
-        self.lock().deadline
+    fn publish_memory(&self, m: &Mem) {
+        self.gauge.batches.store(m.items.len(), Relaxed);
+        self.gauge.bytes.store(m.bytes, Relaxed);
     }
 
-    /// Sleeps up to `d`, waking early when the queue is closed. Returns false
-    /// when the shutdown deadline comes before `d` is over.
-    pub fn sleep(&self, d: Duration) -> bool {
-        let until = Instant::now() + d;
-        let mut q = self.lock();
-        loop {
-            let now = Instant::now();
-            let stop = q.deadline.map_or(until, |dl| dl.min(until));
-            if now >= stop {
-                return q.deadline.is_none_or(|dl| until <= dl);
-            }
-            q = self
-                .cv
-                .wait_timeout(q, stop - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+    fn publish_spool(&self, spool: &Spool) {
+        let p = spool.pending();
+        self.gauge.spool_batches.store(p.batches, Relaxed);
+        self.gauge.spool_points.store(p.points, Relaxed);
+        self.gauge.spool_bytes.store(p.bytes, Relaxed);
     }
 
-    /// What is waiting, in memory and in the spool.
+    /// What is waiting, in memory and in the spool (no lock taken).
     pub fn depth(&self) -> Depth {
-        let q = self.lock();
+        let g = &self.gauge;
         Depth {
-            batches: q.items.len(),
-            bytes: q.bytes,
-            spool: q.spool.as_ref().map(Spool::pending),
+            batches: g.batches.load(Relaxed),
+            bytes: g.bytes.load(Relaxed),
+            spool: self.store.as_ref().map(|_| Pending {
+                batches: g.spool_batches.load(Relaxed),
+                points: g.spool_points.load(Relaxed),
+                bytes: g.spool_bytes.load(Relaxed),
+            }),
         }
     }
 }
@@ -317,11 +370,8 @@ mod tests {
         }
     }
 
-    fn seq_of(p: Pop) -> Option<(u64, bool)> {
-        match p {
-            Pop::Batch(q) => Some((q.batch.seq, q.spooled.is_some())),
-            Pop::Done => None,
-        }
+    fn seq_of(p: Option<Queued>) -> Option<(u64, bool)> {
+        p.map(|q| (q.batch.seq, q.spooled.is_some()))
     }
 
     #[test]
@@ -334,9 +384,10 @@ mod tests {
         }
         assert_eq!((q.depth().batches, q.depth().bytes), (3, one * 3));
         assert_eq!(stats.dropped(DropReason::QueueFull), 20);
-        q.close(Instant::now() + Duration::from_secs(60));
+        q.close();
         let seqs: Vec<u64> = std::iter::from_fn(|| seq_of(q.pop()).map(|s| s.0)).collect();
         assert_eq!(seqs, [3, 4, 5]);
+        assert_eq!(q.depth().batches, 0);
     }
 
     #[test]
@@ -361,9 +412,11 @@ mod tests {
         let q = Queue::new(1 << 20, stats.clone(), Some(spool));
         // Fills the first 16 KiB segment: the next batch needs a new one.
         q.push(batch(1, 20_000));
-        let Pop::Batch(first) = q.pop() else { panic!() };
+        assert_eq!(q.depth().spool.map(|p| p.batches), Some(1));
+        let first = q.pop().unwrap();
         assert!(first.spooled.is_some());
-        q.done(&first);
+        q.ack(&first);
+        assert_eq!(q.depth().spool.map(|p| p.batches), Some(0));
         std::fs::remove_dir_all(&dir).unwrap();
         q.push(batch(2, 100));
         q.push(batch(3, 100));
@@ -379,24 +432,45 @@ mod tests {
     }
 
     #[test]
-    fn close_ends_pop_and_sleep() {
+    fn depth_never_waits_for_the_spool_or_memory_locks() {
+        let dir = crate::collect::testutil::tempdir();
+        let stats = Arc::new(Stats::default());
+        let cfg = Options {
+            dir: dir.clone(),
+            max_bytes: 128 << 10,
+            sync: SyncMode::Batch,
+        };
+        let (spool, _) = Spool::open(&cfg, stats.clone()).unwrap();
+        let q = Arc::new(Queue::new(1 << 20, stats, Some(spool)));
+        q.push(batch(1, 100));
+        // Both locks held, as by an append waiting for its fdatasync.
+        let store = lock(q.store.as_ref().unwrap());
+        let mem = lock(&q.mem);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let q2 = q.clone();
+        std::thread::spawn(move || tx.send(q2.depth()).unwrap());
+        let depth = rx.recv_timeout(Duration::from_secs(5)).expect("depth() blocked");
+        assert_eq!(depth.spool.map(|p| p.batches), Some(1));
+        drop((store, mem));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_waiting_pop_wakes_for_a_push_and_for_close() {
         let q = Arc::new(Queue::new(1 << 20, Arc::new(Stats::default()), None));
-        q.push(batch(1, 1));
-        q.close(Instant::now() + Duration::from_secs(60));
-        assert!(
-            matches!(q.pop(), Pop::Batch(_)),
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || {
+            let first = seq_of(q2.pop());
+            (first, seq_of(q2.pop()))
+        });
+        q.push(batch(7, 1));
+        q.close();
+        let (first, second) = t.join().unwrap();
+        assert_eq!(
+            first,
+            Some((7, false)),
             "queued batches are still delivered"
         );
-        assert!(matches!(q.pop(), Pop::Done));
-        let q2 = q.clone();
-        let t = std::thread::spawn(move || q2.sleep(Duration::from_millis(50)));
-        assert!(
-            t.join().unwrap(),
-            "a sleep shorter than the deadline completes"
-        );
-        q.close(Instant::now() + Duration::from_millis(50));
-        let t0 = Instant::now();
-        assert!(!q.sleep(Duration::from_secs(30)));
-        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(second, None, "closed and empty");
     }
 }

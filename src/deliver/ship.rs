@@ -15,7 +15,7 @@ use crate::config::{
     ConfigError, Mask, Secret, Values, Var, mask_url, parse_duration, parse_duration_upto,
     parse_positive_duration, parse_url, split_list,
 };
-use crate::deliver::queue::{Pop, Queue, Queued};
+use crate::deliver::queue::{Queue, Queued};
 use crate::deliver::resolve::CachingResolver;
 use crate::deliver::retry;
 use crate::deliver::retry::{Backoff, Decision, classify};
@@ -274,17 +274,99 @@ impl Target {
     }
 }
 
+/// The shipper's own clock for shutdown: the agent sets the deadline, and
+/// every wait between attempts wakes for it.
+#[derive(Default)]
+pub struct Stop {
+    deadline: std::sync::Mutex<Option<Instant>>,
+    cv: std::sync::Condvar,
+}
+
+impl Stop {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Shutdown: deliver what is queued until `deadline`.
+    pub fn at(&self, deadline: Instant) {
+        *self.lock() = Some(deadline);
+        self.cv.notify_all();
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self.lock()
+    }
+
+    /// Sleeps up to `d`, waking early when shutdown starts. False when the
+    /// shutdown deadline comes before `d` is over.
+    fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        let mut deadline = self.lock();
+        loop {
+            let now = Instant::now();
+            let stop = deadline.map_or(until, |dl| dl.min(until));
+            if now >= stop {
+                return deadline.is_none_or(|dl| until <= dl);
+            }
+            deadline = self
+                .cv
+                .wait_timeout(deadline, stop - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Batches dropped as too old since the last log line about them.
+#[derive(Default)]
+struct TooOld {
+    batches: u64,
+    points: u64,
+    logged: Option<Instant>,
+}
+
+/// What a failed attempt leaves: why, and the server's Retry-After.
+struct Failure {
+    reason: String,
+    after: Option<Duration>,
+}
+
+/// How one attempt ended.
+enum Outcome {
+    /// Delivered or dropped for a counted reason: take the next batch.
+    Done,
+    Retry(Failure),
+}
+
 pub struct Shipper {
     pub sink: Sink,
     target: Arc<Target>,
     pub queue: Arc<Queue>,
     pub stats: Arc<Stats>,
-    pub retry_initial: Duration,
-    pub retry_max_delay: Duration,
+    stop: Arc<Stop>,
+    pub retry: retry::Options,
     pub max_batch_age: Option<Duration>,
     last_warn: Option<Instant>,
-    /// Batches dropped as too old since the last log line about it.
-    too_old: (u64, u64, Option<Instant>),
+    too_old: TooOld,
+}
+
+/// The running shipper, as the agent holds it.
+pub struct Handle {
+    thread: std::thread::JoinHandle<()>,
+    stop: Arc<Stop>,
+    queue: Arc<Queue>,
+}
+
+impl Handle {
+    /// Ends the run: no more batches come, what is queued may be delivered
+    /// until `deadline`; returns when the shipper is done.
+    pub fn stop(self, deadline: Instant) {
+        self.stop.at(deadline);
+        self.queue.close();
+        if self.thread.join().is_err() {
+            tracing::error!("the shipper thread panicked");
+        }
+    }
 }
 
 impl Shipper {
@@ -301,24 +383,35 @@ impl Shipper {
             target,
             queue,
             stats,
-            retry_initial: retry.initial,
-            retry_max_delay: retry.max_delay,
+            stop: Arc::new(Stop::default()),
+            retry,
             max_batch_age: cfg.max_batch_age,
             last_warn: None,
-            too_old: (0, 0, None),
+            too_old: TooOld::default(),
         }
     }
 
-    pub fn spawn(mut self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new()
+    pub fn spawn(mut self) -> std::io::Result<Handle> {
+        let stop = self.stop.clone();
+        let queue = self.queue.clone();
+        let thread = std::thread::Builder::new()
             .name("procship-ship".into())
-            .spawn(move || self.run())
+            .spawn(move || self.run())?;
+        Ok(Handle {
+            thread,
+            stop,
+            queue,
+        })
     }
 
-    /// Delivers until the queue is closed and empty (or its deadline
-    /// passed); what is left goes to the spool, or is counted as dropped.
+    /// Delivers until the queue is closed and empty (or the shutdown
+    /// deadline passed); what is left goes to the spool, or is counted.
     pub fn run(&mut self) {
-        while let Pop::Batch(item) = self.queue.pop() {
+        while let Some(item) = self.queue.pop() {
+            if self.stop.deadline().is_some_and(|d| Instant::now() >= d) {
+                self.queue.abandon(item);
+                break;
+            }
             if !self.deliver(item) {
                 break;
             }
@@ -332,12 +425,12 @@ impl Shipper {
             .store(crate::point::now_ns(), std::sync::atomic::Ordering::Relaxed);
         Stats::add(&self.stats.sent_points, item.batch.points);
         Stats::add(&self.stats.sent_batches, 1);
-        self.queue.done(item);
+        self.queue.ack(item);
     }
 
     fn dropped(&self, item: &Queued, why: DropReason) {
         self.stats.drop_points(why, item.batch.points);
-        self.queue.done(item);
+        self.queue.ack(item);
     }
 
     /// True when a batch is older than `PROCSHIP_MAX_BATCH_AGE`: dropped
@@ -351,17 +444,21 @@ impl Shipper {
             return false;
         }
         self.dropped(item, DropReason::TooOld);
-        self.too_old.0 += 1;
-        self.too_old.1 += item.batch.points;
-        if self.too_old.2.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+        let t = &mut self.too_old;
+        t.batches += 1;
+        t.points += item.batch.points;
+        if t.logged.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
             tracing::warn!(
-                batches = self.too_old.0,
-                points = self.too_old.1,
+                batches = t.batches,
+                points = t.points,
                 seq = item.batch.seq,
                 max_age = ?max,
                 "batches older than PROCSHIP_MAX_BATCH_AGE dropped instead of sent"
             );
-            self.too_old = (0, 0, Some(Instant::now()));
+            *t = TooOld {
+                logged: Some(Instant::now()),
+                ..TooOld::default()
+            };
         }
         true
     }
@@ -376,34 +473,40 @@ impl Shipper {
         self.stats
             .in_flight
             .store(1, std::sync::atomic::Ordering::Relaxed);
-        let keep_going = self.attempt(item);
+        let keep_going = match self.sink {
+            Sink::Stdout => {
+                self.to_stdout(&item);
+                true
+            }
+            Sink::Http(_) => self.retry_until_done(item),
+        };
         self.stats
             .in_flight
             .store(0, std::sync::atomic::Ordering::Relaxed);
         keep_going
     }
 
-    fn attempt(&mut self, item: Queued) -> bool {
+    fn to_stdout(&self, item: &Queued) {
         let e = &item.batch;
-        match &self.sink {
-            Sink::Stdout => {
-                let mut out = std::io::stdout().lock();
-                match out.write_all(&e.body).and_then(|_| out.flush()) {
-                    Ok(()) => self.delivered(&item),
-                    Err(err) => {
-                        tracing::error!(
-                            seq = e.seq,
-                            points = e.points,
-                            "cannot write to stdout, batch dropped: {err}"
-                        );
-                        self.dropped(&item, DropReason::OutputError);
-                    }
-                }
-                return true;
+        let mut out = std::io::stdout().lock();
+        match out.write_all(&e.body).and_then(|_| out.flush()) {
+            Ok(()) => self.delivered(item),
+            Err(err) => {
+                tracing::error!(
+                    seq = e.seq,
+                    points = e.points,
+                    "cannot write to stdout, batch dropped: {err}"
+                );
+                self.dropped(item, DropReason::OutputError);
             }
-            Sink::Http(_) => {}
         }
-        let mut backoff = Backoff::new(self.retry_initial, self.retry_max_delay, fastrand::u64(..));
+    }
+
+    /// Attempts until delivered or dropped, with backoff between; false
+    /// when shutdown ends the tries (the batch is abandoned: kept in the
+    /// spool, or counted).
+    fn retry_until_done(&mut self, item: Queued) -> bool {
+        let mut backoff = Backoff::new(self.retry.initial, self.retry.max_delay, fastrand::u64(..));
         let mut attempts = 0u64;
         loop {
             // A reload (SIGHUP) may have changed the URL or the credentials:
@@ -412,89 +515,129 @@ impl Shipper {
                 tracing::info!(url = %h.url_masked, "delivering to the reloaded target");
                 self.sink = Sink::Http(h);
             }
-            let Sink::Http(http) = &self.sink else {
-                return true;
+            let Some(timeout) = self.attempt_timeout() else {
+                self.queue.abandon(item);
+                return false;
             };
-            let mut timeout = http.timeout;
-            if let Some(deadline) = self.queue.deadline() {
-                timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
-                if timeout.is_zero() {
-                    self.queue.abandon(item);
-                    return false;
-                }
-            }
-            let (reason, after) = match http.post(e, timeout) {
-                Attempt::Answered {
-                    status,
-                    retry_after,
-                    body_head,
-                } => match classify(status, retry_after.as_deref(), SystemTime::now()) {
-                    Decision::Delivered => {
-                        if attempts > 0 {
-                            tracing::info!(
-                                seq = e.seq,
-                                attempts = attempts + 1,
-                                "delivered after retrying"
-                            );
-                        }
-                        self.last_warn = None;
-                        self.delivered(&item);
-                        return true;
-                    }
-                    Decision::Reject => {
-                        Stats::add(&self.stats.send_failures, 1);
-                        let hint = crate::deliver::retry::reject_hint(status);
-                        self.stats.set_last_error(format!(
-                            "{}: HTTP {status} (permanent, batch {} dropped; {hint}): {body_head}",
-                            http.url_masked, e.seq
-                        ));
-                        tracing::error!(
-                            url = %http.url_masked,
-                            status,
-                            seq = e.seq,
-                            points = e.points,
-                            response = %body_head,
-                            "{hint}; batch dropped"
-                        );
-                        self.dropped(&item, DropReason::Rejected);
-                        return true;
-                    }
-                    Decision::Retry { after } => (format!("HTTP {status} {body_head}"), after),
-                },
-                Attempt::Failed(msg) => (msg, None),
+            let failure = match self.attempt(&item, timeout, attempts) {
+                Outcome::Done => return true,
+                Outcome::Retry(f) => f,
             };
             attempts += 1;
-            Stats::add(&self.stats.retries, 1);
-            Stats::add(&self.stats.send_failures, 1);
-            self.stats
-                .set_last_error(format!("{}: {}", http.url_masked, reason.trim()));
-            if self.queue.deadline().is_some() && item.spooled.is_some() {
-                tracing::info!(
-                    seq = e.seq,
-                    "shutting down while the backend fails ({}); undelivered batches stay in the spool for the next run",
-                    reason.trim()
-                );
-                return false;
-            }
-            let delay = backoff.next_delay(after);
-            if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                tracing::warn!(
-                    url = %http.url_masked,
-                    seq = e.seq,
-                    attempt = attempts,
-                    retry_in = ?delay,
-                    "delivery failed, will retry: {}",
-                    reason.trim()
-                );
-                self.last_warn = Some(Instant::now());
-            } else {
-                tracing::debug!(seq = e.seq, attempt = attempts, retry_in = ?delay, "delivery failed: {}", reason.trim());
-            }
-            if !self.queue.sleep(delay) {
+            if !self.wait_to_retry(&item, &failure, backoff.next_delay(failure.after), attempts) {
                 self.queue.abandon(item);
                 return false;
             }
         }
+    }
+
+    /// The whole-request timeout of the next attempt, cut to what is left
+    /// before the shutdown deadline; `None` when nothing is left.
+    fn attempt_timeout(&self) -> Option<Duration> {
+        let Sink::Http(http) = &self.sink else {
+            return None;
+        };
+        match self.stop.deadline() {
+            None => Some(http.timeout),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| http.timeout.min(left))
+            }
+        }
+    }
+
+    /// One POST, classified.
+    fn attempt(&mut self, item: &Queued, timeout: Duration, attempts: u64) -> Outcome {
+        let Sink::Http(http) = &self.sink else {
+            return Outcome::Done;
+        };
+        let e = &item.batch;
+        let (status, retry_after, body_head) = match http.post(e, timeout) {
+            Attempt::Answered {
+                status,
+                retry_after,
+                body_head,
+            } => (status, retry_after, body_head),
+            Attempt::Failed(reason) => {
+                return Outcome::Retry(Failure {
+                    reason,
+                    after: None,
+                });
+            }
+        };
+        match classify(status, retry_after.as_deref(), SystemTime::now()) {
+            Decision::Delivered => {
+                if attempts > 0 {
+                    tracing::info!(
+                        seq = e.seq,
+                        attempts = attempts + 1,
+                        "delivered after retrying"
+                    );
+                }
+                self.last_warn = None;
+                self.delivered(item);
+            }
+            Decision::Reject => {
+                Stats::add(&self.stats.send_failures, 1);
+                let hint = crate::deliver::retry::reject_hint(status);
+                self.stats.set_last_error(format!(
+                    "{}: HTTP {status} (permanent, batch {} dropped; {hint}): {body_head}",
+                    http.url_masked, e.seq
+                ));
+                tracing::error!(
+                    url = %http.url_masked,
+                    status,
+                    seq = e.seq,
+                    points = e.points,
+                    response = %body_head,
+                    "{hint}; batch dropped"
+                );
+                self.dropped(item, DropReason::Rejected);
+            }
+            Decision::Retry { after } => {
+                return Outcome::Retry(Failure {
+                    reason: format!("HTTP {status} {body_head}"),
+                    after,
+                });
+            }
+        }
+        Outcome::Done
+    }
+
+    /// Counts a failed attempt, says so (rate-limited) and waits `delay`.
+    /// False when the shipper should give up on the batch: shutdown began
+    /// while the backend fails (a spooled batch stays for the next run), or
+    /// the deadline falls within the wait.
+    fn wait_to_retry(
+        &mut self,
+        item: &Queued,
+        f: &Failure,
+        delay: Duration,
+        attempts: u64,
+    ) -> bool {
+        let url = match &self.sink {
+            Sink::Http(http) => http.url_masked.clone(),
+            Sink::Stdout => "stdout".into(),
+        };
+        let reason = f.reason.trim();
+        let seq = item.batch.seq;
+        Stats::add(&self.stats.retries, 1);
+        Stats::add(&self.stats.send_failures, 1);
+        self.stats.set_last_error(format!("{url}: {reason}"));
+        if self.stop.deadline().is_some() && item.spooled.is_some() {
+            tracing::info!(
+                seq,
+                "shutting down while the backend fails ({reason}); undelivered batches stay in the spool for the next run"
+            );
+            return false;
+        }
+        if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            tracing::warn!(url = %url, seq, attempt = attempts, retry_in = ?delay, "delivery failed, will retry: {reason}");
+            self.last_warn = Some(Instant::now());
+        } else {
+            tracing::debug!(seq, attempt = attempts, retry_in = ?delay, "delivery failed: {reason}");
+        }
+        self.stop.sleep(delay)
     }
 }
 
