@@ -162,6 +162,115 @@ impl Procstat {
         }
     }
 
+    /// Every process's stat, with its CPU use since the last cycle; the
+    /// figures are kept for the next one.
+    fn walk(
+        &mut self,
+        proc_root: &Path,
+        root: &std::fs::File,
+        now: Timestamp,
+    ) -> Result<Vec<Seen>, CollectError> {
+        let io = |e: nix::Error| CollectError::io(proc_root, e.into());
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::open(proc_root, flags, Mode::empty()).map_err(io)?;
+        let dt = self
+            .prev_at
+            .map(|t| (now - t) as f64 / 1e9)
+            .filter(|d| *d > 0.0);
+        let pids: Vec<u32> = dir
+            .iter()
+            .filter_map(|e| {
+                std::str::from_utf8(e.ok()?.file_name().to_bytes())
+                    .ok()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let mut seen: Vec<Seen> = Vec::new();
+        let mut next = HashMap::with_capacity(self.prev.len());
+        for pid in pids {
+            // A process that exits meanwhile is simply gone.
+            let Some(n) = self.read_small(root, pid, "stat") else {
+                continue;
+            };
+            let Some(stat) = parse_stat(&self.buf[..n]) else {
+                continue;
+            };
+            let key = (pid, stat.start);
+            let cpu = match (self.prev.get(&key), dt) {
+                (Some(before), Some(dt)) if stat.ticks >= *before => {
+                    Some((stat.ticks - before) as f64 / self.ticks_per_sec / dt * 100.0)
+                }
+                _ => None,
+            };
+            next.insert(key, stat.ticks);
+            seen.push(Seen { pid, stat, cpu });
+        }
+        if seen.is_empty() {
+            return Err(CollectError::parse(
+                proc_root,
+                "no process found: is this a procfs?",
+            ));
+        }
+        self.prev = next;
+        self.prev_at = Some(now);
+        self.matched.retain(|k, _| self.prev.contains_key(k));
+        Ok(seen)
+    }
+
+    /// The selection: top by CPU, top by RSS, then matches; each process
+    /// once, in pid order.
+    fn choose(&mut self, root: &std::fs::File, seen: &[Seen]) -> Vec<usize> {
+        let mut chosen = top(seen, self.opts.top);
+        let mut matched = 0;
+        for (i, s) in seen.iter().enumerate() {
+            if matched >= MAX_MATCHED {
+                break;
+            }
+            if self.matches(root, s.pid, &s.stat) {
+                matched += 1;
+                if !chosen.contains(&i) {
+                    chosen.push(i);
+                }
+            }
+        }
+        chosen.sort_by_key(|i| seen[*i].pid);
+        chosen
+    }
+
+    /// One chosen process's point; `None` when it is gone meanwhile.
+    fn point(
+        &mut self,
+        root: &std::fs::File,
+        proc_root: &Path,
+        host_root: &Path,
+        s: &Seen,
+        now: Timestamp,
+    ) -> Option<Point> {
+        let uid = self.uid(root, s.pid)?;
+        let user = self.user(host_root, uid);
+        let mut p = Point::new("procstat", now)
+            .tag("pid", s.pid.to_string())
+            .tag("name", s.stat.name.clone())
+            .tag("user", user)
+            .tag("state", char::from(s.stat.state).to_string())
+            .uint(
+                "memory_rss",
+                s.stat.rss_pages.saturating_mul(self.page_size),
+            )
+            .uint("num_threads", s.stat.threads);
+        if let Some(c) = s.cpu {
+            p = p.gauge("cpu_usage", c);
+        }
+        if let Some(n) = fds(proc_root, s.pid) {
+            p = p.uint("num_fds", n);
+        }
+        if let Some((r, w)) = self.io(root, s.pid) {
+            p = p.counter("read_bytes", r).counter("write_bytes", w);
+        }
+        Some(p)
+    }
+
     fn read_small(&mut self, root: &std::fs::File, pid: u32, file: &str) -> Option<usize> {
         use std::io::Write;
         self.path.clear();
@@ -238,6 +347,35 @@ impl Procstat {
     }
 }
 
+/// The top `n` by CPU (processes seen twice) and the top `n` by resident
+/// memory, each once; ties go to the lower pid.
+fn top(seen: &[Seen], n: usize) -> Vec<usize> {
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut by_cpu: Vec<usize> = (0..seen.len()).filter(|i| seen[*i].cpu.is_some()).collect();
+    by_cpu.sort_by(|a, b| {
+        seen[*b]
+            .cpu
+            .partial_cmp(&seen[*a].cpu)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(seen[*a].pid.cmp(&seen[*b].pid))
+    });
+    chosen.extend(by_cpu.into_iter().take(n));
+    let mut by_rss: Vec<usize> = (0..seen.len()).collect();
+    by_rss.sort_by(|a, b| {
+        seen[*b]
+            .stat
+            .rss_pages
+            .cmp(&seen[*a].stat.rss_pages)
+            .then(seen[*a].pid.cmp(&seen[*b].pid))
+    });
+    for i in by_rss.into_iter().take(n) {
+        if !chosen.contains(&i) {
+            chosen.push(i);
+        }
+    }
+    chosen
+}
+
 fn fds(proc_root: &Path, pid: u32) -> Option<u64> {
     let rd = std::fs::read_dir(proc_root.join(pid.to_string()).join("fd")).ok()?;
     Some(rd.count() as u64)
@@ -255,116 +393,13 @@ impl Collector for Procstat {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let proc_root: PathBuf = files.proc_path("");
-        let io = |e: nix::Error| CollectError::io(&proc_root, e.into());
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let mut dir = nix::dir::Dir::open(&proc_root, flags, Mode::empty()).map_err(io)?;
         let root = std::fs::File::open(&proc_root).map_err(|e| CollectError::io(&proc_root, e))?;
-        let dt = self
-            .prev_at
-            .map(|t| (now - t) as f64 / 1e9)
-            .filter(|d| *d > 0.0);
-        let mut seen: Vec<Seen> = Vec::new();
-        let mut next = HashMap::with_capacity(self.prev.len());
-        let pids: Vec<u32> = dir
-            .iter()
-            .filter_map(|e| {
-                std::str::from_utf8(e.ok()?.file_name().to_bytes())
-                    .ok()?
-                    .parse()
-                    .ok()
-            })
-            .collect();
-        for pid in pids {
-            // A process that exits meanwhile is simply gone.
-            let Some(n) = self.read_small(&root, pid, "stat") else {
-                continue;
-            };
-            let Some(stat) = parse_stat(&self.buf[..n]) else {
-                continue;
-            };
-            let key = (pid, stat.start);
-            let cpu = match (self.prev.get(&key), dt) {
-                (Some(before), Some(dt)) if stat.ticks >= *before => {
-                    Some((stat.ticks - before) as f64 / self.ticks_per_sec / dt * 100.0)
-                }
-                _ => None,
-            };
-            next.insert(key, stat.ticks);
-            seen.push(Seen { pid, stat, cpu });
-        }
-        if seen.is_empty() {
-            return Err(CollectError::parse(
-                &proc_root,
-                "no process found: is this a procfs?",
-            ));
-        }
-        self.prev = next;
-        self.prev_at = Some(now);
-        self.matched.retain(|k, _| self.prev.contains_key(k));
-
-        // The selection: top by CPU, top by RSS, then matches; each process once.
-        let mut chosen: Vec<usize> = Vec::new();
-        let mut by_cpu: Vec<usize> = (0..seen.len()).filter(|i| seen[*i].cpu.is_some()).collect();
-        by_cpu.sort_by(|a, b| {
-            seen[*b]
-                .cpu
-                .partial_cmp(&seen[*a].cpu)
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(seen[*a].pid.cmp(&seen[*b].pid))
-        });
-        chosen.extend(by_cpu.into_iter().take(self.opts.top));
-        let mut by_rss: Vec<usize> = (0..seen.len()).collect();
-        by_rss.sort_by(|a, b| {
-            seen[*b]
-                .stat
-                .rss_pages
-                .cmp(&seen[*a].stat.rss_pages)
-                .then(seen[*a].pid.cmp(&seen[*b].pid))
-        });
-        for i in by_rss.into_iter().take(self.opts.top) {
-            if !chosen.contains(&i) {
-                chosen.push(i);
+        let seen = self.walk(&proc_root, &root, now)?;
+        let host_root = files.paths.root.clone();
+        for i in self.choose(&root, &seen) {
+            if let Some(p) = self.point(&root, &proc_root, &host_root, &seen[i], now) {
+                out.push(p);
             }
-        }
-        let mut matched = 0;
-        for (i, s) in seen.iter().enumerate() {
-            if matched >= MAX_MATCHED {
-                break;
-            }
-            if self.matches(&root, s.pid, &s.stat) {
-                matched += 1;
-                if !chosen.contains(&i) {
-                    chosen.push(i);
-                }
-            }
-        }
-        chosen.sort_by_key(|i| seen[*i].pid);
-        for i in chosen {
-            let s = &seen[i];
-            let user = match self.uid(&root, s.pid) {
-                Some(uid) => self.user(&files.paths.root.clone(), uid),
-                None => continue, // gone meanwhile
-            };
-            let mut p = Point::new("procstat", now)
-                .tag("pid", s.pid.to_string())
-                .tag("name", s.stat.name.clone())
-                .tag("user", user)
-                .tag("state", char::from(s.stat.state).to_string())
-                .uint(
-                    "memory_rss",
-                    s.stat.rss_pages.saturating_mul(self.page_size),
-                )
-                .uint("num_threads", s.stat.threads);
-            if let Some(c) = s.cpu {
-                p = p.gauge("cpu_usage", c);
-            }
-            if let Some(n) = fds(&proc_root, s.pid) {
-                p = p.uint("num_fds", n);
-            }
-            if let Some((r, w)) = self.io(&root, s.pid) {
-                p = p.counter("read_bytes", r).counter("write_bytes", w);
-            }
-            out.push(p);
         }
         Ok(())
     }

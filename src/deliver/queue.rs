@@ -449,7 +449,9 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let q2 = q.clone();
         std::thread::spawn(move || tx.send(q2.depth()).unwrap());
-        let depth = rx.recv_timeout(Duration::from_secs(5)).expect("depth() blocked");
+        let depth = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("depth() blocked");
         assert_eq!(depth.spool.map(|p| p.batches), Some(1));
         drop((store, mem));
         std::fs::remove_dir_all(&dir).unwrap();

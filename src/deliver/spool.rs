@@ -281,8 +281,22 @@ fn peek_seq(file: &File, off: u64) -> Option<u64> {
 /// What reading from an offset found: the next valid record (if any before
 /// `end`) and the damaged byte range skipped to reach it.
 struct Found {
-    record: Option<(Meta, u64, u64)>,
-    skipped: Option<(u64, u64)>,
+    record: Option<Located>,
+    skipped: Option<Damage>,
+}
+
+/// A valid record: its meta, and where it begins and ends.
+struct Located {
+    meta: Meta,
+    from: u64,
+    next: u64,
+}
+
+/// A damaged byte range, `from..to`.
+#[derive(Clone, Copy)]
+struct Damage {
+    from: u64,
+    to: u64,
 }
 
 fn read_from(file: &File, mut off: u64, end: u64, buf: &mut Vec<u8>) -> io::Result<Found> {
@@ -290,8 +304,12 @@ fn read_from(file: &File, mut off: u64, end: u64, buf: &mut Vec<u8>) -> io::Resu
     while off < end {
         if let Some((meta, next)) = record_at(file, off, end, buf)? {
             return Ok(Found {
-                record: Some((meta, off, next)),
-                skipped: damage.map(|d| (d, off)),
+                record: Some(Located {
+                    meta,
+                    from: off,
+                    next,
+                }),
+                skipped: damage.map(|from| Damage { from, to: off }),
             });
         }
         damage.get_or_insert(off);
@@ -299,7 +317,7 @@ fn read_from(file: &File, mut off: u64, end: u64, buf: &mut Vec<u8>) -> io::Resu
     }
     Ok(Found {
         record: None,
-        skipped: damage.map(|d| (d, end)),
+        skipped: damage.map(|from| Damage { from, to: end }),
     })
 }
 
@@ -479,6 +497,49 @@ fn io_context(what: &str, path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
+/// Opens (or creates) the acknowledgement file and reads the newest good slot.
+fn open_ack(dir: &Path) -> Result<(File, Ack), String> {
+    let ack_path = dir.join("ack");
+    let mut ack_file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&ack_path)
+        .map_err(|e| format!("spool: cannot open {}: {e}", ack_path.display()))?;
+    let mut raw = Vec::new();
+    ack_file
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("spool: cannot read {}: {e}", ack_path.display()))?;
+    let ack = Ack::newest(&raw).unwrap_or_default();
+    if ack == Ack::default() && !raw.is_empty() {
+        tracing::warn!(
+            path = %ack_path.display(),
+            "spool: the acknowledgement file is damaged; every spooled batch will be sent again (backends de-duplicate them)"
+        );
+    }
+    Ok((ack_file, ack))
+}
+
+/// The ids of the segment files in `dir`, in order.
+fn segment_ids(dir: &Path) -> Result<Vec<u64>, String> {
+    let list_err = |e: io::Error| format!("spool: cannot list {}: {e}", dir.display());
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(list_err)? {
+        if let Some(id) = entry
+            .map_err(list_err)?
+            .file_name()
+            .to_str()
+            .and_then(parse_seg_name)
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 impl Spool {
     /// Takes the directory's lock, reads the acknowledged position and
     /// scans every segment after it, reporting damage. An error here is
@@ -487,38 +548,8 @@ impl Spool {
         let dir = cfg.dir.clone();
         check_dir(&dir).map_err(|e| format!("spool directory {}: {e}", dir.display()))?;
         let lock = take_lock(&dir)?;
-        let ack_path = dir.join("ack");
-        let mut ack_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&ack_path)
-            .map_err(|e| format!("spool: cannot open {}: {e}", ack_path.display()))?;
-        let mut raw = Vec::new();
-        ack_file
-            .read_to_end(&mut raw)
-            .map_err(|e| format!("spool: cannot read {}: {e}", ack_path.display()))?;
-        let ack = Ack::newest(&raw).unwrap_or_default();
-        if ack == Ack::default() && !raw.is_empty() {
-            tracing::warn!(
-                path = %ack_path.display(),
-                "spool: the acknowledgement file is damaged; every spooled batch will be sent again (backends de-duplicate them)"
-            );
-        }
-
-        let mut ids = Vec::new();
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| format!("spool: cannot list {}: {e}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("spool: cannot list {}: {e}", dir.display()))?;
-            if let Some(id) = entry.file_name().to_str().and_then(parse_seg_name) {
-                ids.push(id);
-            }
-        }
-        ids.sort_unstable();
-
+        let (ack_file, ack) = open_ack(&dir)?;
+        let ids = segment_ids(&dir)?;
         let mut spool = Spool {
             max_bytes: cfg.max_bytes,
             segment_bytes: (cfg.max_bytes / 8).clamp(16 << 10, 16 << 20),
@@ -542,61 +573,13 @@ impl Spool {
         };
         let mut rec = Recovery::default();
         for id in ids {
-            let path = spool.dir.join(seg_name(id));
             if id < ack.pos.seg {
                 // Fully acknowledged; left over from a crash between the ack and the unlink.
                 spool.unlink(id);
                 continue;
             }
-            let file = File::open(&path)
-                .map_err(|e| format!("spool: cannot open {}: {e}", path.display()))?;
-            let size = file
-                .metadata()
-                .map_err(|e| format!("spool: cannot stat {}: {e}", path.display()))?
-                .len();
-            let start = if id == ack.pos.seg {
-                ack.pos.off.min(size)
-            } else {
-                0
-            };
-            let mut seg = Segment {
-                id,
-                size,
-                end: size,
-                start,
-                unread_records: 0,
-                unread_points: 0,
-                known_damage: Vec::new(),
-            };
-            let mut off = start;
-            loop {
-                let found = read_from(&file, off, size, &mut spool.buf)
-                    .map_err(|e| format!("spool: cannot read {}: {e}", path.display()))?;
-                if let Some((from, to)) = found.skipped {
-                    let torn = to == size;
-                    tracing::error!(
-                        segment = %path.display(),
-                        offset = from,
-                        bytes = to - from,
-                        "spool: skipped damaged data ({}); the records around it are kept",
-                        if torn { "a torn tail: the agent stopped during a write" } else { "corruption: bad checksum or framing" }
-                    );
-                    seg.known_damage.push(from);
-                    rec.damaged_ranges += 1;
-                    rec.damaged_bytes += to - from;
-                    if torn && let Some(seq) = peek_seq(&file, from) {
-                        // Never number a new batch like the torn one.
-                        spool.last_seq = spool.last_seq.max(seq);
-                    }
-                }
-                let Some((meta, _, next)) = found.record else {
-                    break;
-                };
-                seg.unread_records += 1;
-                seg.unread_points += u64::from(meta.points);
-                spool.last_seq = spool.last_seq.max(meta.seq);
-                off = next;
-            }
+            let start = if id == ack.pos.seg { ack.pos.off } else { 0 };
+            let seg = spool.scan(id, start, &mut rec)?;
             rec.batches += seg.unread_records;
             rec.points += seg.unread_points;
             if seg.unread_records == 0 {
@@ -615,6 +598,57 @@ impl Spool {
         Stats::add(&spool.stats.spool_recovered, rec.points);
         Stats::add(&spool.stats.spool_damaged_ranges, rec.damaged_ranges);
         Ok((spool, rec))
+    }
+
+    /// Counts the records of segment `id` from `start` on (at open),
+    /// reporting damage into `rec`.
+    fn scan(&mut self, id: u64, start: u64, rec: &mut Recovery) -> Result<Segment, String> {
+        let path = self.dir.join(seg_name(id));
+        let file =
+            File::open(&path).map_err(|e| format!("spool: cannot open {}: {e}", path.display()))?;
+        let size = file
+            .metadata()
+            .map_err(|e| format!("spool: cannot stat {}: {e}", path.display()))?
+            .len();
+        let start = start.min(size);
+        let mut seg = Segment {
+            id,
+            size,
+            end: size,
+            start,
+            unread_records: 0,
+            unread_points: 0,
+            known_damage: Vec::new(),
+        };
+        let mut off = start;
+        loop {
+            let found = read_from(&file, off, size, &mut self.buf)
+                .map_err(|e| format!("spool: cannot read {}: {e}", path.display()))?;
+            if let Some(d) = found.skipped {
+                let torn = d.to == size;
+                tracing::error!(
+                    segment = %path.display(),
+                    offset = d.from,
+                    bytes = d.to - d.from,
+                    "spool: skipped damaged data ({}); the records around it are kept",
+                    if torn { "a torn tail: the agent stopped during a write" } else { "corruption: bad checksum or framing" }
+                );
+                seg.known_damage.push(d.from);
+                rec.damaged_ranges += 1;
+                rec.damaged_bytes += d.to - d.from;
+                if torn && let Some(seq) = peek_seq(&file, d.from) {
+                    // Never number a new batch like the torn one.
+                    self.last_seq = self.last_seq.max(seq);
+                }
+            }
+            let Some(r) = found.record else {
+                return Ok(seg);
+            };
+            seg.unread_records += 1;
+            seg.unread_points += u64::from(r.meta.points);
+            self.last_seq = self.last_seq.max(r.meta.seq);
+            off = r.next;
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -839,10 +873,9 @@ impl Spool {
     pub fn read_next(&mut self) -> Option<(Encoded, Pos)> {
         loop {
             let idx = self.segs.iter().position(|s| s.id >= self.read.seg)?;
-            let (id, start, end, writing) = {
+            let (id, start, end) = {
                 let s = &self.segs[idx];
-                let writing = self.writer.as_ref().is_some_and(|(w, _)| *w == s.id);
-                (s.id, s.start, s.end, writing)
+                (s.id, s.start, s.end)
             };
             if id != self.read.seg {
                 self.read = Pos {
@@ -851,77 +884,98 @@ impl Spool {
                 };
             }
             if self.read.off >= end {
-                if writing {
+                if self.writer.as_ref().is_some_and(|(w, _)| *w == id) {
                     return None;
                 }
                 self.leave_segment(idx, "records in it were damaged");
                 continue;
             }
-            if self.reader.as_ref().is_none_or(|(r, _)| *r != id) {
-                let path = self.dir.join(seg_name(id));
-                match File::open(&path) {
-                    Ok(f) => self.reader = Some((id, f)),
-                    Err(e) => {
-                        self.leave_segment(idx, &format!("cannot open it: {e}"));
-                        continue;
-                    }
-                }
-            }
-            let Some((_, file)) = &self.reader else {
-                continue;
-            };
             let mut buf = std::mem::take(&mut self.buf);
-            let found = read_from(file, self.read.off, end, &mut buf);
-            let found = match found {
+            let found = match self.read_at_cursor(idx, &mut buf) {
                 Ok(f) => f,
-                Err(e) => {
+                Err(why) => {
                     self.buf = buf;
-                    self.leave_segment(idx, &format!("cannot read it: {e}"));
+                    self.leave_segment(idx, &why);
                     continue;
                 }
             };
-            let seg = &mut self.segs[idx];
-            if let Some((from, to)) = found.skipped
-                && !seg.known_damage.contains(&from)
-            {
-                seg.known_damage.push(from);
-                Stats::add(&self.stats.spool_damaged_ranges, 1);
-                tracing::error!(
-                    segment = %self.dir.join(seg_name(id)).display(),
-                    offset = from,
-                    bytes = to - from,
-                    "spool: skipped damaged data (bad checksum or framing); the records around it are kept"
-                );
+            if let Some(d) = found.skipped {
+                self.report_damage(idx, d);
             }
-            let Some((meta, from, next)) = found.record else {
+            let Some(r) = found.record else {
                 self.buf = buf;
                 self.read.off = end;
                 continue;
             };
-            let points = u64::from(meta.points);
-            seg.unread_records = seg.unread_records.saturating_sub(1);
-            seg.unread_points = seg.unread_points.saturating_sub(points);
-            self.read.off = next;
-            let pos = Pos { seg: id, off: next };
-            self.in_flight = Some(InFlight { pos, points });
-            let body = buf.get(META..).map(<[u8]>::to_vec).unwrap_or_default();
+            let taken = self.take(idx, &r, &buf);
             if buf.capacity() > 64 * 1024 {
                 buf = Vec::new();
             }
             self.buf = buf;
-            tracing::trace!(segment = id, offset = from, seq = meta.seq, "spool: read");
-            return Some((
-                Encoded {
-                    seq: meta.seq,
-                    points,
-                    oldest: meta.oldest,
-                    format: meta.format,
-                    compression: meta.compression,
-                    body,
-                },
-                pos,
-            ));
+            return Some(taken);
         }
+    }
+
+    /// Reads the next valid record of segment `idx` at the read position
+    /// into `buf`, opening the segment if the reader is elsewhere.
+    fn read_at_cursor(&mut self, idx: usize, buf: &mut Vec<u8>) -> Result<Found, String> {
+        let (id, end) = (self.segs[idx].id, self.segs[idx].end);
+        if self.reader.as_ref().is_none_or(|(r, _)| *r != id) {
+            let f = File::open(self.dir.join(seg_name(id)))
+                .map_err(|e| format!("cannot open it: {e}"))?;
+            self.reader = Some((id, f));
+        }
+        let Some((_, file)) = &self.reader else {
+            return Err("cannot open it".into());
+        };
+        read_from(file, self.read.off, end, buf).map_err(|e| format!("cannot read it: {e}"))
+    }
+
+    /// Damage met while reading, reported once per range.
+    fn report_damage(&mut self, idx: usize, d: Damage) {
+        let seg = &mut self.segs[idx];
+        if seg.known_damage.contains(&d.from) {
+            return;
+        }
+        seg.known_damage.push(d.from);
+        Stats::add(&self.stats.spool_damaged_ranges, 1);
+        tracing::error!(
+            segment = %self.dir.join(seg_name(seg.id)).display(),
+            offset = d.from,
+            bytes = d.to - d.from,
+            "spool: skipped damaged data (bad checksum or framing); the records around it are kept"
+        );
+    }
+
+    /// Hands the record `r` (its bytes in `buf`) to the shipper: in flight
+    /// until acknowledged.
+    fn take(&mut self, idx: usize, r: &Located, buf: &[u8]) -> (Encoded, Pos) {
+        let seg = &mut self.segs[idx];
+        let points = u64::from(r.meta.points);
+        seg.unread_records = seg.unread_records.saturating_sub(1);
+        seg.unread_points = seg.unread_points.saturating_sub(points);
+        let pos = Pos {
+            seg: seg.id,
+            off: r.next,
+        };
+        self.read.off = r.next;
+        self.in_flight = Some(InFlight { pos, points });
+        tracing::trace!(
+            segment = pos.seg,
+            offset = r.from,
+            seq = r.meta.seq,
+            "spool: read"
+        );
+        let body = buf.get(META..).map(<[u8]>::to_vec).unwrap_or_default();
+        let encoded = Encoded {
+            seq: r.meta.seq,
+            points,
+            oldest: r.meta.oldest,
+            format: r.meta.format,
+            compression: r.meta.compression,
+            body,
+        };
+        (encoded, pos)
     }
 
     /// The reader moves past segment `idx`; points it still counted as
