@@ -4,8 +4,8 @@
 # servers on 127.0.0.1. Besides a Rust toolchain and python3 with pip, it
 # needs, and installs when missing:
 #   - from Debian (root or sudo; otherwise it names the command and stops):
-#     victoria-metrics, prometheus and influxdb (tests/backends.rs), and
-#     python3-prometheus-client (tests/status.rs). Their services are not
+#     victoria-metrics, prometheus and influxdb (tests/it/backends.rs), and
+#     python3-prometheus-client (tests/it/status.rs). Their services are not
 #     started: the tests start their own servers.
 #   - from PyPI, pinned in tests/py/requirements.txt, into target/pydeps:
 #     opentelemetry-proto (the OTLP JSON parser) and jsonschema.

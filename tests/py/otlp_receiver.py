@@ -1,4 +1,4 @@
-"""An OTLP/HTTP metrics receiver for tests/formats.rs, on 127.0.0.1.
+"""An OTLP/HTTP metrics receiver for tests/it/formats.rs, on 127.0.0.1.
 
 Every POST to /v1/metrics is parsed by the OpenTelemetry project's own
 protobuf definitions (PyPI opentelemetry-proto) with protobuf's JSON parser,

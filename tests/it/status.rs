@@ -5,45 +5,15 @@
 //! a request never finished) that get proper answers while collection and
 //! delivery go on.
 
-mod util;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use util::*;
+use crate::util::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 const TOKEN: &str = "tok-st4tus-s3cret";
-
-/// Sends `raw` and returns (status, body) of the answer.
-fn http(port: u16, raw: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the status endpoint");
-    s.set_read_timeout(Some(SECS(10))).unwrap();
-    // A peer that answers early may reset a huge upload: only the answer counts.
-    let _ = s.write_all(raw);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    http(
-        port,
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
-    )
-}
 
 fn start(url: &str, port: u16, extra: &[(&'static str, &str)]) -> Agent {
     let mut env = fast(url);
@@ -59,56 +29,9 @@ fn start(url: &str, port: u16, extra: &[(&'static str, &str)]) -> Agent {
     a
 }
 
-#[test]
-fn paths_answer_with_codes_and_bodies_without_secrets() {
-    let l = Listener::start(always(204));
-    let port = free_port();
-    let a = start(&l.url(), port, &[]);
-    wait_for("a delivery", SECS(20), || !l.accepted().is_empty());
-    wait_for("the snapshot", SECS(20), || {
-        get(port, "/metrics").1.contains("agent_collected")
-    });
-
-    let (code, body) = get(port, "/healthz");
-    assert_eq!(code, 200, "{body}");
-    assert!(body.starts_with("ok:"), "{body}");
-
-    let (code, body) = get(port, "/status");
-    assert_eq!(code, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
-    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(v["healthy"], true);
-    assert!(v["uptime_seconds"].as_f64().unwrap() > 0.0);
-    assert!(v["counters"]["sent"].as_u64().unwrap() > 0);
-    assert_eq!(v["config"]["PROCSHIP_AUTH_TOKEN"]["value"], "****");
-    assert_eq!(v["config"]["PROCSHIP_AUTH_TOKEN"]["source"], "environment");
-    assert_eq!(v["config"]["PROCSHIP_INTERVAL"]["value"], "0.1");
-
-    let (code, metrics) = get(port, "/metrics");
-    assert_eq!(code, 200);
-    assert!(metrics.contains("# TYPE agent_sent counter"), "{metrics}");
-    assert!(
-        metrics.contains("mem_total{host=\"test-host\"}"),
-        "{metrics}"
-    );
-
-    for b in [&body, &metrics] {
-        assert!(!b.contains(TOKEN), "secret leaked");
-    }
-    assert_eq!(get(port, "/nope").0, 404);
-    assert_eq!(get(port, "/status?x=1").0, 200, "queries are ignored");
-    assert_eq!(
-        http(port, b"POST /status HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
-        405
-    );
-    assert_eq!(http(port, b"GARBAGE\x01\r\n\r\n").0, 400);
-    let (code, head) = {
-        let (c, b) = http(port, b"HEAD /healthz HTTP/1.1\r\n\r\n");
-        (c, b)
-    };
-    assert_eq!((code, head.as_str()), (200, ""), "HEAD: headers only");
-
-    // A real Prometheus text parser accepts the exposition.
+/// How many metric families a real Prometheus text parser finds in
+/// `metrics` (failing when it rejects them).
+fn prometheus_client_families(metrics: &str) -> usize {
     let py = Command::new("/usr/bin/python3")
         .args([
             "-c",
@@ -135,10 +58,11 @@ fn paths_answer_with_codes_and_bodies_without_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
     let counts = String::from_utf8_lossy(&out.stdout);
-    let families: usize = counts.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(families > 50, "parsed {counts}");
+    counts.split_whitespace().next().unwrap().parse().unwrap()
+}
 
-    // `procship status` prints it for a person.
+/// `procship status` prints the running agent's status for a person.
+fn assert_status_command(port: u16, url: &str) {
     let out = procship(&[("PROCSHIP_STATUS_ADDR", &port.to_string())])
         .arg("status")
         .output()
@@ -155,8 +79,64 @@ fn paths_answer_with_codes_and_bodies_without_secrets() {
         text.contains("collected") && text.contains("last delivery: "),
         "{text}"
     );
-    assert!(text.contains(&format!("output {}", l.url())), "{text}");
+    assert!(text.contains(&format!("output {url}")), "{text}");
     assert!(!text.contains(TOKEN));
+}
+
+#[test]
+fn paths_answer_with_codes_and_bodies_without_secrets() {
+    let l = Listener::start(always(204));
+    let port = free_port();
+    let a = start(&l.url(), port, &[]);
+    wait_for("a delivery", SECS(20), || !l.accepted().is_empty());
+    wait_for("the snapshot", SECS(20), || {
+        get(port, "/metrics").1.contains("agent_collected")
+    });
+
+    let (code, body) = get(port, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("ok:"), "{body}");
+
+    let (code, body) = get(port, "/status");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["healthy"], true);
+    assert!(v["uptime_seconds"].as_f64().unwrap() > 0.0);
+    assert!(v["counters"]["sent"].as_u64().unwrap() > 0);
+    assert_eq!(v["config"]["PROCSHIP_AUTH_TOKEN"]["value"], "****");
+    assert_eq!(v["config"]["PROCSHIP_AUTH_TOKEN"]["source"], "environment");
+    assert_eq!(v["config"]["PROCSHIP_INTERVAL"]["value"], "0.1");
+    assert_eq!(v["config"]["PROCSHIP_INTERVAL"]["reload"], "live");
+    assert_eq!(v["config"]["PROCSHIP_FORMAT"]["reload"], "restart");
+
+    let (code, metrics) = get(port, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("# TYPE agent_sent counter"), "{metrics}");
+    assert!(
+        metrics.contains("mem_total{host=\"test-host\"}"),
+        "{metrics}"
+    );
+
+    for b in [&body, &metrics] {
+        assert!(!b.contains(TOKEN), "secret leaked");
+    }
+    assert_eq!(get(port, "/nope").0, 404);
+    assert_eq!(get(port, "/status?x=1").0, 200, "queries are ignored");
+    assert_eq!(
+        http(port, b"POST /status HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
+        405
+    );
+    assert_eq!(http(port, b"GARBAGE\x01\r\n\r\n").0, 400);
+    let (code, head) = {
+        let (c, b) = http(port, b"HEAD /healthz HTTP/1.1\r\n\r\n");
+        (c, b)
+    };
+    assert_eq!((code, head.as_str()), (200, ""), "HEAD: headers only");
+
+    let families = prometheus_client_families(&metrics);
+    assert!(families > 50, "parsed {families} families");
+    assert_status_command(port, &l.url());
 
     let (status, _, stderr) = a.stop(SECS(10));
     assert!(status.success(), "{stderr}");

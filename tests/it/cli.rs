@@ -2,12 +2,10 @@
 //! variable), the env file, precedence, secrets, and the golden `--once`
 //! output of the fixture tree (UPDATE_GOLDEN=1 rewrites the golden files).
 
-mod util;
-
 use std::path::Path;
 use std::process::Output;
 
-use util::*;
+use crate::util::*;
 
 fn run(cmd: &mut std::process::Command) -> Output {
     cmd.output().expect("run procship")

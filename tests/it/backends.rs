@@ -10,15 +10,13 @@
 //! equal MemTotal × 1024 from /proc/meminfo. A missing server fails the
 //! test with the command that installs it: nothing is skipped.
 
-mod util;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::*;
 use serde_json::Value as J;
-use util::*;
 
 const INSTALL: &str =
     "apt-get install victoria-metrics prometheus influxdb (scripts/test.sh does it)";
@@ -274,9 +272,11 @@ fn ship(url: &str, format: &str, host: &str, extra: &[(&'static str, String)]) -
         ("PROCSHIP_RETRY_INITIAL", "0.1".into()),
         ("PROCSHIP_RETRY_MAX_DELAY", "0.5".into()),
     ];
+    let status = free_port();
+    vars.push(("PROCSHIP_STATUS_ADDR", status.to_string()));
     vars.extend(extra.iter().cloned());
     let agent = Agent::start(&refs(&vars));
-    std::thread::sleep(Duration::from_millis(1600));
+    wait_delivered(status, 6, Duration::from_secs(30));
     let (status, _, err) = agent.stop(Duration::from_secs(15));
     assert!(status.success(), "{err}");
     let a = account(&err);

@@ -1,11 +1,9 @@
 //! The real binary against a real HTTP listener on 127.0.0.1: what arrives,
 //! in what order, after which failures, and that every point is accounted for.
 
-mod util;
-
 use std::time::Duration;
 
-use util::*;
+use crate::util::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -137,7 +135,9 @@ fn connection_refused_then_a_listener_gets_everything_queued() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/ingest");
     let a = Agent::start(&refs(&fast(&url)));
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for("refused attempts", SECS(30), || {
+        a.stderr().contains("delivery failed, will retry")
+    });
     let l = Listener::on(&format!("127.0.0.1:{port}"), always(200));
     wait_for("a backlog and new batches", SECS(30), || {
         l.accepted().len() >= 18

@@ -1,9 +1,9 @@
 //! Shared test helpers: run the real binary with a clean environment in its
 //! own temporary directory, and a real HTTP listener on 127.0.0.1 that
 //! answers from a script and records every request. Every wait is bounded.
-#![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -358,4 +358,50 @@ pub fn fast(url: &str) -> Vec<(&'static str, String)> {
 
 pub fn refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Sends `raw` and returns (status, body) of the answer.
+pub fn http(port: u16, raw: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the status endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // A peer that answers early may reset a huge upload: only the answer counts.
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    http(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+}
+
+/// The running agent's `/status` (its status endpoint on `port`).
+pub fn agent_status(port: u16) -> serde_json::Value {
+    let (code, body) = get(port, "/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("status is JSON")
+}
+
+/// Waits until the agent with its status endpoint on `port` has delivered
+/// `n` batches.
+pub fn wait_delivered(port: u16, n: u64, within: Duration) {
+    wait_for(&format!("{n} batches delivered"), within, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && agent_status(port)["counters"]["batches_sent"]
+                .as_u64()
+                .is_some_and(|sent| sent >= n)
+    });
 }

@@ -4,15 +4,13 @@
 //! envelope by its published JSON Schema (schema/, validated with PyPI
 //! jsonschema). scripts/test.sh installs both into target/pydeps.
 
-mod util;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use util::*;
+use crate::util::*;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

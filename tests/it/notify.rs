@@ -3,12 +3,10 @@
 //! collection, WATCHDOG=1 at half of WATCHDOG_USEC from the collection
 //! loop, STATUS= with counters, STOPPING=1 on SIGTERM.
 
-mod util;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use util::*;
+use crate::util::*;
 
 #[test]
 fn ready_watchdog_status_and_stopping_reach_the_notify_socket() {

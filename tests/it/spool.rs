@@ -4,14 +4,12 @@
 //! test compares per-batch sequences and point counts against what the
 //! agent logged, and checks that every point is accounted for.
 
-mod util;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::util::*;
 use nix::sys::signal::Signal;
-use util::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -226,8 +224,11 @@ fn full_spool_drops_the_oldest_and_the_counts_add_up() {
     wait_for("the budget cutting", SECS(60), || {
         a.stderr().contains("spool full")
     });
-    // Let it cut a few more segments.
-    std::thread::sleep(SECS(1));
+    // Let it cut at least one more segment: the oldest one changes.
+    let oldest = segment_files(&dir).first().cloned();
+    wait_for("another segment cut", SECS(60), || {
+        segment_files(&dir).first() != oldest.as_ref()
+    });
     assert!(segments_bytes(&dir) <= 128 << 10, "budget kept");
     let l = Listener::on(&format!("127.0.0.1:{port}"), always(204));
     wait_for("delivery to resume", SECS(60), || delivered(&l).len() >= 10);
@@ -306,6 +307,8 @@ fn batches_older_than_max_batch_age_are_dropped_as_too_old() {
     let (status, _, first_log) = a.stop(SECS(20));
     assert!(status.success(), "{first_log}");
     let old_points: u64 = spooled(&first_log).values().sum();
+    // What is waited for here is time itself: the spooled batches must
+    // pass PROCSHIP_MAX_BATCH_AGE=1s before the second run starts.
     std::thread::sleep(Duration::from_millis(1200));
 
     let l = Listener::on(&format!("127.0.0.1:{port}"), always(204));

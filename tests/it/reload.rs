@@ -2,13 +2,11 @@
 //! the interval change live without losing a queued batch; a broken env file
 //! or a change that needs a restart leaves the running configuration alone.
 
-mod util;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::util::*;
 use nix::sys::signal::Signal;
-use util::*;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 

@@ -1,0 +1,14 @@
+//! The integration tests, one binary: the real `procship` binary run with a
+//! clean environment in its own temporary directory, against real HTTP
+//! listeners, sockets and (in `backends`) the real servers from Debian's
+//! packages, all on 127.0.0.1. `util` holds what they share.
+
+mod backends;
+mod cli;
+mod delivery;
+mod formats;
+mod notify;
+mod reload;
+mod spool;
+mod status;
+mod util;
