@@ -62,7 +62,7 @@ pub const VARS: &[Var] = &[
     .live(),
 ];
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub slices: Vec<String>,
     pub depth: usize,
@@ -249,7 +249,6 @@ struct Group {
     rel: PathBuf,
 }
 
-#[derive(Default)]
 pub struct Cgroup {
     opts: Options,
     ticks_per_sec: u64,
@@ -263,7 +262,8 @@ impl Cgroup {
         Cgroup {
             opts,
             ticks_per_sec: facts.ticks_per_sec,
-            ..Cgroup::default()
+            devnames: HashMap::new(),
+            cut: None,
         }
     }
 

@@ -1,0 +1,98 @@
+//! The floor of the whole-process benchmark (`scripts/bench.py`): a program
+//! that reads the same kernel files as procship's default collectors, once
+//! per tick, and does nothing with the bytes: no parsing, no encoding, no
+//! network. What procship costs above it is the price of being an agent.
+//!
+//! Like procship it keeps the files open and re-reads them with `pread`, and
+//! statvfs's each block-device mount of `/proc/1/mountinfo`. With `-p` it
+//! also walks `/proc/[pid]/stat` (what the `processes` collector reads).
+//!
+//!     cargo build --release --example floor
+//!     target/release/examples/floor [-p] [-i MILLISECONDS]   # until killed
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+const FILES: &[&str] = &[
+    "/proc/stat",
+    "/proc/meminfo",
+    "/proc/vmstat",
+    "/proc/diskstats",
+    "/proc/net/dev",
+    "/proc/loadavg",
+    "/proc/uptime",
+    "/proc/sys/kernel/random/entropy_avail",
+    "/proc/pressure/cpu",
+    "/proc/pressure/memory",
+    "/proc/pressure/io",
+    "/proc/1/mountinfo",
+];
+
+fn read_all(f: &File, buf: &mut [u8]) -> usize {
+    let mut off = 0;
+    while let Ok(n) = f.read_at(&mut buf[off..], off as u64) {
+        if n == 0 || off + n == buf.len() {
+            return off + n;
+        }
+        off += n;
+    }
+    off
+}
+
+/// statvfs of every mount whose source is a block device.
+fn statvfs_mounts(mountinfo: &[u8]) {
+    for line in String::from_utf8_lossy(mountinfo).lines() {
+        let mut halves = line.splitn(2, " - ");
+        let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
+            continue;
+        };
+        let source = right.split(' ').nth(1).unwrap_or("");
+        if let Some(point) = left.split(' ').nth(4).filter(|_| source.starts_with("/dev/")) {
+            let _ = nix::sys::statvfs::statvfs(point.replace("\\040", " ").as_str());
+        }
+    }
+}
+
+fn walk_processes(buf: &mut [u8]) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+            if let Ok(f) = File::open(entry.path().join("stat")) {
+                read_all(&f, buf);
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let procs = args.iter().any(|a| a == "-p");
+    let ms = args
+        .iter()
+        .position(|a| a == "-i")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(1000);
+    let files: Vec<(&str, File)> = FILES
+        .iter()
+        .filter_map(|p| Some((*p, File::open(p).ok()?)))
+        .collect();
+    let mut buf = vec![0u8; 1 << 16];
+    let start = Instant::now();
+    for tick in 1u32.. {
+        for (path, f) in &files {
+            let n = read_all(f, &mut buf);
+            if path.ends_with("mountinfo") {
+                statvfs_mounts(&buf[..n]);
+            }
+        }
+        if procs {
+            walk_processes(&mut buf);
+        }
+        let next = start + Duration::from_millis(ms) * tick;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""The whole-process benchmark: what procship costs the host it runs on,
+side by side with its floor (examples/floor.rs: the same kernel files read,
+nothing else) and, when installed, node_exporter from Debian as a peer.
+
+    scripts/bench.py [-d SECONDS] [-w SECONDS] [-r ROUNDS] [--no-peers]
+
+Every row runs for a window of -d seconds (default 30) after -w seconds of
+warm-up (default 5), -r times (default 2), the rows interleaved round by
+round; the table gives medians with (min-max). Cadence is 1 s: procship
+collects and POSTs one gzip JSON batch a second to a counting HTTP sink on
+127.0.0.1 (keep-alive, answers 204); node_exporter is scraped once a second.
+
+CPU per cycle: on-CPU nanoseconds of all the process's threads
+(/proc/PID/task/*/schedstat) over the window, divided by the cycles in it
+(window / 1 s for the push agent and the floor, scrapes for node_exporter).
+RSS: VmHWM (peak) and RssAnon at the window's end, from /proc/PID/status.
+Wire: request body bytes the sink received per cycle. Only loopback is
+used; every process is started here and stopped by its PID.
+"""
+
+import argparse
+import http.client
+import http.server
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROCSHIP = os.path.join(ROOT, "target/release/procship")
+FLOOR = os.path.join(ROOT, "target/release/examples/floor")
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sink:
+    """A counting HTTP sink on 127.0.0.1: requests and body bytes."""
+
+    def __init__(self):
+        sink = self
+        self.requests = 0
+        self.bytes = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(n)
+                sink.requests += 1
+                sink.bytes += n
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def counts(self):
+        return self.requests, self.bytes
+
+
+def cpu_ns(pid):
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, within=10.0):
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Scraper:
+    """Scrapes a pull agent once a second over one kept-alive connection."""
+
+    def __init__(self, port):
+        self.port, self.scrapes, self.bytes, self.stop = port, 0, 0, False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        next_at = time.monotonic()
+        while not self.stop:
+            try:
+                conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+                body = conn.getresponse().read()
+            except (OSError, http.client.HTTPException):
+                return  # the agent is gone: the window is over
+            self.scrapes += 1
+            self.bytes += len(body)
+            next_at += 1.0
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def end(self):
+        self.stop = True
+        self.thread.join(timeout=15)
+
+    def counts(self):
+        return self.scrapes, self.bytes
+
+
+def rows(peers):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PROCSHIP_INTERVAL": "1",
+        "PROCSHIP_FLUSH_INTERVAL": "1",
+        "PROCSHIP_FLUSH_JITTER": "0",
+        "PROCSHIP_HOSTNAME": "bench",
+    }
+    out = [
+        ("floor-procs", [FLOOR, "-p"], {}, None),
+        ("floor", [FLOOR], {}, None),
+        ("procship", [PROCSHIP], env, "push"),
+        ("procship -processes", [PROCSHIP], dict(env, PROCSHIP_COLLECTORS="default,-processes"), "push"),
+    ]
+    if peers:
+        out.append(("node_exporter", [NODE_EXPORTER], {}, "pull"))
+    return out
+
+
+def measure(name, cmd, env, kind, warmup, window):
+    sink = Sink() if kind == "push" else None
+    port = free_port()
+    if sink:
+        env = dict(env, PROCSHIP_INGEST_URL=f"http://127.0.0.1:{sink.port}/write")
+    if kind == "pull":
+        cmd = cmd + [f"--web.listen-address=127.0.0.1:{port}"]
+    proc = subprocess.Popen(cmd, env=env or None, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd="/")
+    scraper = None
+    try:
+        if kind == "pull":
+            wait_port(port)
+            scraper = Scraper(port)
+        time.sleep(warmup)
+        counter = sink or scraper
+        c0, b0 = counter.counts() if counter else (0, 0)
+        cpu0, t0 = cpu_ns(proc.pid), time.monotonic()
+        time.sleep(window)
+        cpu1, t1 = cpu_ns(proc.pid), time.monotonic()
+        c1, b1 = counter.counts() if counter else (0, 0)
+        cycles = (c1 - c0) if kind == "pull" else (t1 - t0)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        return {
+            "name": name,
+            "cpu_us": (cpu1 - cpu0) / 1000 / max(cycles, 1),
+            "hwm_kib": status_kib(proc.pid, "VmHWM"),
+            "anon_kib": status_kib(proc.pid, "RssAnon"),
+            "wire": (b1 - b0) / max(cycles, 1) if counter else None,
+            "threads": len(os.listdir(f"/proc/{proc.pid}/task")),
+        }
+    finally:
+        if scraper:
+            scraper.end()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if sink:
+            sink.server.shutdown()
+
+
+def fmt(values, unit=""):
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:,.0f}{unit}"
+    return f"{med:,.0f}{unit} ({min(values):,.0f}–{max(values):,.0f})"
+
+
+def table(results, runs):
+    med = {n: statistics.median(r["cpu_us"] for r in rs) for n, rs in results.items()}
+    floor_of = {"procship": "floor-procs", "procship -processes": "floor"}
+    print(f"\n| row (1 s cadence, {runs} rounds) | CPU µs/cycle, median (min–max) | vs floor | "
+          "peak RSS | anon RSS | wire B/cycle | threads |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rs in results.items():
+        floor = floor_of.get(name, "floor-procs" if name == "node_exporter" else None)
+        ratio = f"{med[name] / med[floor]:.2f}× {floor}" if floor in med and floor != name else "1.00"
+        wire = [r["wire"] for r in rs if r["wire"] is not None]
+        print(f"| {name} | {fmt([r['cpu_us'] for r in rs])} | {ratio} | "
+              f"{statistics.median(r['hwm_kib'] for r in rs) / 1024:.1f} MiB | "
+              f"{statistics.median(r['anon_kib'] for r in rs) / 1024:.2f} MiB | "
+              f"{fmt(wire) if wire else '–'} | {rs[0]['threads']} |")
+    print(f"\nstripped binary: {os.path.getsize(PROCSHIP):,} bytes")
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "procship",
+                    "--example", "floor"], cwd=ROOT, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-d", type=float, default=30, help="window, seconds")
+    ap.add_argument("-w", type=float, default=5, help="warm-up, seconds")
+    ap.add_argument("-r", type=int, default=2, help="rounds")
+    ap.add_argument("--no-peers", action="store_true", help="leave node_exporter out")
+    a = ap.parse_args()
+    build()
+    peers = not a.no_peers
+    if peers and not os.access(NODE_EXPORTER, os.X_OK):
+        sys.exit("node_exporter is not installed: apt-get install prometheus-node-exporter "
+                 "(its service may be left stopped), or pass --no-peers")
+    results = {}
+    for rnd in range(a.r):
+        for name, cmd, env, kind in rows(peers):
+            print(f"round {rnd + 1}/{a.r}: {name}", file=sys.stderr)
+            results.setdefault(name, []).append(measure(name, cmd, env, kind, a.w, a.d))
+    table(results, a.r)
+
+
+if __name__ == "__main__":
+    main()
