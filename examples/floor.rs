@@ -48,7 +48,11 @@ fn statvfs_mounts(mountinfo: &[u8]) {
             continue;
         };
         let source = right.split(' ').nth(1).unwrap_or("");
-        if let Some(point) = left.split(' ').nth(4).filter(|_| source.starts_with("/dev/")) {
+        if let Some(point) = left
+            .split(' ')
+            .nth(4)
+            .filter(|_| source.starts_with("/dev/"))
+        {
             let _ = nix::sys::statvfs::statvfs(point.replace("\\040", " ").as_str());
         }
     }
@@ -60,7 +64,10 @@ fn walk_processes(buf: &mut [u8]) {
     };
     for entry in dir.flatten() {
         let name = entry.file_name();
-        if name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+        if name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
             if let Ok(f) = File::open(entry.path().join("stat")) {
                 read_all(&f, buf);
             }

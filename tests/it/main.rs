@@ -7,6 +7,7 @@ mod backends;
 mod cli;
 mod delivery;
 mod formats;
+mod layers;
 mod notify;
 mod reload;
 mod spool;
