@@ -145,6 +145,33 @@ impl Table {
         out
     }
 
+    /// The README's table of variables: name, default, meaning (and whether
+    /// a reload applies it live).
+    pub fn markdown(&self) -> String {
+        let mut out =
+            String::from("| variable | default | on SIGHUP | meaning |\n|---|---|---|---|\n");
+        for v in self.vars() {
+            let default = match v.default {
+                "" => "(empty)".to_string(),
+                d => format!("`{d}`"),
+            };
+            let reload = match v.reload {
+                Reload::Live => "live",
+                Reload::Restart => "restart",
+            };
+            let secret = match v.mask {
+                Mask::Secret | Mask::HeaderValues => " **secret**",
+                Mask::None | Mask::Url => "",
+            };
+            out.push_str(&format!(
+                "| `{}` | {default} | {reload} | {}{secret} |\n",
+                v.full_name(),
+                v.help.replace('|', "\\|")
+            ));
+        }
+        out
+    }
+
     /// The variables of `--help`: one line each, with the default.
     pub fn help(&self) -> String {
         let mut out = String::new();

@@ -321,6 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_is_the_table() {
+        const START: &str = "<!-- variables: generated from the table; UPDATE_GOLDEN=1 cargo test --lib readme rewrites it -->\n";
+        const END: &str = "<!-- /variables -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
+            panic!("README.md lacks the variables markers");
+        };
+        let want = table().markdown();
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            let new = format!("{}{START}{want}{}", &text[..a], &text[b..]);
+            std::fs::write(path, new).unwrap();
+            return;
+        }
+        assert_eq!(
+            &text[a + START.len()..b],
+            want,
+            "README.md's variable table is stale: UPDATE_GOLDEN=1 cargo test --lib readme rewrites it"
+        );
+    }
+
+    #[test]
     fn a_reload_plans_by_the_rows() {
         let old = Settings::from_sources(
             &[],
