@@ -370,6 +370,19 @@ mod tests {
         }
     }
 
+    /// A queue over a fresh 128 KiB spool: (its directory, the stats, the queue).
+    fn spooling() -> (std::path::PathBuf, Arc<Stats>, Queue) {
+        let dir = crate::collect::testutil::tempdir();
+        let stats = Arc::new(Stats::default());
+        let cfg = Options {
+            dir: dir.clone(),
+            max_bytes: 128 << 10,
+            sync: SyncMode::Batch,
+        };
+        let (spool, _) = Spool::open(&cfg, stats.clone()).unwrap();
+        (dir, stats.clone(), Queue::new(1 << 20, stats, Some(spool)))
+    }
+
     fn seq_of(p: Option<Queued>) -> Option<(u64, bool)> {
         p.map(|q| (q.batch.seq, q.spooled.is_some()))
     }
@@ -401,15 +414,7 @@ mod tests {
 
     #[test]
     fn failing_spool_falls_back_to_memory_in_order() {
-        let dir = crate::collect::testutil::tempdir();
-        let stats = Arc::new(Stats::default());
-        let cfg = Options {
-            dir: dir.clone(),
-            max_bytes: 128 << 10,
-            sync: SyncMode::Batch,
-        };
-        let (spool, _) = Spool::open(&cfg, stats.clone()).unwrap();
-        let q = Queue::new(1 << 20, stats.clone(), Some(spool));
+        let (dir, stats, q) = spooling();
         // Fills the first 16 KiB segment: the next batch needs a new one.
         q.push(batch(1, 20_000));
         assert_eq!(q.depth().spool.map(|p| p.batches), Some(1));
@@ -433,15 +438,8 @@ mod tests {
 
     #[test]
     fn depth_never_waits_for_the_spool_or_memory_locks() {
-        let dir = crate::collect::testutil::tempdir();
-        let stats = Arc::new(Stats::default());
-        let cfg = Options {
-            dir: dir.clone(),
-            max_bytes: 128 << 10,
-            sync: SyncMode::Batch,
-        };
-        let (spool, _) = Spool::open(&cfg, stats.clone()).unwrap();
-        let q = Arc::new(Queue::new(1 << 20, stats, Some(spool)));
+        let (dir, _, q) = spooling();
+        let q = Arc::new(q);
         q.push(batch(1, 100));
         // Both locks held, as by an append waiting for its fdatasync.
         let store = lock(q.store.as_ref().unwrap());
