@@ -29,19 +29,28 @@ pub enum Value {
 
 pub type Tag = (Cow<'static, str>, String);
 
+/// A measurement or field name: borrowed for the agent's own (no
+/// allocation), owned for names the site gave (textfile, exec).
+pub type Name = Cow<'static, str>;
+
+/// The field name of a point whose measurement is the whole series name
+/// (a site's Prometheus metric): Prometheus-side outputs name the series
+/// by the measurement alone, line protocol and JSON call the field `value`.
+pub const WHOLE: &str = "";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
-    pub measurement: &'static str,
+    pub measurement: Name,
     /// Sorted by key, keys unique.
     pub tags: Vec<Tag>,
-    pub fields: Vec<(&'static str, Value)>,
+    pub fields: Vec<(Name, Value)>,
     pub timestamp: Timestamp,
 }
 
 impl Point {
-    pub fn new(measurement: &'static str, timestamp: Timestamp) -> Self {
+    pub fn new(measurement: impl Into<Name>, timestamp: Timestamp) -> Self {
         Point {
-            measurement,
+            measurement: measurement.into(),
             tags: Vec::new(),
             fields: Vec::new(),
             timestamp,
@@ -62,27 +71,27 @@ impl Point {
         self
     }
 
-    pub fn counter(mut self, name: &'static str, v: u64) -> Self {
-        self.fields.push((name, Value::Counter(v)));
+    pub fn counter(mut self, name: impl Into<Name>, v: u64) -> Self {
+        self.fields.push((name.into(), Value::Counter(v)));
         self
     }
 
     /// A float gauge; a non-finite value (NaN, ±inf) is left out because no
     /// wire format can carry it.
-    pub fn gauge(mut self, name: &'static str, v: f64) -> Self {
+    pub fn gauge(mut self, name: impl Into<Name>, v: f64) -> Self {
         if v.is_finite() {
-            self.fields.push((name, Value::Gauge(v)));
+            self.fields.push((name.into(), Value::Gauge(v)));
         }
         self
     }
 
-    pub fn int(mut self, name: &'static str, v: i64) -> Self {
-        self.fields.push((name, Value::Int(v)));
+    pub fn int(mut self, name: impl Into<Name>, v: i64) -> Self {
+        self.fields.push((name.into(), Value::Int(v)));
         self
     }
 
     /// An integer gauge from an unsigned kernel value, saturated at i64::MAX.
-    pub fn uint(self, name: &'static str, v: u64) -> Self {
+    pub fn uint(self, name: impl Into<Name>, v: u64) -> Self {
         self.int(name, i64::try_from(v).unwrap_or(i64::MAX))
     }
 
@@ -96,7 +105,7 @@ impl Point {
     pub fn field(&self, name: &str) -> Option<Value> {
         self.fields
             .iter()
-            .find(|(k, _)| *k == name)
+            .find(|(k, _)| k == name)
             .map(|(_, v)| *v)
     }
 }
@@ -168,7 +177,7 @@ mod tests {
     #[test]
     fn non_finite_gauges_are_left_out() {
         let p = Point::new("m", 0).gauge("x", f64::NAN).gauge("y", 1.0);
-        assert_eq!(p.fields, vec![("y", Value::Gauge(1.0))]);
+        assert_eq!(p.fields, vec![("y".into(), Value::Gauge(1.0))]);
     }
 
     #[test]

@@ -486,10 +486,10 @@ impl Collector for Cgroup {
             };
             let mut p = tag(Point::new("cgroup", now));
             for (f, v) in &usage.counters {
-                p = p.counter(f, *v);
+                p = p.counter(*f, *v);
             }
             for (f, v) in &usage.gauges {
-                p = p.uint(f, *v);
+                p = p.uint(*f, *v);
             }
             if !p.fields.is_empty() {
                 out.push(p);

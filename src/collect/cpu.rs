@@ -79,7 +79,7 @@ impl Collector for Cpu {
                 };
                 let mut p = Point::new("cpu", now).tag("cpu", tag);
                 for (name, v) in FIELDS.iter().zip(u) {
-                    p = p.gauge(name, v);
+                    p = p.gauge(*name, v);
                 }
                 out.push(p);
             }

@@ -98,7 +98,7 @@ impl Collector for Mem {
             .gauge("available_percent", pct(available));
         for (i, (_, field)) in PLAIN.iter().enumerate() {
             if let Some(x) = v[i] {
-                p = p.uint(field, x);
+                p = p.uint(*field, x);
             }
         }
         out.push(p);

@@ -229,7 +229,7 @@ impl Collector for Netstat {
 
         let mut p = Point::new("netstat", now);
         for (name, n) in STATES.iter().zip(counts) {
-            p = p.uint(name, n);
+            p = p.uint(*name, n);
         }
         p = p
             .uint("udp_socket", udp)

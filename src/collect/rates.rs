@@ -53,7 +53,7 @@ impl Rates {
             if dt > 0.0 {
                 for ((_, rate), (a, b)) in names.iter().zip(before.iter().zip(&now)) {
                     if *a != u64::MAX && *b != u64::MAX && b >= a {
-                        p = p.gauge(rate, (b - a) as f64 / dt);
+                        p = p.gauge(*rate, (b - a) as f64 / dt);
                     }
                 }
             }

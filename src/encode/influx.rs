@@ -35,7 +35,7 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch) -> std::io::Result<()> {
         if p.fields.is_empty() {
             continue; // a line needs at least one field
         }
-        escape(out, p.measurement, MEASUREMENT);
+        escape(out, &p.measurement, MEASUREMENT);
         for (k, v) in merged_tags(&batch.common_tags, &p.tags) {
             out.push(b',');
             escape(out, k, KEY_OR_TAG);
@@ -44,7 +44,7 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch) -> std::io::Result<()> {
         }
         for (i, (k, v)) in p.fields.iter().enumerate() {
             out.push(if i == 0 { b' ' } else { b',' });
-            escape(out, k, KEY_OR_TAG);
+            escape(out, super::promtext::field_key(k), KEY_OR_TAG);
             match v {
                 Value::Counter(x) => write!(out, "={}i", (*x).min(i64::MAX as u64))?,
                 Value::Int(x) => write!(out, "={x}i")?,

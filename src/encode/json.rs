@@ -44,7 +44,7 @@ impl Serialize for Points<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let b = self.0;
         s.collect_seq(b.points.iter().map(|p| PointOut {
-            measurement: p.measurement,
+            measurement: &p.measurement,
             tags: Tags(&b.common_tags, p),
             fields: Fields(p),
             timestamp: p.timestamp,
@@ -62,6 +62,7 @@ impl Serialize for Fields<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.fields.len()))?;
         for (k, v) in &self.0.fields {
+            let k = super::promtext::field_key(k);
             match v {
                 Value::Counter(x) => m.serialize_entry(k, x)?,
                 Value::Gauge(x) => m.serialize_entry(k, x)?,

@@ -157,9 +157,9 @@ pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result
                 as_int,
                 as_double,
             };
-            let i = *index.entry((p.measurement, field, sum)).or_insert_with(|| {
+            let i = *index.entry((&p.measurement, field, sum)).or_insert_with(|| {
                 metrics.push(Metric {
-                    name: series_name(p.measurement, field),
+                    name: series_name(&p.measurement, field),
                     data: if sum {
                         Data::Sum {
                             aggregation_temporality: CUMULATIVE,

@@ -20,13 +20,26 @@ pub fn sanitize(out: &mut String, s: &str) {
     }
 }
 
-/// The series name of a field: `<measurement>_<field>`.
+/// The series name of a field: `<measurement>_<field>`, or the
+/// measurement alone for a `point::WHOLE` field (a site's own metric name).
 pub fn series_name(measurement: &str, field: &str) -> String {
     let mut s = String::with_capacity(measurement.len() + field.len() + 1);
     sanitize(&mut s, measurement);
-    s.push('_');
-    sanitize(&mut s, field);
+    if field != crate::point::WHOLE {
+        s.push('_');
+        sanitize(&mut s, field);
+    }
     s
+}
+
+/// A field's name in line protocol and JSON, where it cannot be empty:
+/// `value` for a `point::WHOLE` field.
+pub fn field_key(field: &str) -> &str {
+    if field == crate::point::WHOLE {
+        "value"
+    } else {
+        field
+    }
 }
 
 /// Appends `name="value"` (name sanitized, value escaped) to a label list,
@@ -69,7 +82,7 @@ pub fn render(common: &[(String, String)], points: &[Point]) -> String {
                 Value::Gauge(_) => continue,
             };
             series.push((
-                series_name(p.measurement, field),
+                series_name(&p.measurement, field),
                 labels.clone(),
                 text,
                 counter,

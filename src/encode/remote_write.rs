@@ -104,13 +104,13 @@ pub fn series(batch: &Batch) -> Vec<TimeSeries> {
                 continue;
             }
             let i = *index
-                .entry((p.measurement, field, tags.as_slice()))
+                .entry((&p.measurement, field, tags.as_slice()))
                 .or_insert_with(|| {
                     let mut labels = Vec::with_capacity(tags.len() + 1);
                     labels.extend(tags.iter().cloned());
                     let name = Label {
                         name: "__name__".into(),
-                        value: series_name(p.measurement, field),
+                        value: series_name(&p.measurement, field),
                     };
                     let at = labels.partition_point(|l| l.name.as_str() < "__name__");
                     labels.insert(at, name);
