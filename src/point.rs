@@ -103,10 +103,7 @@ impl Point {
     }
 
     pub fn field(&self, name: &str) -> Option<Value> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| *v)
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
     }
 }
 

@@ -240,6 +240,7 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("STATUS_ADDR", "localhost:http"),
             ("HEALTH_WINDOW", "0"),
+            ("TEXTFILE_DIR", "/nonexistent/textfiles"),
         ];
         for (name, value) in cases {
             let var = table()

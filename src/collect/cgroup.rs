@@ -98,8 +98,8 @@ fn whole_number(s: &str, min: usize, max: usize) -> Result<usize, String> {
 }
 
 impl Setup for Options {
-    fn build(&self, ctx: &Context) -> Box<dyn Collector> {
-        Box::new(Cgroup::new(self.clone(), ctx.facts))
+    fn build(&self, ctx: &Context) -> Option<Box<dyn Collector>> {
+        Some(Box::new(Cgroup::new(self.clone(), ctx.facts)))
     }
 }
 

@@ -81,8 +81,8 @@ impl Options {
 }
 
 impl Setup for Options {
-    fn build(&self, ctx: &Context) -> Box<dyn Collector> {
-        Box::new(Disk::new(self, &ctx.paths))
+    fn build(&self, ctx: &Context) -> Option<Box<dyn Collector>> {
+        Some(Box::new(Disk::new(self, &ctx.paths)))
     }
 }
 

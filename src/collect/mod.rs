@@ -34,10 +34,12 @@ pub mod pressure;
 pub mod processes;
 pub mod procstat;
 pub mod rates;
+pub mod site;
 pub mod stat;
 pub mod swap;
 pub mod system;
 pub mod temp;
+pub mod textfile;
 
 /// Every collector, in the order a cycle runs them: one row each.
 pub const REGISTRY: &[Entry] = &[
@@ -55,6 +57,7 @@ pub const REGISTRY: &[Entry] = &[
     netstat::ENTRY,
     procstat::ENTRY,
     cgroup::ENTRY,
+    textfile::ENTRY,
 ];
 
 /// A collector's row: its name, whether the default set runs it, its own
@@ -107,7 +110,9 @@ impl Entry {
 
 /// A collector's validated options: what builds it for a run.
 pub trait Setup: fmt::Debug + Send + Sync {
-    fn build(&self, ctx: &Context) -> Box<dyn Collector>;
+    /// `None` when these options leave nothing to collect (a collector of
+    /// the site's files whose directory is not set).
+    fn build(&self, ctx: &Context) -> Option<Box<dyn Collector>>;
 }
 
 struct PlainSetup(fn(&Context) -> Box<dyn Collector>);
@@ -119,8 +124,8 @@ impl fmt::Debug for PlainSetup {
 }
 
 impl Setup for PlainSetup {
-    fn build(&self, ctx: &Context) -> Box<dyn Collector> {
-        (self.0)(ctx)
+    fn build(&self, ctx: &Context) -> Option<Box<dyn Collector>> {
+        Some((self.0)(ctx))
     }
 }
 
@@ -176,7 +181,10 @@ impl Options {
 
     /// Builds the chosen collectors for a run on `ctx`'s host.
     pub fn build(&self, ctx: &Context) -> Vec<Box<dyn Collector>> {
-        self.chosen.iter().map(|c| c.setup.build(ctx)).collect()
+        self.chosen
+            .iter()
+            .filter_map(|c| c.setup.build(ctx))
+            .collect()
     }
 }
 
@@ -606,7 +614,9 @@ mod tests {
         };
         for e in REGISTRY {
             let setup = e.setup(&mut Values::defaults_of(e.vars)).unwrap();
-            assert_eq!(setup.build(&ctx).name(), e.name);
+            if let Some(c) = setup.build(&ctx) {
+                assert_eq!(c.name(), e.name);
+            }
         }
     }
 

@@ -123,8 +123,8 @@ fn parse_regex(s: &str) -> Result<regex_lite::Regex, String> {
 }
 
 impl Setup for Options {
-    fn build(&self, ctx: &Context) -> Box<dyn Collector> {
-        Box::new(Procstat::new(self.clone(), ctx.facts))
+    fn build(&self, ctx: &Context) -> Option<Box<dyn Collector>> {
+        Some(Box::new(Procstat::new(self.clone(), ctx.facts)))
     }
 }
 

@@ -157,23 +157,25 @@ pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result
                 as_int,
                 as_double,
             };
-            let i = *index.entry((&p.measurement, field, sum)).or_insert_with(|| {
-                metrics.push(Metric {
-                    name: series_name(&p.measurement, field),
-                    data: if sum {
-                        Data::Sum {
-                            aggregation_temporality: CUMULATIVE,
-                            is_monotonic: true,
-                            data_points: Vec::new(),
-                        }
-                    } else {
-                        Data::Gauge {
-                            data_points: Vec::new(),
-                        }
-                    },
+            let i = *index
+                .entry((&p.measurement, field, sum))
+                .or_insert_with(|| {
+                    metrics.push(Metric {
+                        name: series_name(&p.measurement, field),
+                        data: if sum {
+                            Data::Sum {
+                                aggregation_temporality: CUMULATIVE,
+                                is_monotonic: true,
+                                data_points: Vec::new(),
+                            }
+                        } else {
+                            Data::Gauge {
+                                data_points: Vec::new(),
+                            }
+                        },
+                    });
+                    metrics.len() - 1
                 });
-                metrics.len() - 1
-            });
             match &mut metrics[i].data {
                 Data::Gauge { data_points } | Data::Sum { data_points, .. } => data_points.push(dp),
             }

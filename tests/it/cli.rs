@@ -58,6 +58,7 @@ const BAD: &[(&str, &str)] = &[
     ("LOG_FORMAT", "logfmt"),
     ("STATUS_ADDR", "all-interfaces"),
     ("HEALTH_WINDOW", "never"),
+    ("TEXTFILE_DIR", "relative/dir"),
 ];
 
 #[test]

@@ -210,11 +210,15 @@ fn shutdown_gives_up_after_the_timeout_and_counts_the_rest() {
 
 #[test]
 fn stdout_default_prints_one_batch_per_line_and_stops_cleanly() {
+    // The site's files too: the textfile collector runs once its directory is set.
+    let textfiles = fixture("textfile").join("root/var/lib/textfile");
+    let textfiles = textfiles.to_string_lossy();
     let a = Agent::start(&[
         ("PROCSHIP_INTERVAL", "0.1"),
         ("PROCSHIP_FLUSH_INTERVAL", "0.1"),
         ("PROCSHIP_FLUSH_JITTER", "0"),
         ("PROCSHIP_HOSTNAME", "stdout-host"),
+        ("PROCSHIP_TEXTFILE_DIR", &textfiles),
     ]);
     wait_for("3 lines on stdout", SECS(20), || {
         a.stdout().lines().count() >= 3
