@@ -241,6 +241,9 @@ mod tests {
             ("STATUS_ADDR", "localhost:http"),
             ("HEALTH_WINDOW", "0"),
             ("TEXTFILE_DIR", "/nonexistent/textfiles"),
+            ("EXEC_DIR", "relative"),
+            ("EXEC_DIR", "/nonexistent/exec"),
+            ("EXEC_TIMEOUT", "0"),
         ];
         for (name, value) in cases {
             let var = table()

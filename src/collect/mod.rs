@@ -25,6 +25,7 @@ pub mod cgroup;
 pub mod cpu;
 pub mod disk;
 pub mod diskio;
+pub mod exec;
 pub mod kernel;
 pub mod kv;
 pub mod mem;
@@ -58,6 +59,7 @@ pub const REGISTRY: &[Entry] = &[
     procstat::ENTRY,
     cgroup::ENTRY,
     textfile::ENTRY,
+    exec::ENTRY,
 ];
 
 /// A collector's row: its name, whether the default set runs it, its own

@@ -59,6 +59,8 @@ const BAD: &[(&str, &str)] = &[
     ("STATUS_ADDR", "all-interfaces"),
     ("HEALTH_WINDOW", "never"),
     ("TEXTFILE_DIR", "relative/dir"),
+    ("EXEC_DIR", "/nonexistent/exec"),
+    ("EXEC_TIMEOUT", "soon"),
 ];
 
 #[test]

@@ -213,12 +213,18 @@ fn stdout_default_prints_one_batch_per_line_and_stops_cleanly() {
     // The site's files too: the textfile collector runs once its directory is set.
     let textfiles = fixture("textfile").join("root/var/lib/textfile");
     let textfiles = textfiles.to_string_lossy();
+    let commands = tempdir("exec");
+    let up = commands.join("up");
+    std::fs::write(&up, "#!/bin/sh\necho 'site_up 1'\n").unwrap();
+    std::fs::set_permissions(&up, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let commands = commands.to_string_lossy();
     let a = Agent::start(&[
         ("PROCSHIP_INTERVAL", "0.1"),
         ("PROCSHIP_FLUSH_INTERVAL", "0.1"),
         ("PROCSHIP_FLUSH_JITTER", "0"),
         ("PROCSHIP_HOSTNAME", "stdout-host"),
         ("PROCSHIP_TEXTFILE_DIR", &textfiles),
+        ("PROCSHIP_EXEC_DIR", &commands),
     ]);
     wait_for("3 lines on stdout", SECS(20), || {
         a.stdout().lines().count() >= 3
