@@ -516,6 +516,33 @@ fn victoria_metrics_stores_the_same_series_from_every_protocol() {
     );
     let got = settled("real-host", || vm_export(&vm, "{host=\"real-host\"}"));
     assert_real_mem_total("victoria-metrics", &got);
+
+    // The site's own metrics keep their names, by remote write and by line protocol.
+    let textfiles = fixture("textfile").join("root/var/lib/textfile");
+    for (format, path, host) in [
+        ("prometheus", "/api/v1/write", "site-rw"),
+        ("influx", "/write", "site-influx"),
+    ] {
+        let site = [
+            ("PROCSHIP_COLLECTORS", "textfile".into()),
+            ("PROCSHIP_TEXTFILE_DIR", textfiles.display().to_string()),
+        ];
+        ship(&format!("{}{path}", vm.base), format, host, &site);
+        let got = settled(host, || vm_export(&vm, &format!("{{host=\"{host}\"}}")));
+        let name = if format == "prometheus" {
+            "backup_age_seconds"
+        } else {
+            "backup_age_seconds_value"
+        };
+        let key = (
+            name.to_string(),
+            Labels::from([("job".to_string(), "nightly".to_string())]),
+        );
+        let samples = got
+            .get(&key)
+            .unwrap_or_else(|| panic!("{format}: no {key:?} in {:?}", got.keys()));
+        assert!(samples.iter().all(|(_, v)| *v == 3600.0), "{samples:?}");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod formats;
 mod layers;
 mod notify;
 mod reload;
+mod site;
 mod spool;
 mod status;
 mod util;
