@@ -21,8 +21,17 @@ fn every_collector() -> Vec<&'static str> {
 
 /// The named collectors, every option at its default, watching `paths`.
 fn runner(names: &[&str], paths: HostPaths) -> Runner {
-    let chosen = [("PROCSHIP_COLLECTORS".to_string(), names.join(","))];
-    let s = Settings::from_sources(&chosen, &[], &[]).expect("default configuration");
+    runner_with(names, paths, &[])
+}
+
+/// The same, with some variables set (`NAME`, value).
+fn runner_with(names: &[&str], paths: HostPaths, vars: &[(&str, String)]) -> Runner {
+    let mut flags = vec![("PROCSHIP_COLLECTORS".to_string(), names.join(","))];
+    flags.extend(
+        vars.iter()
+            .map(|(k, v)| (format!("PROCSHIP_{k}"), v.clone())),
+    );
+    let s = Settings::from_sources(&flags, &[], &[]).expect("default configuration");
     let ctx = Context {
         paths: paths.clone(),
         facts: Facts::of_this_host(),
@@ -76,6 +85,7 @@ fn cycles(c: &mut Criterion) {
 fn per_collector(c: &mut Criterion) {
     let mut g = c.benchmark_group("collector");
     let mut points = Vec::with_capacity(256);
+    // textfile and exec do nothing without their directory: see `site`.
     for name in every_collector() {
         let mut one = runner(&[name], HostPaths::default());
         g.bench_function(name, |b| {
@@ -102,6 +112,30 @@ fn per_collector(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The textfile collector on 100 files of 5 series each (a temporary directory).
+fn site(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("procship-bench-textfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    for f in 0..100 {
+        let text: String = (0..5)
+            .map(|i| format!("# TYPE site_metric_{i} gauge\nsite_metric_{i}{{file=\"{f}\",kind=\"x\"}} {f}.5\n"))
+            .collect();
+        std::fs::write(dir.join(format!("{f}.prom")), text).expect("a .prom file");
+    }
+    let mut g = c.benchmark_group("collector");
+    let mut points = Vec::with_capacity(1024);
+    let vars = [("TEXTFILE_DIR", dir.display().to_string())];
+    let mut one = runner_with(&["textfile"], HostPaths::default(), &vars);
+    g.bench_function("textfile_100_files", |b| {
+        b.iter(|| {
+            points.clear();
+            black_box(one.collect(1, &mut points));
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn encoding(c: &mut Criterion) {
@@ -145,5 +179,5 @@ fn encoding(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cycles, per_collector, encoding);
+criterion_group!(benches, cycles, per_collector, site, encoding);
 criterion_main!(benches);

@@ -3,7 +3,7 @@
 side by side with its floor (examples/floor.rs: the same kernel files read,
 nothing else) and, when installed, node_exporter from Debian as a peer.
 
-    scripts/bench.py [-d SECONDS] [-w SECONDS] [-r ROUNDS] [--no-peers]
+    scripts/bench.py [-d SECONDS] [-w SECONDS] [-r ROUNDS] [--no-peers] [--site]
 
 Every row runs for a window of -d seconds (default 30) after -w seconds of
 warm-up (default 5), -r times (default 2), the rows interleaved round by
@@ -16,7 +16,9 @@ CPU per cycle: on-CPU nanoseconds of all the process's threads
 (window / 1 s for the push agent and the floor, scrapes for node_exporter).
 RSS: VmHWM (peak) and RssAnon at the window's end, from /proc/PID/status.
 Wire: request body bytes the sink received per cycle. Only loopback is
-used; every process is started here and stopped by its PID.
+used; every process is started here and stopped by its PID. With --site,
+a row adds the site's metrics: 100 .prom files of 5 series and 5 commands
+printing one line each (temporary directories, removed afterwards).
 """
 
 import argparse
@@ -25,9 +27,11 @@ import http.server
 import os
 import signal
 import socket
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -133,7 +137,25 @@ class Scraper:
         return self.scrapes, self.bytes
 
 
-def rows(peers):
+def site_dirs():
+    """(textfile dir, exec dir) for the --site row."""
+    base = tempfile.mkdtemp(prefix="procship-bench-site-")
+    text, cmds = os.path.join(base, "textfile"), os.path.join(base, "exec")
+    os.mkdir(text)
+    os.mkdir(cmds, 0o755)
+    for f in range(100):
+        with open(os.path.join(text, f"{f}.prom"), "w") as out:
+            for i in range(5):
+                out.write(f'# TYPE site_metric_{i} gauge\nsite_metric_{i}{{file="{f}"}} {f}.5\n')
+    for c in range(5):
+        path = os.path.join(cmds, f"cmd{c}")
+        with open(path, "w") as out:
+            out.write(f"#!/bin/sh\necho 'site_command_{c} 1'\n")
+        os.chmod(path, 0o755)
+    return base, text, cmds
+
+
+def rows(peers, site):
     env = {
         "PATH": "/usr/bin:/bin",
         "PROCSHIP_INTERVAL": "1",
@@ -147,6 +169,10 @@ def rows(peers):
         ("procship", [PROCSHIP], env, "push"),
         ("procship -processes", [PROCSHIP], dict(env, PROCSHIP_COLLECTORS="default,-processes"), "push"),
     ]
+    if site:
+        _, text, cmds = site
+        out.append(("procship + site", [PROCSHIP], dict(env, PROCSHIP_TEXTFILE_DIR=text,
+                                                        PROCSHIP_EXEC_DIR=cmds), "push"))
     if peers:
         out.append(("node_exporter", [NODE_EXPORTER], {}, "pull"))
     return out
@@ -206,7 +232,8 @@ def fmt(values, unit=""):
 
 def table(results, runs):
     med = {n: statistics.median(r["cpu_us"] for r in rs) for n, rs in results.items()}
-    floor_of = {"procship": "floor-procs", "procship -processes": "floor"}
+    floor_of = {"procship": "floor-procs", "procship -processes": "floor",
+                "procship + site": "procship"}
     print(f"\n| row (1 s cadence, {runs} rounds) | CPU µs/cycle, median (min–max) | vs floor | "
           "peak RSS | anon RSS | wire B/cycle | threads |")
     print("|---|---|---|---|---|---|---|")
@@ -232,17 +259,24 @@ def main():
     ap.add_argument("-w", type=float, default=5, help="warm-up, seconds")
     ap.add_argument("-r", type=int, default=2, help="rounds")
     ap.add_argument("--no-peers", action="store_true", help="leave node_exporter out")
+    ap.add_argument("--site", action="store_true",
+                    help="add a row with 100 .prom files and 5 commands")
     a = ap.parse_args()
     build()
     peers = not a.no_peers
     if peers and not os.access(NODE_EXPORTER, os.X_OK):
         sys.exit("node_exporter is not installed: apt-get install prometheus-node-exporter "
                  "(its service may be left stopped), or pass --no-peers")
+    site = site_dirs() if a.site else None
     results = {}
-    for rnd in range(a.r):
-        for name, cmd, env, kind in rows(peers):
-            print(f"round {rnd + 1}/{a.r}: {name}", file=sys.stderr)
-            results.setdefault(name, []).append(measure(name, cmd, env, kind, a.w, a.d))
+    try:
+        for rnd in range(a.r):
+            for name, cmd, env, kind in rows(peers, site):
+                print(f"round {rnd + 1}/{a.r}: {name}", file=sys.stderr)
+                results.setdefault(name, []).append(measure(name, cmd, env, kind, a.w, a.d))
+    finally:
+        if site:
+            shutil.rmtree(site[0], ignore_errors=True)
     table(results, a.r)
 
 

@@ -12,7 +12,8 @@
 # same profile, so the same symbol names as the stripped one) runs under
 # callgrind in a series of configurations, default first (json + gzip to an
 # HTTP sink, the default collectors), then spool, status endpoint, the other
-# formats, every collector, retries, refused connections and reload. Every
+# formats, every collector, retries, refused connections, the site's metrics
+# (textfile and exec) and reload. Every
 # function of the binary's own that ran is listed: each run's new ones after
 # the runs before, sorted by name so a new list differs little from the old.
 #
@@ -144,6 +145,10 @@ run uncompressed 4 PROCSHIP_COMPRESSION=none
 run all-collectors 6 PROCSHIP_COLLECTORS=all PROCSHIP_RATES=true
 run retries 8 PROCSHIP_INGEST_URL="$url/fail" PROCSHIP_RETRY_INITIAL=0.2
 run refused 5 PROCSHIP_INGEST_URL=http://127.0.0.1:1/write PROCSHIP_RETRY_INITIAL=0.2
+mkdir -m 0755 "$work/textfile" "$work/exec"
+printf 'site_metric{kind="x"} 1\n' >"$work/textfile/a.prom"
+printf '#!/bin/sh\necho "site_command 1"\n' >"$work/exec/cmd" && chmod 0755 "$work/exec/cmd"
+run site 6 PROCSHIP_TEXTFILE_DIR="$work/textfile" PROCSHIP_EXEC_DIR="$work/exec" PROCSHIP_EXEC_TIMEOUT=4
 env_file=$work/reload.env
 printf 'PROCSHIP_INTERVAL=0.5\n' >"$env_file"
 run reload 5 PROCSHIP_LOG_FORMAT=json -- --env-file "$env_file"
