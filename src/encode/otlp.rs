@@ -224,6 +224,22 @@ mod tests {
     }
 
     #[test]
+    fn a_site_metric_keeps_its_own_name() {
+        let batch = Batch {
+            seq: 1,
+            common_tags: Arc::new(vec![("host".into(), "h1".into())]),
+            points: vec![
+                Point::new("backup_age_seconds".to_string(), 10_000)
+                    .tag("job", "nightly")
+                    .gauge(crate::point::WHOLE, 60.0),
+            ],
+        };
+        let j = encode(&batch);
+        let m = &j["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0];
+        assert_eq!(m["name"], "backup_age_seconds");
+    }
+
+    #[test]
     fn counters_are_cumulative_sums_and_gauges_gauges() {
         let batch = Batch {
             seq: 1,
