@@ -19,7 +19,7 @@ use crate::operate::notify::Notifier;
 use crate::operate::status;
 use crate::operate::telemetry::SelfStats;
 use crate::point::{Batch, Point, now_ns};
-use crate::schedule::{self, FlushTimer, Ticker, splay};
+use crate::schedule::{self, FlushTimer, Ticker, aligned, phase, splay};
 use crate::settings::{Plan, Settings};
 use crate::stats::{DropReason, Stats};
 
@@ -239,7 +239,7 @@ impl Loop {
     fn apply(&mut self, new: Settings, plan: &Plan, r: &Reload, ticker: &mut Ticker) {
         if plan.touches(schedule::VARS) {
             self.s.schedule.interval = new.schedule.interval;
-            *ticker = Ticker::new(Instant::now(), new.schedule.interval);
+            *ticker = Ticker::new(self.phase_start(), new.schedule.interval);
         }
         if plan.touches(crate::deliver::batch::VARS) {
             // What is pending was collected under the old tags.
@@ -259,6 +259,17 @@ impl Loop {
         if plan.touches(ship::VARS) {
             self.target.offer(&new.ship);
         }
+    }
+
+    /// The next moment of this host's phase within the interval.
+    fn phase_start(&self) -> Instant {
+        let interval = self.s.schedule.interval;
+        aligned(
+            now_ns(),
+            Instant::now(),
+            interval,
+            phase(&self.s.host.hostname, interval),
+        )
     }
 
     /// One line of counters for systemd's STATUS=.
@@ -408,24 +419,38 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
         hup: false,
     };
     let mut notify = Notifier::from_env();
-    splay_start(&l, &mut wait, &mut notify);
-    main_loop(&mut l, &mut wait, &mut notify, &reload);
+    let first = splay_start(&l, &mut wait, &mut notify);
+    main_loop(&mut l, first, &mut wait, &mut notify, &reload);
     notify.stopping();
     Ok(stop(l, shipper))
 }
 
-/// The start-up splay (`PROCSHIP_JITTER`), still answering the watchdog.
-fn splay_start(l: &Loop, wait: &mut Waiter, notify: &mut Notifier) {
-    let first = Instant::now() + splay(l.s.schedule.jitter, fastrand::f64());
+/// The start-up splay (`PROCSHIP_JITTER`), then this host's phase within
+/// the interval, still answering the watchdog.
+fn splay_start(l: &Loop, wait: &mut Waiter, notify: &mut Notifier) -> Instant {
+    let splayed = Instant::now() + splay(l.s.schedule.jitter, fastrand::f64());
+    let interval = l.s.schedule.interval;
+    let first = aligned(
+        now_ns() + i64::try_from((splayed - Instant::now()).as_nanos()).unwrap_or(0),
+        splayed,
+        interval,
+        phase(&l.s.host.hostname, interval),
+    );
     while !wait.stop && Instant::now() < first {
         notify.ping(Instant::now());
         wait.until(notify.next_ping().map_or(first, |p| p.min(first)));
     }
+    first
 }
 
 /// Ticks, flushes, reloads and the minute's summary until a stop request.
-fn main_loop(l: &mut Loop, wait: &mut Waiter, notify: &mut Notifier, reload: &Reload) {
-    let start = Instant::now();
+fn main_loop(
+    l: &mut Loop,
+    start: Instant,
+    wait: &mut Waiter,
+    notify: &mut Notifier,
+    reload: &Reload,
+) {
     let mut ticker = Ticker::new(start, l.s.schedule.interval);
     let mut flush = FlushTimer::new(start, l.s.batch.flush_interval, l.s.batch.flush_jitter);
     let mut next_summary = start + SUMMARY_EVERY;

@@ -109,6 +109,33 @@ impl FlushTimer {
     }
 }
 
+/// This host's stable place within a period: a hash of its identity (its
+/// host name) spread uniformly over [0, period). A fleet started together
+/// then ticks and flushes spread over the whole interval instead of in
+/// lock-step, each host at the same offset after every restart, as
+/// Prometheus spreads its scrape targets by a hash of the target.
+pub fn phase(identity: &str, period: Duration) -> Duration {
+    // FNV-1a, 64 bits: stable across builds and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in identity.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    period.mul_f64(h as f64 / (u64::MAX as f64 + 1.0))
+}
+
+/// The first instant at or after `now` whose wall-clock time (`wall_ns`
+/// at `now`) is `phase` past a multiple of `period`.
+pub fn aligned(wall_ns: i64, now: Instant, period: Duration, phase: Duration) -> Instant {
+    let period_ns = i128::try_from(period.as_nanos())
+        .unwrap_or(i128::MAX)
+        .max(1);
+    let phase_ns = i128::try_from(phase.as_nanos()).unwrap_or(0) % period_ns;
+    let offset = (i128::from(wall_ns) - phase_ns).rem_euclid(period_ns);
+    let wait = if offset == 0 { 0 } else { period_ns - offset };
+    now + Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
+}
+
 /// The start-up splay: uniform in [0, max].
 pub fn splay(max: Duration, rand01: f64) -> Duration {
     max.mul_f64(rand01)
@@ -160,5 +187,54 @@ mod tests {
         f.flushed(t0 + MS(9500), 0.25);
         assert_eq!(f.deadline(), t0 + MS(10050));
         assert_eq!(splay(MS(1000), 0.3), MS(300));
+    }
+
+    #[test]
+    fn phases_are_stable_and_spread_over_the_period() {
+        let period = Duration::from_secs(10);
+        assert_eq!(phase("web-1", period), phase("web-1", period), "stable");
+        assert!(phase("web-1", period) < period);
+        // 1,000 hosts: every tenth of the period holds 100 ± 30 of them.
+        let mut buckets = [0u32; 10];
+        for i in 0..1000 {
+            let p = phase(&format!("host-{i:04}.example.net"), period);
+            buckets[(p.as_millis() / 1000) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|n| (70..=130).contains(n)),
+            "{buckets:?}"
+        );
+    }
+
+    #[test]
+    fn aligned_is_the_next_wall_clock_moment_of_the_phase() {
+        let now = Instant::now();
+        let s = 1_000_000_000i64;
+        // Wall time 103.25 s, period 10 s, phase 4 s: next is 104 s.
+        let at = aligned(
+            103 * s + s / 4,
+            now,
+            Duration::from_secs(10),
+            Duration::from_secs(4),
+        );
+        assert_eq!(at - now, MS(750));
+        // Exactly on it: now.
+        assert_eq!(
+            aligned(
+                104 * s,
+                now,
+                Duration::from_secs(10),
+                Duration::from_secs(4)
+            ),
+            now
+        );
+        // Just past it: a whole period less a nanosecond.
+        let at = aligned(
+            104 * s + 1,
+            now,
+            Duration::from_secs(10),
+            Duration::from_secs(4),
+        );
+        assert_eq!(at - now, Duration::from_nanos(10 * s as u64 - 1));
     }
 }

@@ -321,3 +321,33 @@ fn every_cycle_ships_the_agent_own_measurement() {
         "a delivery happened: {last}"
     );
 }
+
+#[test]
+fn each_host_ticks_at_its_own_stable_phase_of_the_interval() {
+    let interval = Duration::from_millis(500);
+    let mut phases = Vec::new();
+    for host in ["fleet-host-a", "fleet-host-b"] {
+        let a = Agent::start(&[
+            ("PROCSHIP_INTERVAL", "0.5"),
+            ("PROCSHIP_FLUSH_INTERVAL", "0.5"),
+            ("PROCSHIP_FLUSH_JITTER", "0"),
+            ("PROCSHIP_COLLECTORS", "system"),
+            ("PROCSHIP_HOSTNAME", host),
+        ]);
+        wait_for("3 batches", SECS(20), || a.stdout().lines().count() >= 3);
+        let (status, stdout, stderr) = a.stop(SECS(10));
+        assert!(status.success(), "{stderr}");
+        let want = procship::schedule::phase(host, interval).as_nanos() as i64;
+        for line in stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            for p in v["points"].as_array().unwrap() {
+                let ts = p["timestamp"].as_i64().unwrap();
+                // Within 50 ms after the phase (wall clock), every cycle.
+                let late = (ts - want).rem_euclid(interval.as_nanos() as i64);
+                assert!(late < 50_000_000, "{host}: {late} ns after its phase");
+            }
+        }
+        phases.push(want);
+    }
+    assert_ne!(phases[0], phases[1], "two hosts, two phases");
+}
