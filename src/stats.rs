@@ -21,6 +21,8 @@ pub struct Stats {
     pub send_failures: AtomicU64,
     /// When the last batch was delivered (ns since the epoch; 0: never).
     pub last_success_ns: AtomicI64,
+    /// Since when the backend refuses the credentials (ns since the epoch; 0: it does not).
+    pub refused_since_ns: AtomicI64,
     /// Batches the shipper holds right now (0 or 1).
     pub in_flight: AtomicU64,
     /// The last delivery error, for the status endpoint ("" when none yet).
@@ -131,5 +133,13 @@ impl Stats {
 
     pub fn last_success_ns(&self) -> i64 {
         self.last_success_ns.load(Relaxed)
+    }
+
+    pub fn refused_since_ns(&self) -> i64 {
+        self.refused_since_ns.load(Relaxed)
+    }
+
+    pub fn set_refused_since(&self, ns: i64) {
+        self.refused_since_ns.store(ns, Relaxed);
     }
 }

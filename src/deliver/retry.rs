@@ -1,8 +1,9 @@
 //! The retry policy, as pure functions: which answers are retried, how
 //! long to wait, and how `Retry-After` is read. Delivery rules (docs/ARCHITECTURE.md):
 //! 2xx delivers; 408, 429 and 5xx other than 501, timeouts and connection
-//! errors are retried; every other status is permanent and the batch is
-//! dropped. Delays grow exponentially from `PROCSHIP_RETRY_INITIAL` up to
+//! errors are retried; 401, 403 and 407 (credentials that fail: an
+//! operator's mistake that will be fixed) keep the batch and retry it at the
+//! capped delay; every other status is permanent and the batch is dropped. Delays grow exponentially from `PROCSHIP_RETRY_INITIAL` up to
 //! `PROCSHIP_RETRY_MAX_DELAY` (backon's `ExponentialBuilder`) with full
 //! jitter (a uniform draw in [0, delay]: backon's own jitter only adds to the
 //! delay, which keeps a fleet that failed together in step), and never less
@@ -52,6 +53,11 @@ pub enum Decision {
     Retry {
         after: Option<Duration>,
     },
+    /// The credentials were refused: keep the batch, retry at the capped
+    /// delay (or the server's Retry-After, if longer).
+    Refused {
+        after: Option<Duration>,
+    },
     /// Permanent: drop the batch.
     Reject,
 }
@@ -60,6 +66,9 @@ pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Deci
     match status {
         200..=299 => Decision::Delivered,
         408 | 429 | 500 | 502..=599 => Decision::Retry {
+            after: retry_after.and_then(|v| parse_retry_after(v, now)),
+        },
+        401 | 403 | 407 => Decision::Refused {
             after: retry_after.and_then(|v| parse_retry_after(v, now)),
         },
         _ => Decision::Reject,
@@ -73,6 +82,7 @@ pub fn reject_hint(status: u16) -> &'static str {
             "authentication failed: check PROCSHIP_AUTH_TOKEN, an Authorization header in \
              PROCSHIP_HEADERS, or user:password in PROCSHIP_INGEST_URL"
         }
+        407 => "the proxy refused the credentials: check the proxy's user:password",
         404 | 405 => {
             "the URL does not take writes: check PROCSHIP_INGEST_URL's path for \
              PROCSHIP_FORMAT (README, Backends)"
@@ -153,9 +163,22 @@ mod tests {
                 "{s}"
             );
         }
-        for s in [301, 400, 401, 403, 404, 413, 501] {
+        for s in [301, 400, 404, 413, 501] {
             assert_eq!(classify(s, None, now), Decision::Reject, "{s}");
         }
+        for s in [401, 403, 407] {
+            assert_eq!(
+                classify(s, None, now),
+                Decision::Refused { after: None },
+                "{s}"
+            );
+        }
+        assert_eq!(
+            classify(401, Some("120"), now),
+            Decision::Refused {
+                after: Some(S(120))
+            }
+        );
         assert_eq!(
             classify(429, Some("2"), now),
             Decision::Retry { after: Some(S(2)) }

@@ -329,6 +329,8 @@ struct TooOld {
 struct Failure {
     reason: String,
     after: Option<Duration>,
+    /// The credentials were refused (401, 403, 407): retried at the capped delay.
+    refused: bool,
 }
 
 /// How one attempt ended.
@@ -423,6 +425,10 @@ impl Shipper {
         self.stats
             .last_success_ns
             .store(crate::point::now_ns(), std::sync::atomic::Ordering::Relaxed);
+        if self.stats.refused_since_ns() != 0 {
+            tracing::info!("the backend accepts the credentials again");
+            self.stats.set_refused_since(0);
+        }
         Stats::add(&self.stats.sent_points, item.batch.points);
         Stats::add(&self.stats.sent_batches, 1);
         self.queue.ack(item);
@@ -524,7 +530,13 @@ impl Shipper {
                 Outcome::Retry(f) => f,
             };
             attempts += 1;
-            if !self.wait_to_retry(&item, &failure, backoff.next_delay(failure.after), attempts) {
+            let delay = if failure.refused {
+                // An operator's mistake that will be fixed: no fast pace.
+                self.retry.max_delay.max(failure.after.unwrap_or_default())
+            } else {
+                backoff.next_delay(failure.after)
+            };
+            if !self.wait_to_retry(&item, &failure, delay, attempts) {
                 self.queue.abandon(item);
                 return false;
             }
@@ -562,6 +574,7 @@ impl Shipper {
                 return Outcome::Retry(Failure {
                     reason,
                     after: None,
+                    refused: false,
                 });
             }
         };
@@ -598,6 +611,24 @@ impl Shipper {
                 return Outcome::Retry(Failure {
                     reason: format!("HTTP {status} {body_head}"),
                     after,
+                    refused: false,
+                });
+            }
+            Decision::Refused { after } => {
+                let hint = crate::deliver::retry::reject_hint(status);
+                if self.stats.refused_since_ns() == 0 {
+                    tracing::error!(
+                        url = %http.url_masked,
+                        status,
+                        response = %body_head,
+                        "{hint}; batches are kept and retried every PROCSHIP_RETRY_MAX_DELAY until the credentials are fixed"
+                    );
+                    self.stats.set_refused_since(crate::point::now_ns());
+                }
+                return Outcome::Retry(Failure {
+                    reason: format!("HTTP {status} ({hint}): {body_head}"),
+                    after,
+                    refused: true,
                 });
             }
         }
@@ -631,7 +662,7 @@ impl Shipper {
             );
             return false;
         }
-        if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+        if !f.refused && self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
             tracing::warn!(url = %url, seq, attempt = attempts, retry_in = ?delay, "delivery failed, will retry: {reason}");
             self.last_warn = Some(Instant::now());
         } else {

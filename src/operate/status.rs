@@ -124,6 +124,16 @@ impl Shared {
         s.points.extend_from_slice(points);
     }
 
+    fn facts(&self, now_ns: i64) -> Facts {
+        Facts {
+            now_ns,
+            started_ns: self.started_ns,
+            last_success_ns: self.stats.last_success_ns(),
+            refused_since_ns: self.stats.refused_since_ns(),
+            pending: self.pending(),
+        }
+    }
+
     /// Batches waiting for delivery: queued, spooled, or in the shipper's hands.
     fn pending(&self) -> u64 {
         let d = self.queue.depth();
@@ -133,18 +143,38 @@ impl Shared {
     }
 }
 
-/// The health verdict: `Ok(why)` healthy, `Err(why)` not.
-pub fn health(
-    now_ns: i64,
-    started_ns: i64,
-    last_success_ns: i64,
-    pending: u64,
-    window: Duration,
-) -> Result<String, String> {
+/// What the health verdict is decided on (ns since the epoch; 0: never).
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    pub now_ns: i64,
+    pub started_ns: i64,
+    pub last_success_ns: i64,
+    /// Since when the backend refuses the credentials (0: it does not).
+    pub refused_since_ns: i64,
+    /// Batches waiting for delivery.
+    pub pending: u64,
+}
+
+/// The health verdict: `Ok(why)` healthy, `Err(why)` not. Refused
+/// credentials are unhealthy at once: they will not fix themselves.
+pub fn health(f: Facts, window: Duration) -> Result<String, String> {
+    let Facts {
+        now_ns,
+        started_ns,
+        last_success_ns,
+        refused_since_ns,
+        pending,
+    } = f;
     let secs = |ns: i64| ns.max(0) / 1_000_000_000;
     let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
     if pending == 0 {
         return Ok("nothing waiting for delivery".into());
+    }
+    if refused_since_ns > 0 {
+        return Err(format!(
+            "{pending} batches waiting; the backend refuses the credentials (401/403/407) since {}s ago",
+            secs(now_ns - refused_since_ns)
+        ));
     }
     if last_success_ns > 0 && now_ns - last_success_ns <= window_ns {
         return Ok(format!(
@@ -192,13 +222,7 @@ const TEXT: &str = "text/plain; charset=utf-8";
 fn status_json(sh: &Shared, now_ns: i64) -> String {
     let s = &sh.stats;
     let d = sh.queue.depth();
-    let health = health(
-        now_ns,
-        sh.started_ns,
-        s.last_success_ns(),
-        sh.pending(),
-        sh.health_window,
-    );
+    let health = health(sh.facts(now_ns), sh.health_window);
     let mut config = serde_json::Map::new();
     let current = sh.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for s in current.iter() {
@@ -256,13 +280,7 @@ fn route(sh: &Shared, method: &str, path: &str) -> Reply {
     let now = crate::point::now_ns();
     match path {
         "/healthz" => {
-            let h = health(
-                now,
-                sh.started_ns,
-                sh.stats.last_success_ns(),
-                sh.pending(),
-                sh.health_window,
-            );
+            let h = health(sh.facts(now), sh.health_window);
             match h {
                 Ok(m) => Reply(200, TEXT, format!("ok: {m}\n")),
                 Err(m) => {
@@ -540,21 +558,40 @@ mod tests {
 
     const S: i64 = 1_000_000_000;
 
+    fn at(now: i64, last: i64, pending: u64) -> Facts {
+        Facts {
+            now_ns: now,
+            started_ns: 0,
+            last_success_ns: last,
+            refused_since_ns: 0,
+            pending,
+        }
+    }
+
     #[test]
     fn health_verdicts() {
         let w = Duration::from_secs(300);
-        assert!(health(1000 * S, 0, 0, 0, w).is_ok(), "nothing to deliver");
+        assert!(health(at(1000 * S, 0, 0), w).is_ok(), "nothing to deliver");
         assert!(
-            health(1000 * S, 0, 900 * S, 5, w).is_ok(),
+            health(at(1000 * S, 900 * S, 5), w).is_ok(),
             "recent delivery"
         );
-        assert!(health(100 * S, 0, 0, 5, w).is_ok(), "still starting");
-        let e = health(1000 * S, 0, 100 * S, 5, w).unwrap_err();
+        assert!(health(at(100 * S, 0, 5), w).is_ok(), "still starting");
+        let e = health(at(1000 * S, 100 * S, 5), w).unwrap_err();
         assert!(
             e.contains("last delivery 900s ago") && e.contains("5 batches"),
             "{e}"
         );
-        let e = health(1000 * S, 0, 0, 2, w).unwrap_err();
+        let e = health(at(1000 * S, 0, 2), w).unwrap_err();
         assert!(e.contains("no delivery since the start 1000s ago"), "{e}");
+        let refused = Facts {
+            refused_since_ns: 990 * S,
+            ..at(1000 * S, 980 * S, 3)
+        };
+        let e = health(refused, w).unwrap_err();
+        assert!(
+            e.contains("refuses the credentials") && e.contains("10s ago"),
+            "{e}"
+        );
     }
 }

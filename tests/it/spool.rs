@@ -372,3 +372,49 @@ fn restart_after_sigkill_resends_at_most_the_batch_in_flight() {
     );
     assert!(acc.balanced(), "{acc:?}");
 }
+
+#[test]
+fn refused_credentials_keep_every_batch_until_they_are_fixed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempdir("spool-401");
+    let fixed = Arc::new(AtomicBool::new(false));
+    let f = fixed.clone();
+    let l = Listener::start(Box::new(move |_| {
+        if f.load(Ordering::SeqCst) {
+            (204, vec![], String::new())
+        } else {
+            (401, vec![], "{\"error\":\"token expired\"}".into())
+        }
+    }));
+    let status = free_port();
+    let mut env = spooling(0, &dir);
+    env.retain(|(k, _)| *k != "PROCSHIP_INGEST_URL");
+    env.push(("PROCSHIP_INGEST_URL", l.url()));
+    env.push(("PROCSHIP_STATUS_ADDR", status.to_string()));
+    let a = Agent::start(&refs(&env));
+    wait_for("three refusals", SECS(30), || l.received().len() >= 3);
+    let (code, body) = get(status, "/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("refuses the credentials"), "{body}");
+    fixed.store(true, Ordering::SeqCst);
+    wait_for("deliveries again", SECS(30), || l.accepted().len() >= 5);
+    let (code, body) = get(status, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    let (st, _, stderr) = a.stop(SECS(20));
+    assert!(st.success(), "{stderr}");
+    let acc = account(&stderr);
+    assert_eq!((acc.rejected, acc.dropped), (0, 0), "{acc:?}");
+    assert!(acc.balanced(), "{acc:?}");
+    // Every batch cut was delivered, in order, after the refusals.
+    let seqs: Vec<u64> = l.accepted().iter().map(Received::seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(acc.sent + acc.spooled, acc.collected + acc.recovered);
+    let errors = stderr
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("authentication failed"))
+        .count();
+    assert_eq!(errors, 1, "one ERROR per episode:\n{stderr}");
+    assert!(stderr.contains("accepts the credentials again"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
