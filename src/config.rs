@@ -614,6 +614,19 @@ pub fn parse_url(s: &str) -> Result<String, String> {
     const ACCEPTED: &str =
         "an http:// or https:// URL with a host, such as http://127.0.0.1:8428/write";
     let uri: ureq::http::Uri = s.parse().map_err(|_| ACCEPTED.to_string())?;
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    // After the host (an IPv6 literal ends with `]`), a `:` starts the port.
+    let after_host = host_port
+        .rsplit_once(']')
+        .map_or(host_port, |(_, rest)| rest);
+    if let Some((_, port)) = after_host.rsplit_once(':')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!(
+            "{ACCEPTED}; the port must be a number from 0 to 65535"
+        ));
+    }
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(h)) if !h.is_empty() => Ok(s.to_string()),
         _ => Err(ACCEPTED.into()),
@@ -708,6 +721,32 @@ mod tests {
         assert_eq!(parse_bytes("8MiB"), Some(8 << 20));
         assert_eq!(parse_bytes("512k"), Some(512 << 10));
         assert_eq!(parse_bytes("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn urls_need_a_scheme_a_host_and_a_real_port() {
+        for ok in [
+            "http://127.0.0.1:8428/write",
+            "https://u:p@vm.example:443/api/v1/write",
+            "http://[::1]:9/x",
+            "http://h/",
+        ] {
+            assert_eq!(parse_url(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "ftp://h/",
+            "http://:80/",
+            "http://h:99999/w",
+            "http://[::1]:70000/",
+            "h:80",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_url("http://h:99999/")
+                .unwrap_err()
+                .contains("0 to 65535")
+        );
     }
 
     #[test]

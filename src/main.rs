@@ -53,13 +53,20 @@ fn parse_args() -> Result<Args, ConfigError> {
                 // Every variable is also a flag: --interval 5 sets PROCSHIP_INTERVAL.
                 let name = name.to_string();
                 let var = format!("{PREFIX}{}", name.to_ascii_uppercase().replace('-', "_"));
-                if settings::table().lookup(&var).is_none() {
+                let Some(row) = settings::table().lookup(&var) else {
                     return Err(usage(format!("unknown option --{name}")));
-                }
+                };
                 let v = p.value().map_err(|e| usage(e.to_string()))?;
                 let v = v
                     .into_string()
                     .map_err(|_| usage(format!("--{name}: value is not UTF-8")))?;
+                if row.shown(&v) != v {
+                    // Every user can read a process's command line.
+                    return Err(ConfigError::Usage(format!(
+                        "--{name} would show a secret to every user of the host in /proc/PID/cmdline; \
+                         set {var} in the env file (--env-file) or the environment instead"
+                    )));
+                }
                 args.flags.push((var, v));
             }
             Value(v) if v == "status" => args.mode = Mode::Status,

@@ -379,3 +379,26 @@ fn json_logs_are_one_object_per_line_without_secrets() {
     }
     assert!(!err.contains(TOKEN));
 }
+
+#[test]
+fn secrets_are_refused_as_flags_where_every_user_could_read_them() {
+    for args in [
+        ["--auth-token", "tok-5ecret-987"],
+        ["--headers", "X-Key=tok-5ecret-987"],
+        ["--ingest-url", "http://u:tok-5ecret-987@127.0.0.1/w"],
+    ] {
+        let out = run(procship(&[]).arg("--check-config").args(args));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
+        assert!(
+            err.contains("/proc/PID/cmdline") && err.contains("env file"),
+            "{err}"
+        );
+        assert!(!err.contains("5ecret"), "{err}");
+    }
+    let out = run(procship(&[]).args(["--check-config", "--ingest-url", "http://127.0.0.1/w"]));
+    assert!(
+        out.status.success(),
+        "a URL without credentials is fine as a flag"
+    );
+}
