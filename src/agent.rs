@@ -256,8 +256,9 @@ impl Loop {
             self.s.log.level = new.log.level;
             (r.set_level)(new.log.level);
         }
-        if plan.touches(ship::VARS) {
-            self.target.offer(&new.ship);
+        if plan.touches(ship::VARS) || plan.touches(crate::deliver::tls::VARS) {
+            self.target.offer(&new.ship, &new.tls);
+            self.s.tls = new.tls;
         }
     }
 
@@ -384,7 +385,7 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
     let spool = open_spool(&s, &stats)?;
     let first_seq = spool.as_ref().map_or(1, Spool::next_seq);
     let queue = Arc::new(Queue::new(s.queue.max_bytes, stats.clone(), spool));
-    let (encoder, sink) = ship::sink_for(&s.ship, s.encode, identity(&s));
+    let (encoder, sink) = ship::sink_for(&s.ship, &s.tls, s.encode, identity(&s));
     let status = start_status(&s, &stats, &queue)?;
     let target = Arc::new(ship::Target::default());
     let shipper = Shipper::new(

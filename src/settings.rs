@@ -6,7 +6,7 @@
 
 use crate::collect;
 use crate::config::{ConfigError, Effective, Reload, Section, Table, Values, Var};
-use crate::deliver::{batch, queue, retry, ship, spool};
+use crate::deliver::{batch, queue, retry, ship, spool, tls};
 use crate::encode;
 use crate::host;
 use crate::operate::{log, status};
@@ -16,6 +16,7 @@ use crate::schedule;
 #[derive(Debug)]
 pub struct Settings {
     pub ship: ship::Options,
+    pub tls: tls::Options,
     pub encode: encode::Options,
     pub schedule: schedule::Options,
     pub collect: collect::Options,
@@ -46,6 +47,7 @@ pub fn table() -> Table {
     let section = |title, vars| Section { title, vars };
     let mut sections = vec![
         section("Output", ship::VARS),
+        section("TLS", tls::VARS),
         section("Wire format", encode::VARS),
         section("Collection schedule", schedule::VARS),
         section("Collectors", collect::VARS),
@@ -95,6 +97,7 @@ impl Settings {
     fn parse(v: &mut Values) -> Result<Settings, ConfigError> {
         Ok(Settings {
             ship: ship::Options::parse(v)?,
+            tls: tls::Options::parse(v)?,
             encode: encode::Options::parse(v)?,
             schedule: schedule::Options::parse(v)?,
             collect: collect::Options::parse(v)?,
@@ -112,11 +115,12 @@ impl Settings {
     /// What a reload from `self` to `new` applies live, and what waits.
     pub fn plan(&self, new: &Settings) -> Plan {
         let ship_live = self.ship.live_to(&new.ship);
-        let (live, later) = self
-            .effective
-            .changed(&new.effective)
+        let output = |var: &Var| is_in(var, ship::VARS) || is_in(var, tls::VARS);
+        let mut changed = self.effective.changed(&new.effective);
+        changed.extend(self.tls.renewed(&new.tls));
+        let (live, later) = changed
             .into_iter()
-            .partition(|var| var.reload == Reload::Live && (ship_live || !is_in(var, ship::VARS)));
+            .partition(|var| var.reload == Reload::Live && (ship_live || !output(var)));
         Plan { live, later }
     }
 }
@@ -244,6 +248,10 @@ mod tests {
             ("EXEC_DIR", "relative"),
             ("EXEC_DIR", "/nonexistent/exec"),
             ("EXEC_TIMEOUT", "0"),
+            ("TLS_CA_FILE", "/nonexistent/ca.pem"),
+            ("TLS_CERT_FILE", "cert.pem"),
+            ("TLS_KEY_FILE", "key.pem"),
+            ("TLS_INSECURE_SKIP_VERIFY", "maybe"),
         ];
         for (name, value) in cases {
             let var = table()
@@ -265,7 +273,10 @@ mod tests {
             err_of(&[("INTERVALL", "3")]),
             ConfigError::Unknown { .. }
         ));
-        // The cross-checks name the variable that conflicts.
+    }
+
+    #[test]
+    fn cross_checks_name_the_variable_that_conflicts() {
         assert!(matches!(
             err_of(&[("RETRY_INITIAL", "10"), ("RETRY_MAX_DELAY", "5")]),
             ConfigError::Invalid { var, .. } if var == "PROCSHIP_RETRY_MAX_DELAY"
@@ -274,6 +285,21 @@ mod tests {
             err_of(&[("AUTH_TOKEN", "t"), ("HEADERS", "authorization=x")]),
             ConfigError::Invalid { var, .. } if var == "PROCSHIP_HEADERS"
         ));
+        // A client certificate without its key (or the reverse) names the one missing.
+        assert!(matches!(
+            err_of(&[("TLS_CERT_FILE", "/etc/hostname")]),
+            ConfigError::Invalid { var, .. } if var == "PROCSHIP_TLS_KEY_FILE"
+        ));
+        assert!(matches!(
+            err_of(&[("TLS_KEY_FILE", "/etc/hostname")]),
+            ConfigError::Invalid { var, .. } if var == "PROCSHIP_TLS_CERT_FILE"
+        ));
+        // A file that holds no certificate is named with what it lacks.
+        let e = err_of(&[("TLS_CA_FILE", "/etc/hostname")]).to_string();
+        assert!(
+            e.contains("PROCSHIP_TLS_CA_FILE") && e.contains("no PEM certificate"),
+            "{e}"
+        );
     }
 
     #[test]

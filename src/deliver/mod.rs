@@ -8,3 +8,4 @@ pub mod resolve;
 pub mod retry;
 pub mod ship;
 pub mod spool;
+pub mod tls;

@@ -17,8 +17,8 @@ use crate::config::{
 };
 use crate::deliver::queue::{Queue, Queued};
 use crate::deliver::resolve::CachingResolver;
-use crate::deliver::retry;
 use crate::deliver::retry::{Backoff, Decision, classify};
+use crate::deliver::{retry, tls};
 use crate::encode::{Encoded, Encoder};
 use crate::stats::{DropReason, Stats};
 
@@ -178,8 +178,12 @@ enum Attempt {
 }
 
 impl Http {
-    pub fn new(cfg: &Options, url: &str) -> Self {
-        let config = ureq::Agent::config_builder()
+    pub fn new(cfg: &Options, tls: &tls::Options, url: &str) -> Self {
+        let mut config = ureq::Agent::config_builder();
+        if url.starts_with("https://") {
+            config = config.tls_config(tls.config());
+        }
+        let config = config
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(cfg.connect_timeout))
@@ -263,9 +267,10 @@ impl Http {
 pub struct Target(std::sync::Mutex<Option<Http>>);
 
 impl Target {
-    pub fn offer(&self, cfg: &Options) {
+    pub fn offer(&self, cfg: &Options, tls: &tls::Options) {
         if let Some(url) = &cfg.url {
-            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Http::new(cfg, url.expose()));
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Http::new(cfg, tls, url.expose()));
         }
     }
 
@@ -350,6 +355,8 @@ pub struct Shipper {
     pub max_batch_age: Option<Duration>,
     last_warn: Option<Instant>,
     too_old: TooOld,
+    /// The TLS failure last logged (again only when it changes).
+    tls_logged: Option<String>,
 }
 
 /// The running shipper, as the agent holds it.
@@ -390,6 +397,7 @@ impl Shipper {
             max_batch_age: cfg.max_batch_age,
             last_warn: None,
             too_old: TooOld::default(),
+            tls_logged: None,
         }
     }
 
@@ -571,11 +579,8 @@ impl Shipper {
                 body_head,
             } => (status, retry_after, body_head),
             Attempt::Failed(reason) => {
-                return Outcome::Retry(Failure {
-                    reason,
-                    after: None,
-                    refused: false,
-                });
+                let url = http.url_masked.clone();
+                return Outcome::Retry(self.transport_failure(&url, reason));
             }
         };
         match classify(status, retry_after.as_deref(), SystemTime::now()) {
@@ -588,6 +593,7 @@ impl Shipper {
                     );
                 }
                 self.last_warn = None;
+                self.tls_logged = None;
                 self.delivered(item);
             }
             Decision::Reject => {
@@ -635,6 +641,28 @@ impl Shipper {
         Outcome::Done
     }
 
+    /// A POST that got no answer. A certificate problem (it does not fix
+    /// itself within seconds) is said once per change, with what to check,
+    /// and retried at the capped delay; anything else is a network error.
+    fn transport_failure(&mut self, url: &str, reason: String) -> Failure {
+        let Some(hint) = tls::hint(&reason) else {
+            return Failure {
+                reason,
+                after: None,
+                refused: false,
+            };
+        };
+        if self.tls_logged.as_deref() != Some(reason.as_str()) {
+            tracing::error!(url = %url, "TLS: {hint}: {reason}");
+            self.tls_logged = Some(reason.clone());
+        }
+        Failure {
+            reason: format!("{hint}: {reason}"),
+            after: None,
+            refused: true,
+        }
+    }
+
     /// Counts a failed attempt, says so (rate-limited) and waits `delay`.
     /// False when the shipper should give up on the batch: shutdown began
     /// while the backend fails (a spooled batch stays for the next run), or
@@ -675,6 +703,7 @@ impl Shipper {
 /// The encoder and sink the configuration asks for: stdout gets plain text.
 pub fn sink_for(
     cfg: &Options,
+    tls: &tls::Options,
     encode: crate::encode::Options,
     identity: crate::encode::Identity,
 ) -> (Encoder, Sink) {
@@ -682,7 +711,7 @@ pub fn sink_for(
         None => (Encoder::stdout(encode.format, identity), Sink::Stdout),
         Some(url) => {
             let enc = Encoder::new(encode.format, encode.compression, identity);
-            (enc, Sink::Http(Http::new(cfg, url.expose())))
+            (enc, Sink::Http(Http::new(cfg, tls, url.expose())))
         }
     }
 }

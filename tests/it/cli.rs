@@ -61,6 +61,10 @@ const BAD: &[(&str, &str)] = &[
     ("TEXTFILE_DIR", "relative/dir"),
     ("EXEC_DIR", "/nonexistent/exec"),
     ("EXEC_TIMEOUT", "soon"),
+    ("TLS_CA_FILE", "/nonexistent/ca.pem"),
+    ("TLS_CERT_FILE", "relative.pem"),
+    ("TLS_KEY_FILE", "/nonexistent/key.pem"),
+    ("TLS_INSECURE_SKIP_VERIFY", "maybe"),
 ];
 
 #[test]

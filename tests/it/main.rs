@@ -13,4 +13,5 @@ mod reload;
 mod site;
 mod spool;
 mod status;
+mod tls;
 mod util;
