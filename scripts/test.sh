@@ -6,7 +6,8 @@
 #   - from Debian (root or sudo; otherwise it names the command and stops):
 #     victoria-metrics, prometheus and influxdb (tests/it/backends.rs), and
 #     python3-prometheus-client (tests/it/status.rs), openssl (tests/it/tls.rs
-#     makes its CA and certificates with it). Their services are not
+#     makes its CA and certificates with it) and tinyproxy (tests/it/proxy.rs).
+#     Their services are not
 #     started: the tests start their own servers.
 #   - from PyPI, pinned in tests/py/requirements.txt, into target/pydeps:
 #     opentelemetry-proto (the OTLP JSON parser) and jsonschema.
@@ -20,6 +21,7 @@ missing=()
 [ -x /usr/bin/influxd ] || missing+=(influxdb)
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || missing+=(python3-prometheus-client)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     sudo_=()

@@ -252,6 +252,7 @@ mod tests {
             ("TLS_CERT_FILE", "cert.pem"),
             ("TLS_KEY_FILE", "key.pem"),
             ("TLS_INSECURE_SKIP_VERIFY", "maybe"),
+            ("PROXY", "https://proxy.example"),
         ];
         for (name, value) in cases {
             let var = table()

@@ -40,6 +40,13 @@ pub const VARS: &[Var] = &[
     )
     .masked(Mask::HeaderValues)
     .live(),
+    Var::new(
+        "PROXY",
+        "",
+        "an http:// proxy for the ingest URL (CONNECT for https); empty: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment, never for a loopback URL",
+    )
+    .masked(Mask::Url)
+    .live(),
     Var::new("TIMEOUT", "10", "whole-request timeout of one POST").live(),
     Var::new("CONNECT_TIMEOUT", "5", "TCP/TLS connect timeout").live(),
     Var::new(
@@ -62,6 +69,8 @@ pub struct Options {
     pub url: Option<Secret>,
     pub auth_token: Option<Secret>,
     pub headers: Vec<(String, Secret)>,
+    /// `PROCSHIP_PROXY` (may hold credentials).
+    pub proxy: Option<Secret>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub max_batch_age: Option<Duration>,
@@ -89,10 +98,19 @@ impl Options {
                 "an Authorization header cannot be combined with PROCSHIP_AUTH_TOKEN; set one of them",
             ));
         }
+        let proxy = v.opt("PROXY", |s| {
+            if !s.starts_with("http://") {
+                return Err("an http:// proxy URL such as http://proxy.example:3128".into());
+            }
+            parse_url(s)?;
+            ureq::Proxy::new(s).map_err(|e| format!("a proxy URL ureq takes ({e})"))?;
+            Ok(Secret::new(s))
+        })?;
         Ok(Options {
             url,
             auth_token,
             headers,
+            proxy,
             timeout: v.get("TIMEOUT", parse_positive_duration)?,
             connect_timeout: v.get("CONNECT_TIMEOUT", parse_positive_duration)?,
             max_batch_age: v.opt("MAX_BATCH_AGE", parse_max_age)?,
@@ -179,7 +197,7 @@ enum Attempt {
 
 impl Http {
     pub fn new(cfg: &Options, tls: &tls::Options, url: &str) -> Self {
-        let mut config = ureq::Agent::config_builder();
+        let mut config = ureq::Agent::config_builder().proxy(proxy_for(cfg, url));
         if url.starts_with("https://") {
             config = config.tls_config(tls.config());
         }
@@ -259,6 +277,29 @@ impl Http {
             }
         }
     }
+}
+
+/// The proxy for `url`: `PROCSHIP_PROXY`, else the environment's
+/// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, honouring `NO_PROXY`), and
+/// none for a loopback URL unless `PROCSHIP_PROXY` asks for one.
+fn proxy_for(cfg: &Options, url: &str) -> Option<ureq::Proxy> {
+    if let Some(p) = &cfg.proxy {
+        return ureq::Proxy::new(p.expose()).ok();
+    }
+    let host = url
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_string))
+        .unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return None;
+    }
+    ureq::Proxy::try_from_env().filter(|p| url.parse().is_ok_and(|u| !p.is_no_proxy(&u)))
 }
 
 /// The HTTP target a reload hands over (the ship feature's live step:

@@ -65,6 +65,7 @@ const BAD: &[(&str, &str)] = &[
     ("TLS_CERT_FILE", "relative.pem"),
     ("TLS_KEY_FILE", "/nonexistent/key.pem"),
     ("TLS_INSECURE_SKIP_VERIFY", "maybe"),
+    ("PROXY", "socks5://127.0.0.1:1080"),
 ];
 
 #[test]

@@ -9,6 +9,7 @@ mod delivery;
 mod formats;
 mod layers;
 mod notify;
+mod proxy;
 mod reload;
 mod site;
 mod spool;

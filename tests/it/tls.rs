@@ -30,12 +30,12 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA and certificates it signed, in a temporary directory.
-struct Pki {
+pub struct Pki {
     dir: PathBuf,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub fn new() -> Pki {
         let dir = tempdir("pki");
         openssl(
             &dir,
@@ -125,7 +125,7 @@ impl Pki {
         .unwrap();
     }
 
-    fn path(&self, file: &str) -> String {
+    pub fn path(&self, file: &str) -> String {
         self.dir.join(file).display().to_string()
     }
 }
@@ -137,14 +137,14 @@ impl Drop for Pki {
 }
 
 /// The TLS sink, stopped by its PID when dropped.
-struct Sink {
+pub struct Sink {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Sink {
-    fn start(pki: &Pki, cert: &str, client_ca: bool) -> Sink {
+    pub fn start(pki: &Pki, cert: &str, client_ca: bool) -> Sink {
         let port = free_port();
         let log = tempdir("tls-sink").join("requests.log");
         std::fs::write(&log, "").unwrap();
@@ -169,12 +169,12 @@ impl Sink {
         Sink { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}/{path}", self.port)
     }
 
     /// (path, client subject) of every request so far.
-    fn requests(&self) -> Vec<(String, String)> {
+    pub fn requests(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
