@@ -78,6 +78,7 @@ struct Gauge {
     spool_batches: AtomicU64,
     spool_points: AtomicU64,
     spool_bytes: AtomicU64,
+    spool_disk_bytes: AtomicU64,
 }
 
 pub struct Queue {
@@ -336,6 +337,7 @@ impl Queue {
         self.gauge.spool_batches.store(p.batches, Relaxed);
         self.gauge.spool_points.store(p.points, Relaxed);
         self.gauge.spool_bytes.store(p.bytes, Relaxed);
+        self.gauge.spool_disk_bytes.store(p.disk_bytes, Relaxed);
     }
 
     /// What is waiting, in memory and in the spool (no lock taken).
@@ -348,6 +350,7 @@ impl Queue {
                 batches: g.spool_batches.load(Relaxed),
                 points: g.spool_points.load(Relaxed),
                 bytes: g.spool_bytes.load(Relaxed),
+                disk_bytes: g.spool_disk_bytes.load(Relaxed),
             }),
         }
     }

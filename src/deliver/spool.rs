@@ -372,6 +372,8 @@ struct Segment {
     /// Records and points not yet handed to the shipper.
     unread_records: u64,
     unread_points: u64,
+    /// Bytes of the unread records (framing included).
+    unread_bytes: u64,
     /// Offsets where damage was already reported (at start), not to report twice.
     known_damage: Vec<u64>,
 }
@@ -381,14 +383,18 @@ struct Segment {
 struct InFlight {
     pos: Pos,
     points: u64,
+    bytes: u64,
 }
 
-/// What the spool holds for delivery; `bytes` is its use of the disk budget.
+/// What the spool holds for delivery: batches, points and bytes waiting
+/// (the batch in flight included), and `disk_bytes`, its use of the disk
+/// budget (acknowledged records stay on disk until their segment goes).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pending {
     pub batches: u64,
     pub points: u64,
     pub bytes: u64,
+    pub disk_bytes: u64,
 }
 
 /// What a start found in the spool: logged, and the basis of the account.
@@ -618,6 +624,7 @@ impl Spool {
             start,
             unread_records: 0,
             unread_points: 0,
+            unread_bytes: 0,
             known_damage: Vec::new(),
         };
         let mut off = start;
@@ -646,6 +653,7 @@ impl Spool {
             };
             seg.unread_records += 1;
             seg.unread_points += u64::from(r.meta.points);
+            seg.unread_bytes += r.next - r.from;
             self.last_seq = self.last_seq.max(r.meta.seq);
             off = r.next;
         }
@@ -666,11 +674,13 @@ impl Spool {
         if let Some(f) = self.in_flight {
             p.batches = 1;
             p.points = f.points;
+            p.bytes = f.bytes;
         }
         for seg in &self.segs {
             p.batches += seg.unread_records;
             p.points += seg.unread_points;
-            p.bytes += seg.size;
+            p.bytes += seg.unread_bytes;
+            p.disk_bytes += seg.size;
         }
         p
     }
@@ -778,6 +788,7 @@ impl Spool {
             start: 0,
             unread_records: 0,
             unread_points: 0,
+            unread_bytes: 0,
             known_damage: Vec::new(),
         });
         self.writer = Some((id, file));
@@ -832,6 +843,7 @@ impl Spool {
         seg.end = seg.size;
         seg.unread_records += 1;
         seg.unread_points += e.points;
+        seg.unread_bytes += need;
         self.last_seq = self.last_seq.max(e.seq);
         self.unsynced = true;
         if let Err(err) = self.maybe_sync(false) {
@@ -952,14 +964,16 @@ impl Spool {
     fn take(&mut self, idx: usize, r: &Located, buf: &[u8]) -> (Encoded, Pos) {
         let seg = &mut self.segs[idx];
         let points = u64::from(r.meta.points);
+        let bytes = r.next - r.from;
         seg.unread_records = seg.unread_records.saturating_sub(1);
         seg.unread_points = seg.unread_points.saturating_sub(points);
+        seg.unread_bytes = seg.unread_bytes.saturating_sub(bytes);
         let pos = Pos {
             seg: seg.id,
             off: r.next,
         };
         self.read.off = r.next;
-        self.in_flight = Some(InFlight { pos, points });
+        self.in_flight = Some(InFlight { pos, points, bytes });
         tracing::trace!(
             segment = pos.seg,
             offset = r.from,
@@ -995,6 +1009,7 @@ impl Spool {
                 .drop_points(DropReason::SpoolDamaged, seg.unread_points);
             seg.unread_records = 0;
             seg.unread_points = 0;
+            seg.unread_bytes = 0;
         }
         let writing = self.writer.as_ref().is_some_and(|(w, _)| *w == seg.id);
         if writing {
@@ -1122,6 +1137,33 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn pending_counts_what_waits_apart_from_the_disk_it_uses() {
+        let dir = tempdir();
+        let (mut s, _, _) = open(&dir, 1 << 20);
+        let record = (HEADER + META + 100) as u64;
+        s.append(&batch(1, 100)).unwrap();
+        s.append(&batch(2, 100)).unwrap();
+        assert_eq!(s.pending().bytes, 2 * record);
+        let (_, pos) = s.read_next().unwrap();
+        assert_eq!(
+            s.pending().bytes,
+            2 * record,
+            "the batch in flight still waits"
+        );
+        s.ack(pos).unwrap();
+        let p = s.pending();
+        assert_eq!((p.batches, p.bytes), (1, record));
+        assert!(
+            p.disk_bytes >= 2 * record,
+            "acknowledged bytes stay on disk: {p:?}"
+        );
+        drop(s);
+        let (s, _, _) = open(&dir, 1 << 20);
+        assert_eq!(s.pending().bytes, record, "the same after a restart");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

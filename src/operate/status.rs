@@ -257,7 +257,7 @@ fn status_json(sh: &Shared, now_ns: i64) -> String {
             "spool_damaged_ranges": Stats::get(&s.spool_damaged_ranges),
         },
         "queue": {"batches": d.batches, "bytes": d.bytes},
-        "spool": d.spool.map(|p| serde_json::json!({"batches": p.batches, "points": p.points, "bytes": p.bytes})),
+        "spool": d.spool.map(|p| serde_json::json!({"batches": p.batches, "points": p.points, "bytes": p.bytes, "disk_bytes": p.disk_bytes})),
         "last_success_unix": (last_success > 0).then_some(last_success / 1_000_000_000),
         "last_error": (!last_error.is_empty()).then_some(last_error),
         "config": config,

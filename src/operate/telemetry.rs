@@ -7,7 +7,8 @@
 //! Fields (counters are cumulative since start):
 //! `collected`, `sent`, `batches_sent`, `retries`, `send_failures`,
 //! `dropped`, `dropped_<reason>` for every drop reason (counters);
-//! `queue_batches`, `queue_bytes`, `spool_batches`, `spool_bytes`,
+//! `queue_batches`, `queue_bytes`, `spool_batches`, `spool_bytes` (what
+//! waits), `spool_disk_bytes` (the spool's use of the disk),
 //! `last_success` (Unix seconds, 0 before the first delivery),
 //! `collect_seconds`, `rss_bytes`, `cpu_seconds`, `uptime_seconds` (gauges).
 
@@ -76,6 +77,7 @@ impl SelfStats {
             .uint("queue_bytes", depth.bytes as u64)
             .uint("spool_batches", spool.batches)
             .uint("spool_bytes", spool.bytes)
+            .uint("spool_disk_bytes", spool.disk_bytes)
             .int("last_success", stats.last_success_ns() / 1_000_000_000)
             .gauge("collect_seconds", collect_took.as_secs_f64())
             .gauge("uptime_seconds", uptime.as_secs_f64());
