@@ -31,6 +31,8 @@ pub enum Control {
 }
 
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+/// How often the TLS files are looked at for a renewal on disk.
+const TLS_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// How often systemd's STATUS= line is refreshed (at most).
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
@@ -152,6 +154,8 @@ struct Loop {
     started: Instant,
     status: Option<Arc<status::Shared>>,
     target: Arc<ship::Target>,
+    /// The last TLS reload error logged (again only when it changes).
+    tls_error: Option<String>,
 }
 
 impl Loop {
@@ -259,6 +263,28 @@ impl Loop {
         if plan.touches(ship::VARS) || plan.touches(crate::deliver::tls::VARS) {
             self.target.offer(&new.ship, &new.tls);
             self.s.tls = new.tls;
+        }
+    }
+
+    /// A certificate renewed on disk (new files renamed over the old) is
+    /// loaded for the next connection without a signal; files that no
+    /// longer load keep the pair in use, loudly (once per change).
+    fn check_tls(&mut self) {
+        match self.s.tls.reread() {
+            None => {}
+            Some(Ok(new)) => {
+                tracing::info!(
+                    "TLS: the certificate files changed on disk; the next connection uses them"
+                );
+                self.target.offer(&self.s.ship, &new);
+                self.s.tls = new;
+                self.tls_error = None;
+            }
+            Some(Err(e)) if self.tls_error.as_deref() != Some(e.as_str()) => {
+                tracing::error!("TLS: the changed files do not load, keeping the ones in use: {e}");
+                self.tls_error = Some(e);
+            }
+            Some(Err(_)) => {}
         }
     }
 
@@ -411,6 +437,7 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
         started: Instant::now(),
         status,
         target,
+        tls_error: None,
         facts,
         s,
     };
@@ -455,6 +482,7 @@ fn main_loop(
     let mut ticker = Ticker::new(start, l.s.schedule.interval);
     let mut flush = FlushTimer::new(start, l.s.batch.flush_interval, l.s.batch.flush_jitter);
     let mut next_summary = start + SUMMARY_EVERY;
+    let mut next_tls = start + TLS_CHECK_EVERY;
     let mut ready = false;
     let mut last_status = Instant::now();
     while !wait.stop {
@@ -492,7 +520,15 @@ fn main_loop(
             l.summary();
             next_summary += SUMMARY_EVERY;
         }
-        let wake = ticker.deadline().min(flush.deadline()).min(next_summary);
+        if now >= next_tls {
+            l.check_tls();
+            next_tls += TLS_CHECK_EVERY;
+        }
+        let wake = ticker
+            .deadline()
+            .min(flush.deadline())
+            .min(next_summary)
+            .min(next_tls);
         wait.until(notify.next_ping().map_or(wake, |p| wake.min(p)));
     }
 }

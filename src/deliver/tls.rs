@@ -7,9 +7,10 @@
 //!   are used instead, or only the CA file when one is given.
 //! - **Client certificate** (mTLS): `PROCSHIP_TLS_CERT_FILE` and
 //!   `PROCSHIP_TLS_KEY_FILE` (PEM), both or neither. Renewal jobs rename new
-//!   files over the old: SIGHUP loads the new pair for the next connection;
-//!   a pair that fails to load keeps the old one, loudly (the reload is
-//!   refused as a whole).
+//!   files over the old: SIGHUP loads the new pair for the next connection,
+//!   and so does the agent by itself when it sees the files change (it
+//!   looks once a minute); a pair that fails to load keeps the old one,
+//!   loudly (a reload is refused as a whole).
 //! - `PROCSHIP_TLS_INSECURE_SKIP_VERIFY=true` verifies nothing, for a test
 //!   bench only: warned at start.
 //!
@@ -53,15 +54,49 @@ pub const VARS: &[Var] = &[
     .live(),
 ];
 
+/// Where the TLS files are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Files {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Reads and checks the files; an error names the variable (without its prefix).
+fn load(files: Files, insecure: bool) -> Result<Options, (&'static str, String)> {
+    let (ca, ca_print) = match &files.ca {
+        Some(p) => certificates(p).map_err(|e| ("TLS_CA_FILE", e))?,
+        None => (Vec::new(), 0),
+    };
+    let (client, pair_print) = match (&files.cert, &files.key) {
+        (Some(c), Some(k)) => {
+            let (chain, c_print) = certificates(c).map_err(|e| ("TLS_CERT_FILE", e))?;
+            let (key, k_print) = private_key(k).map_err(|e| ("TLS_KEY_FILE", e))?;
+            (
+                Some(ClientCert::new_with_certs(&chain, key)),
+                print(&k_print.to_le_bytes(), c_print),
+            )
+        }
+        _ => (None, 0),
+    };
+    Ok(Options {
+        ca,
+        client,
+        insecure,
+        files,
+        ca_print,
+        pair_print,
+    })
+}
+
 /// The certificates and keys of the TLS variables, read and checked.
 #[derive(Clone, Default)]
 pub struct Options {
     pub ca: Vec<Certificate<'static>>,
     pub client: Option<ClientCert>,
     pub insecure: bool,
-    /// Where they came from, for logs.
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
+    /// Where they came from.
+    pub files: Files,
     /// Hashes of the files' contents: a renewal renames new files over the
     /// old ones under the same names, and a reload must see it.
     pub ca_print: u64,
@@ -72,8 +107,7 @@ impl std::fmt::Debug for Options {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("tls::Options")
             .field("ca", &self.ca.len())
-            .field("ca_file", &self.ca_file)
-            .field("cert_file", &self.cert_file)
+            .field("files", &self.files)
             .field("client", &self.client.is_some())
             .field("insecure", &self.insecure)
             .finish()
@@ -82,8 +116,7 @@ impl std::fmt::Debug for Options {
 
 impl PartialEq for Options {
     fn eq(&self, other: &Self) -> bool {
-        self.ca_file == other.ca_file
-            && self.cert_file == other.cert_file
+        self.files == other.files
             && self.insecure == other.insecure
             && self.ca_print == other.ca_print
             && self.pair_print == other.pair_print
@@ -154,14 +187,10 @@ fn file(s: &str) -> Result<PathBuf, String> {
 impl Options {
     pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
         let ca_file = v.opt("TLS_CA_FILE", file)?;
-        let (ca, ca_print) = match &ca_file {
-            Some(p) => certificates(p).map_err(|e| v.invalid("TLS_CA_FILE", &e))?,
-            None => (Vec::new(), 0),
-        };
         let cert_file = v.opt("TLS_CERT_FILE", file)?;
         let key_file = v.opt("TLS_KEY_FILE", file)?;
-        let (client, pair_print) = match (&cert_file, &key_file) {
-            (None, None) => (None, 0),
+        let insecure = v.get("TLS_INSECURE_SKIP_VERIFY", parse_bool)?;
+        match (&cert_file, &key_file) {
             (Some(_), None) => {
                 return Err(v.invalid(
                     "TLS_KEY_FILE",
@@ -174,36 +203,35 @@ impl Options {
                     "the certificate of PROCSHIP_TLS_KEY_FILE: set both or neither",
                 ));
             }
-            (Some(c), Some(k)) => {
-                let (chain, c_print) =
-                    certificates(c).map_err(|e| v.invalid("TLS_CERT_FILE", &e))?;
-                let (key, k_print) = private_key(k).map_err(|e| v.invalid("TLS_KEY_FILE", &e))?;
-                (
-                    Some(ClientCert::new_with_certs(&chain, key)),
-                    print(&k_print.to_le_bytes(), c_print),
-                )
-            }
+            _ => {}
+        }
+        let files = Files {
+            ca: ca_file,
+            cert: cert_file,
+            key: key_file,
         };
-        let insecure = v.get("TLS_INSECURE_SKIP_VERIFY", parse_bool)?;
-        Ok(Options {
-            ca,
-            client,
-            insecure,
-            ca_file,
-            cert_file,
-            ca_print,
-            pair_print,
-        })
+        load(files, insecure).map_err(|(name, why)| v.invalid(name, &why))
+    }
+
+    /// The same files read again (a renewal on disk, looked for every
+    /// minute): `None` when they are unchanged, an error naming the
+    /// variable when they no longer load.
+    pub fn reread(&self) -> Option<Result<Options, String>> {
+        match load(self.files.clone(), self.insecure) {
+            Ok(new) if new == *self => None,
+            Ok(new) => Some(Ok(new)),
+            Err((name, why)) => Some(Err(format!("PROCSHIP_{name}: {why}"))),
+        }
     }
 
     /// The rows whose files changed on disk under the same names (a renewal):
     /// a reload applies them although their values did not change.
     pub fn renewed(&self, new: &Options) -> Vec<&'static Var> {
         let mut out = Vec::new();
-        if self.ca_file == new.ca_file && self.ca_print != new.ca_print {
+        if self.files.ca == new.files.ca && self.ca_print != new.ca_print {
             out.push(&VARS[0]);
         }
-        if self.cert_file == new.cert_file && self.pair_print != new.pair_print {
+        if self.files.cert == new.files.cert && self.pair_print != new.pair_print {
             out.push(&VARS[1]);
         }
         out
@@ -277,6 +305,34 @@ pub fn hint(error: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewal_on_disk_is_seen_and_a_broken_one_named() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+        let dir = crate::collect::testutil::tempdir();
+        let ca = dir.join("ca.pem");
+        std::fs::copy(fixtures.join("a.pem"), &ca).unwrap();
+        let files = Files {
+            ca: Some(ca.clone()),
+            ..Files::default()
+        };
+        let first = load(files, false).unwrap();
+        assert_eq!(first.ca.len(), 1);
+        assert!(first.reread().is_none(), "unchanged");
+        let tmp = dir.join("ca.pem.new");
+        std::fs::copy(fixtures.join("b.pem"), &tmp).unwrap();
+        std::fs::rename(&tmp, &ca).unwrap();
+        let renewed = first.reread().unwrap().unwrap();
+        assert_eq!(first.renewed(&renewed).len(), 1, "TLS_CA_FILE renewed");
+        assert!(renewed.reread().is_none());
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let e = renewed.reread().unwrap().unwrap_err();
+        assert!(
+            e.contains("PROCSHIP_TLS_CA_FILE") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn hints_name_the_problem_and_the_variable() {
