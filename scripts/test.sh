@@ -6,7 +6,8 @@
 #   - from Debian (root or sudo; otherwise it names the command and stops):
 #     victoria-metrics, prometheus and influxdb (tests/it/backends.rs), and
 #     python3-prometheus-client (tests/it/status.rs), openssl (tests/it/tls.rs
-#     makes its CA and certificates with it) and tinyproxy (tests/it/proxy.rs).
+#     makes its CA and certificates with it), tinyproxy (tests/it/proxy.rs) and
+#     nginx-light (TLS with client certificates in front of VictoriaMetrics).
 #     Their services are not
 #     started: the tests start their own servers.
 #   - from PyPI, pinned in tests/py/requirements.txt, into target/pydeps:
@@ -22,6 +23,7 @@ missing=()
 /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null || missing+=(python3-prometheus-client)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     sudo_=()

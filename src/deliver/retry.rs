@@ -75,14 +75,24 @@ pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Deci
     }
 }
 
+/// A TLS-terminating proxy (nginx with `ssl_verify_client on`) that wants a
+/// client certificate answers 400 with this in its body: credentials that
+/// fail, not a bad batch.
+pub fn wants_client_certificate(status: u16, body_head: &str) -> bool {
+    status == 400 && body_head.contains("SSL certificate")
+}
+
 /// What an operator should check after a permanent answer, by status.
-pub fn reject_hint(status: u16) -> &'static str {
+pub fn reject_hint(status: u16, client_certificate: bool) -> &'static str {
     match status {
         401 | 403 => {
             "authentication failed: check PROCSHIP_AUTH_TOKEN, an Authorization header in \
              PROCSHIP_HEADERS, or user:password in PROCSHIP_INGEST_URL"
         }
         407 => "the proxy refused the credentials: check the proxy's user:password",
+        400 if client_certificate => {
+            "the server wants a client certificate: set PROCSHIP_TLS_CERT_FILE and PROCSHIP_TLS_KEY_FILE"
+        }
         404 | 405 => {
             "the URL does not take writes: check PROCSHIP_INGEST_URL's path for \
              PROCSHIP_FORMAT (README, Backends)"
@@ -166,6 +176,12 @@ mod tests {
         for s in [301, 400, 404, 413, 501] {
             assert_eq!(classify(s, None, now), Decision::Reject, "{s}");
         }
+        assert!(wants_client_certificate(
+            400,
+            "<html><center>No required SSL certificate was sent</center>"
+        ));
+        assert!(!wants_client_certificate(400, "unable to parse"));
+        assert!(reject_hint(400, true).contains("PROCSHIP_TLS_CERT_FILE"));
         for s in [401, 403, 407] {
             assert_eq!(
                 classify(s, None, now),
@@ -226,11 +242,11 @@ mod tests {
 
     #[test]
     fn rejects_name_what_to_check() {
-        assert!(reject_hint(401).contains("PROCSHIP_AUTH_TOKEN"));
-        assert!(reject_hint(403).starts_with("authentication failed"));
-        assert!(reject_hint(404).contains("PROCSHIP_INGEST_URL"));
-        assert!(reject_hint(413).contains("BATCH_MAX_POINTS"));
-        assert!(reject_hint(400).contains("PROCSHIP_FORMAT"));
-        assert!(reject_hint(418).contains("permanent"));
+        assert!(reject_hint(401, false).contains("PROCSHIP_AUTH_TOKEN"));
+        assert!(reject_hint(403, false).starts_with("authentication failed"));
+        assert!(reject_hint(404, false).contains("PROCSHIP_INGEST_URL"));
+        assert!(reject_hint(413, false).contains("BATCH_MAX_POINTS"));
+        assert!(reject_hint(400, false).contains("PROCSHIP_FORMAT"));
+        assert!(reject_hint(418, false).contains("permanent"));
     }
 }

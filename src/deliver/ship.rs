@@ -624,7 +624,12 @@ impl Shipper {
                 return Outcome::Retry(self.transport_failure(&url, reason));
             }
         };
-        match classify(status, retry_after.as_deref(), SystemTime::now()) {
+        let cert_wanted = crate::deliver::retry::wants_client_certificate(status, &body_head);
+        let decision = match classify(status, retry_after.as_deref(), SystemTime::now()) {
+            Decision::Reject if cert_wanted => Decision::Refused { after: None },
+            d => d,
+        };
+        match decision {
             Decision::Delivered => {
                 if attempts > 0 {
                     tracing::info!(
@@ -639,7 +644,7 @@ impl Shipper {
             }
             Decision::Reject => {
                 Stats::add(&self.stats.send_failures, 1);
-                let hint = crate::deliver::retry::reject_hint(status);
+                let hint = crate::deliver::retry::reject_hint(status, false);
                 self.stats.set_last_error(format!(
                     "{}: HTTP {status} (permanent, batch {} dropped; {hint}): {body_head}",
                     http.url_masked, e.seq
@@ -662,7 +667,7 @@ impl Shipper {
                 });
             }
             Decision::Refused { after } => {
-                let hint = crate::deliver::retry::reject_hint(status);
+                let hint = crate::deliver::retry::reject_hint(status, cert_wanted);
                 if self.stats.refused_since_ns() == 0 {
                     tracing::error!(
                         url = %http.url_masked,

@@ -688,3 +688,98 @@ fn grafana_dashboard_queries_all_return_data_from_victoria_metrics() {
         eprintln!("{title}: {q} → {series} series");
     }
 }
+
+/// nginx from Debian terminating TLS and requiring a client certificate,
+/// in front of a backend; stopped by its PID when dropped.
+struct Nginx {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    fn mtls(pki: &crate::tls::Pki, backend_port: u16) -> Nginx {
+        let dir = tempdir("nginx");
+        let port = free_port();
+        let d = dir.display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             \x20 fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             \x20 server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n\
+             \x20   ssl_client_certificate {};\n    ssl_verify_client on;\n\
+             \x20   location / {{ proxy_pass http://127.0.0.1:{backend_port}; }}\n  }}\n}}\n",
+            pki.path("server.pem"),
+            pki.path("server.key"),
+            pki.path("ca.pem"),
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("/usr/sbin/nginx (apt-get install nginx-light)");
+        let n = Nginx { child, dir, port };
+        wait_for("nginx", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok()
+        });
+        n
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGQUIT: a graceful stop of the master and its worker.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn victoria_metrics_behind_nginx_with_client_certificates() {
+    let vm = Server::victoria_metrics();
+    let pki = crate::tls::Pki::new();
+    let nginx = Nginx::mtls(&pki, vm.port);
+    let url = format!("https://127.0.0.1:{}/api/v1/write", nginx.port);
+    let ca = ("PROCSHIP_TLS_CA_FILE", pki.path("ca.pem"));
+    let with_cert = [
+        ca.clone(),
+        ("PROCSHIP_TLS_CERT_FILE", pki.path("agent-1.pem")),
+        ("PROCSHIP_TLS_KEY_FILE", pki.path("agent-1.key")),
+        ("PROCSHIP_COLLECTORS", "mem".into()),
+    ];
+    ship(&url, "prometheus", "mtls-host", &with_cert);
+    let got = settled("mtls-host", || vm_export(&vm, "{host=\"mtls-host\"}"));
+    assert_real_mem_total("victoria-metrics behind nginx", &got);
+
+    // Without a certificate nginx answers 400: kept and retried, named.
+    let mut vars = fast(&url);
+    vars.push(ca);
+    vars.push(("PROCSHIP_FORMAT", "prometheus".into()));
+    vars.push(("PROCSHIP_HOSTNAME", "no-cert-host".into()));
+    let agent = Agent::start(&refs(&vars));
+    wait_for(
+        "the client-certificate hint",
+        Duration::from_secs(20),
+        || {
+            agent
+                .stderr()
+                .contains("the server wants a client certificate")
+        },
+    );
+    let (status, _, err) = agent.stop(Duration::from_secs(15));
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        account(&err).rejected,
+        0,
+        "not dropped as a bad batch: {err}"
+    );
+    assert!(vm_export(&vm, "{host=\"no-cert-host\"}").is_empty());
+}
