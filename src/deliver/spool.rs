@@ -20,7 +20,9 @@
 //! fails its checksum; reading resumes at the next valid record, found by
 //! its magic and checksum, and the damage is logged and counted.
 //!
-//! A segment is deleted once every batch in it was acknowledged; the
+//! A segment is deleted once every batch in it was acknowledged (the one
+//! being written too, once it holds 64 KiB and all of it was delivered: a
+//! healthy host keeps little on disk); the
 //! acknowledged offset inside the current segment is written after each
 //! acknowledgement, so a restart resends at most the batch that was in
 //! flight (after a power cut, also those acknowledged since the last sync).
@@ -123,6 +125,10 @@ const ACK_MAGIC: [u8; 4] = *b"PSa1";
 const ACK_SLOT: usize = 64;
 /// Free space the spool's filesystem must have at start.
 const MIN_FREE: u64 = 1 << 20;
+/// A segment wholly acknowledged is given up once it holds this much, so a
+/// healthy host keeps little on disk (not up to a whole segment of
+/// delivered batches).
+const RECLAIM_BYTES: u64 = 64 << 10;
 /// How much is read at a time while looking for the next record after damage.
 const SCAN_CHUNK: usize = 64 * 1024;
 
@@ -1044,8 +1050,26 @@ impl Spool {
         self.ack_file
             .write_all_at(&slot, at)
             .map_err(|e| io_context("cannot write", &path, e))?;
+        self.reclaim_writer();
         self.collect_garbage();
         Ok(())
+    }
+
+    /// When everything written was delivered and the segment being written
+    /// holds `RECLAIM_BYTES` or more, the next append starts a new segment
+    /// and this one goes with the garbage.
+    fn reclaim_writer(&mut self) {
+        let Some((id, _)) = &self.writer else { return };
+        let Some(seg) = self.segs.iter().find(|s| s.id == *id) else {
+            return;
+        };
+        let delivered = seg.unread_records == 0
+            && self.in_flight.is_none()
+            && self.read.seg == seg.id
+            && self.read.off >= seg.end;
+        if delivered && seg.size >= RECLAIM_BYTES {
+            self.writer = None;
+        }
     }
 
     /// Flushes everything to disk, acknowledgements included (at exit).
@@ -1137,6 +1161,29 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_delivered_segment_is_given_up_early_so_a_healthy_host_keeps_little() {
+        let dir = tempdir();
+        let (mut s, _, _) = open(&dir, 256 << 20);
+        assert_eq!(s.segment_bytes, 16 << 20);
+        for seq in 1..=200 {
+            s.append(&batch(seq, 1300)).unwrap();
+            assert_eq!(drain(&mut s), [seq]);
+            assert!(
+                s.pending().disk_bytes < RECLAIM_BYTES + 2000,
+                "{} bytes on disk after batch {seq}",
+                s.pending().disk_bytes
+            );
+        }
+        assert!(segments(&dir).len() <= 1);
+        drop(s);
+        let (mut s, rec, _) = open(&dir, 256 << 20);
+        assert_eq!(rec.batches, 0, "nothing is sent twice after a restart");
+        assert_eq!(s.next_seq(), 201, "the sequence goes on");
+        assert!(drain(&mut s).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
