@@ -4,7 +4,7 @@
 //! standard environment variables.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::tls::{Pki, Sink};
@@ -13,7 +13,7 @@ use crate::util::*;
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 struct Tinyproxy {
-    child: Child,
+    _child: Process,
     port: u16,
     log: PathBuf,
 }
@@ -44,7 +44,11 @@ impl Tinyproxy {
         wait_for("tinyproxy", SECS(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Tinyproxy { child, port, log }
+        Tinyproxy {
+            _child: Process(child),
+            port,
+            log,
+        }
     }
 
     fn url(&self) -> String {
@@ -56,18 +60,8 @@ impl Tinyproxy {
     }
 }
 
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn agent(url: &str, extra: &[(&'static str, String)]) -> Agent {
-    let mut env = fast(url);
-    env.push(("PROCSHIP_COLLECTORS", "system".into()));
-    env.extend(extra.iter().cloned());
-    Agent::start(&refs(&env))
+    fast_agent(url, "system", extra)
 }
 
 #[test]

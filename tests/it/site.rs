@@ -46,10 +46,7 @@ fn trusted_dir(tag: &str) -> std::path::PathBuf {
 }
 
 fn start(l: &Listener, extra: &[(&'static str, String)]) -> Agent {
-    let mut env = fast(&l.url());
-    env.push(("PROCSHIP_COLLECTORS", "cpu,textfile,exec".into()));
-    env.extend(extra.iter().cloned());
-    Agent::start(&refs(&env))
+    fast_agent(&l.url(), "cpu,textfile,exec", extra)
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! renewed on disk (renamed over the old) presented after SIGHUP.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -138,7 +138,7 @@ impl Drop for Pki {
 
 /// The TLS sink, stopped by its PID when dropped.
 pub struct Sink {
-    child: Child,
+    _child: Process,
     port: u16,
     log: PathBuf,
 }
@@ -166,7 +166,11 @@ impl Sink {
         wait_for("the TLS sink", SECS(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Sink { child, port, log }
+        Sink {
+            _child: Process(child),
+            port,
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -184,18 +188,8 @@ impl Sink {
     }
 }
 
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn agent(url: &str, extra: &[(&'static str, String)]) -> Agent {
-    let mut env = fast(url);
-    env.push(("PROCSHIP_COLLECTORS", "system".into()));
-    env.extend(extra.iter().cloned());
-    Agent::start(&refs(&env))
+    fast_agent(url, "system", extra)
 }
 
 /// Runs an agent that must fail with `hint` in its log, and checks that

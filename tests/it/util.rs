@@ -405,3 +405,22 @@ pub fn wait_delivered(port: u16, n: u64, within: Duration) {
                 .is_some_and(|sent| sent >= n)
     });
 }
+
+/// A fast agent against `url` running only `collectors`, with more variables.
+pub fn fast_agent(url: &str, collectors: &str, extra: &[(&'static str, String)]) -> Agent {
+    let mut env = fast(url);
+    env.push(("PROCSHIP_COLLECTORS", collectors.to_string()));
+    env.extend(extra.iter().cloned());
+    Agent::start(&refs(&env))
+}
+
+/// A helper process a test started (a TLS server, a proxy): killed by its
+/// PID and reaped when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
