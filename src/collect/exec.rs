@@ -43,7 +43,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::textfile::MAX_SERIES;
-use super::{Build, CollectError, Collector, Context, Entry, Files, Setup, site};
+use super::{Build, CollectError, Collector, Context, Entry, Files, Notice, Setup, site};
 use crate::config::{ConfigError, Values, Var, parse_positive_duration};
 use crate::point::{Point, Timestamp};
 
@@ -78,7 +78,6 @@ const STDERR_KEPT: usize = 4096;
 /// How much of it a log line quotes.
 const STDERR_QUOTED: usize = 200;
 const SAFE_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-const WARN_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -297,7 +296,7 @@ struct Job {
     running: Option<Receiver<Outcome>>,
     /// The process group of the run in flight (0: none), for `Drop`.
     group: Arc<AtomicI32>,
-    warned: Option<(String, Instant)>,
+    notice: Notice,
 }
 
 pub struct Exec {
@@ -325,16 +324,12 @@ impl Exec {
     }
 
     fn warn(&mut self, path: &Path, message: String) {
-        let Some(c) = self.commands.get_mut(path) else {
-            return;
-        };
-        let due = c
-            .warned
-            .as_ref()
-            .is_none_or(|(m, at)| *m != message || at.elapsed() >= WARN_EVERY);
-        if due {
+        if self
+            .commands
+            .get_mut(path)
+            .is_some_and(|c| c.notice.due(&message))
+        {
             tracing::warn!("exec: {message}");
-            c.warned = Some((message, Instant::now()));
         }
     }
 

@@ -455,12 +455,40 @@ pub struct Context {
 }
 
 /// How often a collector that keeps failing the same way is logged again.
-const REPEAT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+pub const REPEAT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// A message said again only when it changes, or every ten minutes while
+/// it lasts: the rule for every warning that repeats (a failing collector,
+/// a broken textfile, a failing command).
+#[derive(Debug, Default)]
+pub struct Notice {
+    said: Option<(String, Instant)>,
+}
+
+impl Notice {
+    /// Whether `message` is due to be said now; remembered when it is.
+    pub fn due(&mut self, message: &str) -> bool {
+        let due = self
+            .said
+            .as_ref()
+            .is_none_or(|(m, at)| m != message || at.elapsed() >= REPEAT_LOG_EVERY);
+        if due {
+            self.said = Some((message.to_string(), Instant::now()));
+        }
+        due
+    }
+
+    /// The condition is over: the next message is said at once. True when
+    /// something was being said.
+    pub fn clear(&mut self) -> bool {
+        self.said.take().is_some()
+    }
+}
+
+#[derive(Default)]
 struct Health {
     failures: u64,
-    last_logged: Option<Instant>,
-    last_message: String,
+    notice: Notice,
 }
 
 /// Runs the collectors of one cycle; a failing one is logged (at most once
@@ -476,16 +504,7 @@ impl Runner {
             files: Files::new(paths),
             collectors: collectors
                 .into_iter()
-                .map(|c| {
-                    (
-                        c,
-                        Health {
-                            failures: 0,
-                            last_logged: None,
-                            last_message: String::new(),
-                        },
-                    )
-                })
+                .map(|c| (c, Health::default()))
                 .collect(),
         }
     }
@@ -505,23 +524,18 @@ impl Runner {
                         );
                     }
                     health.failures = 0;
-                    health.last_logged = None;
+                    health.notice.clear();
                 }
                 Err(e) => {
                     failed += 1;
                     health.failures += 1;
                     let msg = e.to_string();
-                    let due = health
-                        .last_logged
-                        .is_none_or(|t| t.elapsed() >= REPEAT_LOG_EVERY);
-                    if due || msg != health.last_message {
+                    if health.notice.due(&msg) {
                         tracing::warn!(
                             collector = c.name(),
                             failures = health.failures,
                             "collector failed, the others go on: {msg}"
                         );
-                        health.last_logged = Some(Instant::now());
-                        health.last_message = msg;
                     }
                 }
             }

@@ -20,9 +20,9 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
-use super::{Build, CollectError, Collector, Context, Entry, Files, Setup, site};
+use super::{Build, CollectError, Collector, Context, Entry, Files, Notice, Setup, site};
 use crate::config::{ConfigError, Values, Var};
 use crate::point::{Point, Timestamp};
 
@@ -46,8 +46,6 @@ pub const VARS: &[Var] = &[Var::new(
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// At most this many series are taken from the directory per cycle.
 pub const MAX_SERIES: usize = 10_000;
-/// How often a failure that goes on is logged again.
-const WARN_EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -74,15 +72,10 @@ impl Setup for Options {
     }
 }
 
-/// A failure being reported: its message and when it was last logged.
-struct Failing {
-    message: String,
-    logged: Instant,
-}
-
 pub struct Textfile {
     dir: PathBuf,
-    failing: HashMap<PathBuf, Failing>,
+    /// Files that fail, and what was said about each.
+    failing: HashMap<PathBuf, Notice>,
     cut_logged: Option<Instant>,
     buf: Vec<u8>,
 }
@@ -182,19 +175,13 @@ impl Textfile {
 
     fn warn(&mut self, path: &Path, e: &CollectError) {
         let message = e.to_string();
-        let due = self
+        if self
             .failing
-            .get(path)
-            .is_none_or(|f| f.message != message || f.logged.elapsed() >= WARN_EVERY);
-        if due {
+            .entry(path.to_path_buf())
+            .or_default()
+            .due(&message)
+        {
             tracing::warn!("textfile: skipped, the other files go on: {message}");
-            self.failing.insert(
-                path.to_path_buf(),
-                Failing {
-                    message,
-                    logged: Instant::now(),
-                },
-            );
         }
     }
 }
@@ -216,7 +203,11 @@ impl Collector for Textfile {
         for path in &files {
             self.file(path, now, &mut t, out);
         }
-        if t.cut > 0 && self.cut_logged.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+        if t.cut > 0
+            && self
+                .cut_logged
+                .is_none_or(|at| at.elapsed() >= super::REPEAT_LOG_EVERY)
+        {
             tracing::warn!(
                 cut = t.cut,
                 max = MAX_SERIES,
@@ -242,6 +233,7 @@ mod tests {
     use crate::collect::testutil::*;
     use crate::point::Value::{Counter, Gauge, Int};
     use crate::point::WHOLE;
+    use std::time::Duration;
 
     fn collect(dir: &Path) -> Vec<Point> {
         let mut c = Textfile::new(dir.to_path_buf());

@@ -877,14 +877,6 @@ impl Spool {
         }
     }
 
-    /// True when `read_next` has a record to hand out.
-    pub fn has_next(&self) -> bool {
-        self.segs.iter().any(|s| {
-            s.unread_records > 0
-                && (s.id > self.read.seg || (s.id == self.read.seg && self.read.off < s.end))
-        })
-    }
-
     /// The oldest unread record, handed to the shipper; it stays pending
     /// until `ack`. Damage met on the way is skipped and reported; a
     /// segment that cannot be read at all is given up (`spool_damaged`).
