@@ -62,15 +62,20 @@ pub enum Decision {
     Reject,
 }
 
-pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Decision {
+/// The decision on an answer: its status, `Retry-After` and the first bytes
+/// of its body.
+pub fn classify(
+    status: u16,
+    retry_after: Option<&str>,
+    body_head: &str,
+    now: SystemTime,
+) -> Decision {
+    let after = || retry_after.and_then(|v| parse_retry_after(v, now));
     match status {
         200..=299 => Decision::Delivered,
-        408 | 429 | 500 | 502..=599 => Decision::Retry {
-            after: retry_after.and_then(|v| parse_retry_after(v, now)),
-        },
-        401 | 403 | 407 => Decision::Refused {
-            after: retry_after.and_then(|v| parse_retry_after(v, now)),
-        },
+        408 | 429 | 500 | 502..=599 => Decision::Retry { after: after() },
+        401 | 403 | 407 => Decision::Refused { after: after() },
+        _ if wants_client_certificate(status, body_head) => Decision::Refused { after: after() },
         _ => Decision::Reject,
     }
 }
@@ -78,12 +83,14 @@ pub fn classify(status: u16, retry_after: Option<&str>, now: SystemTime) -> Deci
 /// A TLS-terminating proxy (nginx with `ssl_verify_client on`) that wants a
 /// client certificate answers 400 with this in its body: credentials that
 /// fail, not a bad batch.
-pub fn wants_client_certificate(status: u16, body_head: &str) -> bool {
+fn wants_client_certificate(status: u16, body_head: &str) -> bool {
     status == 400 && body_head.contains("SSL certificate")
 }
 
-/// What an operator should check after a permanent answer, by status.
-pub fn reject_hint(status: u16, client_certificate: bool) -> &'static str {
+/// What an operator should check after an answer that is not a delivery
+/// and not worth a fast retry, by status (and body).
+pub fn reject_hint(status: u16, body_head: &str) -> &'static str {
+    let client_certificate = wants_client_certificate(status, body_head);
     match status {
         401 | 403 => {
             "authentication failed: check PROCSHIP_AUTH_TOKEN, an Authorization header in \
@@ -164,39 +171,43 @@ mod tests {
     fn statuses() {
         let now = SystemTime::now();
         for s in [200, 201, 204] {
-            assert_eq!(classify(s, None, now), Decision::Delivered);
+            assert_eq!(classify(s, None, "", now), Decision::Delivered);
         }
         for s in [408, 429, 500, 502, 503, 504, 599] {
             assert_eq!(
-                classify(s, None, now),
+                classify(s, None, "", now),
                 Decision::Retry { after: None },
                 "{s}"
             );
         }
         for s in [301, 400, 404, 413, 501] {
-            assert_eq!(classify(s, None, now), Decision::Reject, "{s}");
+            assert_eq!(classify(s, None, "", now), Decision::Reject, "{s}");
         }
-        assert!(wants_client_certificate(
-            400,
-            "<html><center>No required SSL certificate was sent</center>"
-        ));
-        assert!(!wants_client_certificate(400, "unable to parse"));
-        assert!(reject_hint(400, true).contains("PROCSHIP_TLS_CERT_FILE"));
+        let nginx = "<html><center>No required SSL certificate was sent</center>";
+        assert_eq!(
+            classify(400, None, nginx, now),
+            Decision::Refused { after: None }
+        );
+        assert_eq!(
+            classify(400, None, "unable to parse", now),
+            Decision::Reject
+        );
+        assert!(reject_hint(400, nginx).contains("PROCSHIP_TLS_CERT_FILE"));
         for s in [401, 403, 407] {
             assert_eq!(
-                classify(s, None, now),
+                classify(s, None, "", now),
                 Decision::Refused { after: None },
                 "{s}"
             );
         }
         assert_eq!(
-            classify(401, Some("120"), now),
+            classify(401, Some("120"), "", now),
             Decision::Refused {
                 after: Some(S(120))
             }
         );
         assert_eq!(
-            classify(429, Some("2"), now),
+            classify(429, Some("2"), "", now),
             Decision::Retry { after: Some(S(2)) }
         );
     }
@@ -242,11 +253,11 @@ mod tests {
 
     #[test]
     fn rejects_name_what_to_check() {
-        assert!(reject_hint(401, false).contains("PROCSHIP_AUTH_TOKEN"));
-        assert!(reject_hint(403, false).starts_with("authentication failed"));
-        assert!(reject_hint(404, false).contains("PROCSHIP_INGEST_URL"));
-        assert!(reject_hint(413, false).contains("BATCH_MAX_POINTS"));
-        assert!(reject_hint(400, false).contains("PROCSHIP_FORMAT"));
-        assert!(reject_hint(418, false).contains("permanent"));
+        assert!(reject_hint(401, "").contains("PROCSHIP_AUTH_TOKEN"));
+        assert!(reject_hint(403, "").starts_with("authentication failed"));
+        assert!(reject_hint(404, "").contains("PROCSHIP_INGEST_URL"));
+        assert!(reject_hint(413, "").contains("BATCH_MAX_POINTS"));
+        assert!(reject_hint(400, "").contains("PROCSHIP_FORMAT"));
+        assert!(reject_hint(418, "").contains("permanent"));
     }
 }

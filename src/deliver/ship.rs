@@ -375,8 +375,9 @@ struct TooOld {
 struct Failure {
     reason: String,
     after: Option<Duration>,
-    /// The credentials were refused (401, 403, 407): retried at the capped delay.
-    refused: bool,
+    /// Retried at the capped delay, not with backoff: refused credentials
+    /// or a certificate problem, which do not fix themselves in seconds.
+    capped: bool,
 }
 
 /// How one attempt ended.
@@ -579,7 +580,7 @@ impl Shipper {
                 Outcome::Retry(f) => f,
             };
             attempts += 1;
-            let delay = if failure.refused {
+            let delay = if failure.capped {
                 // An operator's mistake that will be fixed: no fast pace.
                 self.retry.max_delay.max(failure.after.unwrap_or_default())
             } else {
@@ -624,12 +625,12 @@ impl Shipper {
                 return Outcome::Retry(self.transport_failure(&url, reason));
             }
         };
-        let cert_wanted = crate::deliver::retry::wants_client_certificate(status, &body_head);
-        let decision = match classify(status, retry_after.as_deref(), SystemTime::now()) {
-            Decision::Reject if cert_wanted => Decision::Refused { after: None },
-            d => d,
-        };
-        match decision {
+        match classify(
+            status,
+            retry_after.as_deref(),
+            &body_head,
+            SystemTime::now(),
+        ) {
             Decision::Delivered => {
                 if attempts > 0 {
                     tracing::info!(
@@ -644,7 +645,7 @@ impl Shipper {
             }
             Decision::Reject => {
                 Stats::add(&self.stats.send_failures, 1);
-                let hint = crate::deliver::retry::reject_hint(status, false);
+                let hint = crate::deliver::retry::reject_hint(status, &body_head);
                 self.stats.set_last_error(format!(
                     "{}: HTTP {status} (permanent, batch {} dropped; {hint}): {body_head}",
                     http.url_masked, e.seq
@@ -663,11 +664,11 @@ impl Shipper {
                 return Outcome::Retry(Failure {
                     reason: format!("HTTP {status} {body_head}"),
                     after,
-                    refused: false,
+                    capped: false,
                 });
             }
             Decision::Refused { after } => {
-                let hint = crate::deliver::retry::reject_hint(status, cert_wanted);
+                let hint = crate::deliver::retry::reject_hint(status, &body_head);
                 if self.stats.refused_since_ns() == 0 {
                     tracing::error!(
                         url = %http.url_masked,
@@ -680,7 +681,7 @@ impl Shipper {
                 return Outcome::Retry(Failure {
                     reason: format!("HTTP {status} ({hint}): {body_head}"),
                     after,
-                    refused: true,
+                    capped: true,
                 });
             }
         }
@@ -695,7 +696,7 @@ impl Shipper {
             return Failure {
                 reason,
                 after: None,
-                refused: false,
+                capped: false,
             };
         };
         if self.tls_logged.as_deref() != Some(reason.as_str()) {
@@ -705,7 +706,7 @@ impl Shipper {
         Failure {
             reason: format!("{hint}: {reason}"),
             after: None,
-            refused: true,
+            capped: true,
         }
     }
 
@@ -736,7 +737,7 @@ impl Shipper {
             );
             return false;
         }
-        if !f.refused && self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+        if !f.capped && self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
             tracing::warn!(url = %url, seq, attempt = attempts, retry_in = ?delay, "delivery failed, will retry: {reason}");
             self.last_warn = Some(Instant::now());
         } else {

@@ -74,7 +74,7 @@ fn load(files: Files, insecure: bool) -> Result<Options, (&'static str, String)>
             let (key, k_print) = private_key(k).map_err(|e| ("TLS_KEY_FILE", e))?;
             (
                 Some(ClientCert::new_with_certs(&chain, key)),
-                print(&k_print.to_le_bytes(), c_print),
+                print(&[&c_print.to_le_bytes(), &k_print.to_le_bytes()]),
             )
         }
         _ => (None, 0),
@@ -123,16 +123,13 @@ impl PartialEq for Options {
     }
 }
 
-/// FNV-1a of some bytes.
-fn print(bytes: &[u8], mut h: u64) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+/// A hash of some files' contents, compared within one run only.
+fn print(contents: &[&[u8]]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    contents.hash(&mut h);
+    h.finish()
 }
-
-const FNV: u64 = 0xcbf2_9ce4_8422_2325;
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     let md = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
@@ -157,7 +154,7 @@ fn certificates(path: &Path) -> Result<(Vec<Certificate<'static>>, u64), String>
     if out.is_empty() {
         return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
     }
-    Ok((out, print(&pem, FNV)))
+    Ok((out, print(&[&pem])))
 }
 
 fn private_key(path: &Path) -> Result<(PrivateKey<'static>, u64), String> {
@@ -173,7 +170,7 @@ fn private_key(path: &Path) -> Result<(PrivateKey<'static>, u64), String> {
             "PROCSHIP_TLS_KEY_FILE is readable by group or others; chmod 600 it"
         );
     }
-    Ok((key, print(&pem, FNV)))
+    Ok((key, print(&[&pem])))
 }
 
 fn file(s: &str) -> Result<PathBuf, String> {
@@ -227,14 +224,19 @@ impl Options {
     /// The rows whose files changed on disk under the same names (a renewal):
     /// a reload applies them although their values did not change.
     pub fn renewed(&self, new: &Options) -> Vec<&'static Var> {
-        let mut out = Vec::new();
-        if self.files.ca == new.files.ca && self.ca_print != new.ca_print {
-            out.push(&VARS[0]);
-        }
-        if self.files.cert == new.files.cert && self.pair_print != new.pair_print {
-            out.push(&VARS[1]);
-        }
-        out
+        let renewed = [
+            (
+                "TLS_CA_FILE",
+                self.files.ca == new.files.ca && self.ca_print != new.ca_print,
+            ),
+            (
+                "TLS_CERT_FILE",
+                self.files.cert == new.files.cert && self.pair_print != new.pair_print,
+            ),
+        ];
+        VARS.iter()
+            .filter(|v| renewed.iter().any(|(name, yes)| *yes && v.name == *name))
+            .collect()
     }
 
     /// ureq's TLS configuration for an `https://` URL.

@@ -63,7 +63,7 @@ const BAD: &[(&str, &str)] = &[
     ("EXEC_TIMEOUT", "soon"),
     ("TLS_CA_FILE", "/nonexistent/ca.pem"),
     ("TLS_CERT_FILE", "relative.pem"),
-    ("TLS_KEY_FILE", "/nonexistent/key.pem"),
+    ("TLS_KEY_FILE", "key.pem"),
     ("TLS_INSECURE_SKIP_VERIFY", "maybe"),
     ("PROXY", "socks5://127.0.0.1:1080"),
 ];
