@@ -12,6 +12,8 @@
 //! seconds) and `scrape_error` (1 when it did not parse), so a stale cron
 //! job can be alerted on; and one `textfile` point without tags counting
 //! the cycle's `files`, `files_failed`, `series` and `series_cut`.
+//! A file unchanged since it last parsed (same device, inode, size and
+//! modification time) is not read again: its points are stamped anew.
 //! Bounded: a file over `MAX_FILE_BYTES` fails, and at most `MAX_SERIES`
 //! series are taken per cycle (a warning says when it cuts).
 
@@ -72,10 +74,25 @@ impl Setup for Options {
     }
 }
 
+/// What a file that parsed held, and how it was when read: a file that is
+/// the same (device, inode, size, modification time) is not read again.
+struct Parsed {
+    stamp: (u64, u64, u64, i64, i64),
+    points: Vec<Point>,
+    mtime: f64,
+}
+
+fn stamp(md: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (md.dev(), md.ino(), md.size(), md.mtime(), md.mtime_nsec())
+}
+
 pub struct Textfile {
     dir: PathBuf,
     /// Files that fail, and what was said about each.
     failing: HashMap<PathBuf, Notice>,
+    /// Files that parsed, until they change.
+    parsed: HashMap<PathBuf, Parsed>,
     cut_logged: Option<Instant>,
     buf: Vec<u8>,
 }
@@ -94,6 +111,7 @@ impl Textfile {
         Textfile {
             dir,
             failing: HashMap::new(),
+            parsed: HashMap::new(),
             cut_logged: None,
             buf: Vec::new(),
         }
@@ -144,13 +162,63 @@ impl Textfile {
     }
 
     /// One file's samples into `out`, and its own point.
+    /// The points of a file unchanged since it last parsed, stamped `now`;
+    /// `None` when it must be read (new, changed, or over the series left).
+    fn unchanged(
+        &self,
+        path: &Path,
+        now: Timestamp,
+        left: usize,
+        out: &mut Vec<Point>,
+    ) -> Option<f64> {
+        let p = self.parsed.get(path)?;
+        let md = std::fs::metadata(path).ok()?;
+        if stamp(&md) != p.stamp || p.points.len() > left {
+            return None;
+        }
+        out.extend(p.points.iter().map(|pt| Point {
+            timestamp: now,
+            ..pt.clone()
+        }));
+        Some(p.mtime)
+    }
+
+    /// Reads and parses a file; what parsed whole is kept for the next cycles.
+    fn parse(
+        &mut self,
+        path: &Path,
+        now: Timestamp,
+        left: usize,
+        out: &mut Vec<Point>,
+    ) -> Result<(usize, f64), CollectError> {
+        let before = out.len();
+        let md = std::fs::metadata(path).ok();
+        let (text, mtime) = self.read(path)?;
+        let cut = site::parse(path, text, now, left, out)?;
+        match md {
+            Some(md) if cut == 0 => {
+                let parsed = Parsed {
+                    stamp: stamp(&md),
+                    points: out[before..].to_vec(),
+                    mtime,
+                };
+                self.parsed.insert(path.to_path_buf(), parsed);
+            }
+            _ => {
+                self.parsed.remove(path);
+            }
+        }
+        Ok((cut, mtime))
+    }
+
     fn file(&mut self, path: &Path, now: Timestamp, t: &mut Tally, out: &mut Vec<Point>) {
         t.files += 1;
         let before = out.len();
         let left = MAX_SERIES.saturating_sub(t.series as usize);
-        let result = self
-            .read(path)
-            .and_then(|(text, mtime)| Ok((site::parse(path, text, now, left, out)?, mtime)));
+        let result = match self.unchanged(path, now, left, out) {
+            Some(mtime) => Ok((0, mtime)),
+            None => self.parse(path, now, left, out),
+        };
         let name = path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -166,6 +234,7 @@ impl Textfile {
             }
             Err(e) => {
                 out.truncate(before);
+                self.parsed.remove(path);
                 t.failed += 1;
                 self.warn(path, &e);
                 out.push(point.int("scrape_error", 1));
@@ -200,6 +269,7 @@ impl Collector for Textfile {
         let mut t = Tally::default();
         let files = self.list()?;
         self.failing.retain(|p, _| files.contains(p));
+        self.parsed.retain(|p, _| files.contains(p));
         for path in &files {
             self.file(path, now, &mut t, out);
         }
@@ -304,6 +374,35 @@ mod tests {
             assert_eq!(p.field("scrape_error"), Some(Int(1)), "{f}");
         }
         assert!(of(&pts, "ok", None).is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_parsed_again_but_a_renamed_one_is() {
+        let dir = tempdir();
+        std::fs::write(dir.join("a.prom"), "m 1\n").unwrap();
+        let mut c = Textfile::new(dir.clone());
+        let mut files = Files::new(fixture("empty"));
+        let mut value = |c: &mut Textfile, now| {
+            let mut out = Vec::new();
+            c.collect(&mut files, now, &mut out).unwrap();
+            let m = out.iter().find(|p| p.measurement == "m").unwrap().clone();
+            (m.field(WHOLE), m.timestamp)
+        };
+        assert_eq!(value(&mut c, 5), (Some(Gauge(1.0)), 5));
+        assert!(c.parsed.contains_key(&dir.join("a.prom")));
+        assert_eq!(
+            value(&mut c, 6),
+            (Some(Gauge(1.0)), 6),
+            "kept, stamped anew"
+        );
+        std::fs::write(dir.join("a.tmp"), "m 2\n").unwrap();
+        std::fs::rename(dir.join("a.tmp"), dir.join("a.prom")).unwrap();
+        assert_eq!(
+            value(&mut c, 7),
+            (Some(Gauge(2.0)), 7),
+            "a new file is read"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
