@@ -15,7 +15,12 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// Fast settings against a port nothing listens on yet, with a spool.
 fn spooling(port: u16, dir: &Path) -> Vec<(&'static str, String)> {
-    let mut env = fast(&format!("http://127.0.0.1:{port}/ingest"));
+    spooling_to(&format!("http://127.0.0.1:{port}/ingest"), dir)
+}
+
+/// The same settings, shipping to `url`.
+fn spooling_to(url: &str, dir: &Path) -> Vec<(&'static str, String)> {
+    let mut env = fast(url);
     env.push(("PROCSHIP_SPOOL_DIR", dir.display().to_string()));
     env.push(("PROCSHIP_LOG_LEVEL", "debug".into()));
     // Plain JSON: bigger batches fill the small budgets of these tests quickly.
@@ -334,9 +339,7 @@ fn batches_older_than_max_batch_age_are_dropped_as_too_old() {
 fn restart_after_sigkill_resends_at_most_the_batch_in_flight() {
     let dir = tempdir("spool-ack");
     let l = Listener::start(always(204));
-    let mut env = spooling(0, &dir);
-    env.retain(|(k, _)| *k != "PROCSHIP_INGEST_URL");
-    env.push(("PROCSHIP_INGEST_URL", l.url()));
+    let env = spooling_to(&l.url(), &dir);
     let a = Agent::start(&refs(&env));
     wait_for("20 batches delivered", SECS(60), || {
         l.accepted().len() >= 20
@@ -388,9 +391,7 @@ fn refused_credentials_keep_every_batch_until_they_are_fixed() {
         }
     }));
     let status = free_port();
-    let mut env = spooling(0, &dir);
-    env.retain(|(k, _)| *k != "PROCSHIP_INGEST_URL");
-    env.push(("PROCSHIP_INGEST_URL", l.url()));
+    let mut env = spooling_to(&l.url(), &dir);
     env.push(("PROCSHIP_STATUS_ADDR", status.to_string()));
     let a = Agent::start(&refs(&env));
     wait_for("three refusals", SECS(30), || l.received().len() >= 3);
