@@ -45,6 +45,7 @@ fn batch(len: usize) -> Encoded {
         oldest: 0,
         format: Format::Json,
         compression: Compression::Gzip,
+        born: Default::default(),
         body: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
     }
 }

@@ -411,7 +411,9 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
     let spool = open_spool(&s, &stats)?;
     let first_seq = spool.as_ref().map_or(1, Spool::next_seq);
     let queue = Arc::new(Queue::new(s.queue.max_bytes, stats.clone(), spool));
-    let (encoder, sink) = ship::sink_for(&s.ship, &s.tls, s.encode, identity(&s));
+    let id = identity(&s);
+    let run = id.run;
+    let (encoder, sink) = ship::sink_for(&s.ship, &s.tls, s.encode, id);
     let status = start_status(&s, &stats, &queue)?;
     let target = Arc::new(ship::Target::default());
     let shipper = Shipper::new(
@@ -421,6 +423,7 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
         queue.clone(),
         stats.clone(),
         target.clone(),
+        run,
     )
     .spawn()?;
     log_start(&s);

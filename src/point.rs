@@ -16,6 +16,17 @@ pub fn now_ns() -> Timestamp {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// The boot clock (`CLOCK_BOOTTIME`, ns): never steps with the wall clock,
+/// and counts time spent suspended. 0 if the kernel cannot say.
+pub fn boot_clock_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
+        u64::try_from(t.tv_sec())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(t.tv_nsec()).unwrap_or(0))
+    })
+}
+
 /// A field's value; the variant says both the wire type and the semantics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {

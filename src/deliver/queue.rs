@@ -369,6 +369,7 @@ mod tests {
             oldest: 0,
             format: Format::Json,
             compression: Compression::None,
+            born: Default::default(),
             body: vec![0; len],
         }
     }

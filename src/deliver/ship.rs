@@ -52,7 +52,7 @@ pub const VARS: &[Var] = &[
     Var::new(
         "MAX_BATCH_AGE",
         "",
-        "a batch whose oldest point is older than this is dropped (reason too_old), not retried; days allowed (2d); empty: no limit",
+        "a batch older than this is dropped (reason too_old), not retried: this run's batches counted from their cut on the monotonic clock, batches recovered from the spool by their oldest point's timestamp; days allowed (2d); empty: no limit",
     ),
     Var::new(
         "SHUTDOWN_TIMEOUT",
@@ -395,6 +395,8 @@ pub struct Shipper {
     stop: Arc<Stop>,
     pub retry: retry::Options,
     pub max_batch_age: Option<Duration>,
+    /// This run's id (`Identity::run`): its batches are aged on the boot clock.
+    run: u64,
     last_warn: Option<Instant>,
     too_old: TooOld,
     /// The TLS failure last logged (again only when it changes).
@@ -428,8 +430,10 @@ impl Shipper {
         queue: Arc<Queue>,
         stats: Arc<Stats>,
         target: Arc<Target>,
+        run: u64,
     ) -> Self {
         Shipper {
+            run,
             sink,
             target,
             queue,
@@ -495,8 +499,12 @@ impl Shipper {
         let Some(max) = self.max_batch_age else {
             return false;
         };
-        let age_ns = crate::point::now_ns().saturating_sub(item.batch.oldest);
-        if age_ns < i64::try_from(max.as_nanos()).unwrap_or(i64::MAX) {
+        let age_ns = item.batch.age_ns(
+            self.run,
+            crate::point::boot_clock_ns(),
+            crate::point::now_ns(),
+        );
+        if u128::from(age_ns) < max.as_nanos() {
             return false;
         }
         self.dropped(item, DropReason::TooOld);

@@ -11,9 +11,12 @@
 //!   write leaves the other slot good;
 //! - `<id>.seg` (16 hex digits): segments, records appended in order.
 //!
-//! A record is `"PSr1" | len u32 | crc32c u32 | meta | body`, little endian,
+//! A record is `"PSr2" | len u32 | crc32c u32 | meta | body`, little endian,
 //! where `len` counts meta and body and the crc covers them; meta is
-//! `seq u64 | oldest i64 | points u32 | format u8 | compression u8 | 0u16`.
+//! `seq u64 | oldest i64 | points u32 | format u8 | compression u8 | 0u16 |
+//! run u64 | born u64` (the run that cut the batch and when, on the boot
+//! clock: `MAX_BATCH_AGE` ages this run's batches by it). Records of the
+//! first version (`"PSr1"`, meta without run and born) are still read.
 //! The body is exactly what is POSTed, so a batch sent again after a restart
 //! is byte-identical (same sequence, same timestamps) and backends
 //! de-duplicate it. A damaged record (torn tail after a crash, flipped bits)
@@ -38,7 +41,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::{ConfigError, Values, Var, parse_bytes, parse_positive_duration};
-use crate::encode::{Compression, Encoded, Format};
+use crate::encode::{Born, Compression, Encoded, Format};
 use crate::stats::{DropReason, Stats};
 
 pub const VARS: &[Var] = &[
@@ -116,10 +119,24 @@ impl Options {
     }
 }
 
-const MAGIC: [u8; 4] = *b"PSr1";
+/// The record magic written; `MAGIC_V1` records (a shorter meta) are read too.
+const MAGIC: [u8; 4] = *b"PSr2";
+const MAGIC_V1: [u8; 4] = *b"PSr1";
 /// magic, len, crc.
 const HEADER: usize = 12;
-const META: usize = 24;
+const META: usize = 40;
+const META_V1: usize = 24;
+
+/// The meta length of a record that starts with `magic`; `None`: not a record.
+fn meta_len(magic: &[u8]) -> Option<usize> {
+    if magic == MAGIC {
+        Some(META)
+    } else if magic == MAGIC_V1 {
+        Some(META_V1)
+    } else {
+        None
+    }
+}
 const ACK_MAGIC: [u8; 4] = *b"PSa1";
 /// One ack slot: magic, generation, segment, offset, last seq, crc (padded).
 const ACK_SLOT: usize = 64;
@@ -147,6 +164,9 @@ struct Meta {
     points: u32,
     format: Format,
     compression: Compression,
+    born: Born,
+    /// Where the body starts in the record (after the meta of its version).
+    len: usize,
 }
 
 fn format_code(f: Format) -> u8 {
@@ -174,11 +194,14 @@ impl Meta {
         out.push(format_code(self.format));
         out.push(compression_code(self.compression));
         out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.born.run.to_le_bytes());
+        out.extend_from_slice(&self.born.at_ns.to_le_bytes());
     }
 
+    /// The meta of `len` bytes (`META` or `META_V1`) at the start of `b`;
     /// `None` for a format or compression this version does not know.
-    fn read(b: &[u8]) -> Option<Meta> {
-        let b: &[u8; META] = b.get(..META)?.try_into().ok()?;
+    fn read(b: &[u8], len: usize) -> Option<Meta> {
+        let b = b.get(..len)?;
         let u64_at = |i: usize| {
             u64::from_le_bytes([
                 b[i],
@@ -199,6 +222,15 @@ impl Meta {
             compression: Compression::ALL
                 .into_iter()
                 .find(|c| compression_code(*c) == b[21])?,
+            born: if len >= META {
+                Born {
+                    run: u64_at(24),
+                    at_ns: u64_at(32),
+                }
+            } else {
+                Born::default()
+            },
+            len,
         })
     }
 }
@@ -217,6 +249,8 @@ fn frame(e: &Encoded, out: &mut Vec<u8>) {
         points: u32::try_from(e.points).unwrap_or(u32::MAX),
         format: e.format,
         compression: e.compression,
+        born: e.born,
+        len: META,
     }
     .write(out);
     out.extend_from_slice(&e.body);
@@ -232,7 +266,7 @@ fn record_at(
     end: u64,
     buf: &mut Vec<u8>,
 ) -> io::Result<Option<(Meta, u64)>> {
-    if end.saturating_sub(off) < (HEADER + META) as u64 {
+    if end.saturating_sub(off) < (HEADER + META_V1) as u64 {
         return Ok(None);
     }
     let mut h = [0u8; HEADER];
@@ -240,7 +274,10 @@ fn record_at(
     let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as u64;
     let crc = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
     let next = off + HEADER as u64 + len;
-    if h[..4] != MAGIC || len < META as u64 || next > end {
+    let Some(meta) = meta_len(&h[..4]) else {
+        return Ok(None);
+    };
+    if len < meta as u64 || next > end {
         return Ok(None);
     }
     buf.clear();
@@ -249,7 +286,7 @@ fn record_at(
     if crc32c::crc32c(buf) != crc {
         return Ok(None);
     }
-    Ok(Meta::read(buf).map(|m| (m, next)))
+    Ok(Meta::read(buf, meta).map(|m| (m, next)))
 }
 
 /// The offset of the next occurrence of the record magic at or after `from`.
@@ -259,7 +296,10 @@ fn find_magic(file: &File, from: u64, end: u64) -> io::Result<Option<u64>> {
     while at < end {
         let n = (end - at).min(SCAN_CHUNK as u64) as usize;
         file.read_exact_at(&mut chunk[..n], at)?;
-        if let Some(i) = chunk[..n].windows(MAGIC.len()).position(|w| w == MAGIC) {
+        if let Some(i) = chunk[..n]
+            .windows(MAGIC.len())
+            .position(|w| meta_len(w).is_some())
+        {
             return Ok(Some(at + i as u64));
         }
         if n < MAGIC.len() || at + (n as u64) >= end {
@@ -276,9 +316,7 @@ fn find_magic(file: &File, from: u64, end: u64) -> io::Result<Option<u64>> {
 fn peek_seq(file: &File, off: u64) -> Option<u64> {
     let mut h = [0u8; HEADER + 8];
     file.read_exact_at(&mut h, off).ok()?;
-    if h[..4] != MAGIC {
-        return None;
-    }
+    meta_len(&h[..4])?;
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&h[HEADER..]);
     Some(u64::from_le_bytes(seq)).filter(|s| *s < 1 << 48)
@@ -978,13 +1016,17 @@ impl Spool {
             seq = r.meta.seq,
             "spool: read"
         );
-        let body = buf.get(META..).map(<[u8]>::to_vec).unwrap_or_default();
+        let body = buf
+            .get(r.meta.len..)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
         let encoded = Encoded {
             seq: r.meta.seq,
             points,
             oldest: r.meta.oldest,
             format: r.meta.format,
             compression: r.meta.compression,
+            born: r.meta.born,
             body,
         };
         (encoded, pos)
@@ -1126,6 +1168,10 @@ mod tests {
             oldest: seq as i64 * 1000,
             format: Format::Influx,
             compression: Compression::None,
+            born: Born {
+                run: 7,
+                at_ns: seq * 10,
+            },
             body: (0..len).map(|i| (i % 251) as u8).collect(),
         }
     }
@@ -1219,6 +1265,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((meta.seq, meta.points, meta.oldest), (7, 10, 7000));
+        assert_eq!(meta.born, e.born);
         assert_eq!(next, rec.len() as u64);
         assert_eq!(&buf[META..], &e.body[..]);
         for i in 0..rec.len() {
@@ -1233,6 +1280,46 @@ mod tests {
                 "a flip at byte {i} went unnoticed"
             );
         }
+    }
+
+    /// A record as the first spool version wrote it: `PSr1`, a 24-byte meta.
+    fn frame_v1(e: &Encoded) -> Vec<u8> {
+        let mut v2 = Vec::new();
+        frame(e, &mut v2);
+        let mut body = v2[HEADER..HEADER + META_V1].to_vec();
+        body.extend_from_slice(&e.body);
+        let mut rec = MAGIC_V1.to_vec();
+        rec.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        rec.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        rec.extend_from_slice(&body);
+        rec
+    }
+
+    #[test]
+    fn records_of_the_first_version_are_read_without_a_birth() {
+        let dir = tempdir();
+        let (s, _, _) = open(&dir, 1 << 20);
+        drop(s);
+        let mut seg = frame_v1(&batch(3, 50));
+        seg.extend(frame_v1(&batch(4, 60)));
+        std::fs::write(dir.join(seg_name(1)), &seg).unwrap();
+        let (mut s, r, _) = open(&dir, 1 << 20);
+        assert_eq!((r.batches, r.damaged_ranges), (2, 0));
+        s.append(&batch(5, 70)).unwrap();
+        let mut got = Vec::new();
+        while let Some((e, pos)) = s.read_next() {
+            got.push((e.seq, e.body.len(), e.born));
+            s.ack(pos).unwrap();
+        }
+        let born5 = batch(5, 70).born;
+        assert_eq!(
+            got,
+            [
+                (3, 50, Born::default()),
+                (4, 60, Born::default()),
+                (5, 70, born5)
+            ]
+        );
     }
 
     #[test]

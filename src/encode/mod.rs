@@ -156,10 +156,33 @@ pub struct Encoded {
     /// configuration of the run that sends it.
     pub format: Format,
     pub compression: Compression,
+    /// When, and by which run, the batch was cut.
+    pub born: Born,
     pub body: Vec<u8>,
 }
 
+/// When a batch was cut, on the boot clock (`point::boot_clock_ns`), and
+/// the run that cut it (`Identity::run`; 0: unknown, a batch spooled by a
+/// version that did not record it).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Born {
+    pub run: u64,
+    pub at_ns: u64,
+}
+
 impl Encoded {
+    /// How old the batch is, in ns: this run's batches (`run`) since they
+    /// were cut, on the boot clock (`boot_now`), so a step of the wall clock
+    /// ages nothing; a batch from another run (recovered from the spool) by
+    /// its oldest point's timestamp against the wall clock (`wall_now`).
+    pub fn age_ns(&self, run: u64, boot_now: u64, wall_now: Timestamp) -> u64 {
+        if run != 0 && self.born.run == run {
+            boot_now.saturating_sub(self.born.at_ns)
+        } else {
+            u64::try_from(wall_now.saturating_sub(self.oldest)).unwrap_or(0)
+        }
+    }
+
     /// Bytes this batch holds in the queue.
     pub fn size(&self) -> usize {
         self.body.len() + std::mem::size_of::<Self>()
@@ -262,6 +285,10 @@ impl Encoder {
             oldest: batch.points.iter().map(|p| p.timestamp).min().unwrap_or(0),
             format: self.format,
             compression: self.compression,
+            born: Born {
+                run: self.identity.run,
+                at_ns: crate::point::boot_clock_ns(),
+            },
             body,
         })
     }
@@ -273,6 +300,33 @@ mod tests {
     use crate::point::Point;
     use std::io::Read;
     use std::sync::Arc;
+
+    #[test]
+    fn this_runs_batches_age_on_the_boot_clock_others_by_their_timestamps() {
+        let e = Encoded {
+            seq: 1,
+            points: 1,
+            oldest: 1_000,
+            format: Format::Influx,
+            compression: Compression::None,
+            born: Born {
+                run: 42,
+                at_ns: 500,
+            },
+            body: Vec::new(),
+        };
+        // This run: a wall clock stepped a day forward ages nothing.
+        assert_eq!(e.age_ns(42, 800, 86_400_000_000_000), 300);
+        // Another run's batch (recovered from the spool): by its timestamp.
+        assert_eq!(e.age_ns(43, 800, 3_000), 2_000);
+        // Unknown run on either side, and a clock behind the batch.
+        let old = Encoded {
+            born: Born::default(),
+            ..e
+        };
+        assert_eq!(old.age_ns(0, 800, 3_000), 2_000);
+        assert_eq!(old.age_ns(0, 800, 10), 0);
+    }
 
     #[test]
     fn gzip_round_trips() {
