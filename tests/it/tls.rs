@@ -1,8 +1,9 @@
 //! TLS against a real TLS server (Python's ssl module, tests/py/tls_sink.py)
 //! on 127.0.0.1, with a CA, server and client certificates the test makes
 //! with the openssl command: the site's CA trusted through
-//! PROCSHIP_TLS_CA_FILE; an unknown issuer, a wrong name and a plain-HTTP
-//! port each named with what to check, and never delivered to; mTLS with a
+//! PROCSHIP_TLS_CA_FILE; an unknown issuer, an expired certificate, a wrong
+//! name and a plain-HTTP port each named with what to check, and never
+//! delivered to; mTLS with a
 //! client certificate accepted and without it refused; a client certificate
 //! renewed on disk (renamed over the old) presented after SIGHUP.
 
@@ -68,13 +69,25 @@ impl Pki {
             "other.example",
             "subjectAltName=DNS:other.example\nextendedKeyUsage=serverAuth",
         );
+        pki.issue_for(
+            "expired",
+            "127.0.0.1",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+            "-1",
+        );
         pki.issue("agent-1", "agent-1", "extendedKeyUsage=clientAuth");
         pki.issue("agent-2", "agent-2", "extendedKeyUsage=clientAuth");
         pki
     }
 
-    /// `name.pem` and `name.key`, signed by the CA.
+    /// `name.pem` and `name.key`, signed by the CA, valid for two days.
     fn issue(&self, name: &str, cn: &str, ext: &str) {
+        self.issue_for(name, cn, ext, "2");
+    }
+
+    /// The same, valid for `days` (openssl 3.0 takes -1: a certificate whose
+    /// validity ended a day before it began, expired from the start).
+    fn issue_for(&self, name: &str, cn: &str, ext: &str, days: &str) {
         let ext_file = format!("{name}.ext");
         std::fs::write(
             self.dir.join(&ext_file),
@@ -113,7 +126,7 @@ impl Pki {
                 "-out",
                 &format!("{name}.pem"),
                 "-days",
-                "2",
+                days,
                 "-extfile",
                 &ext_file,
             ],
@@ -236,6 +249,13 @@ fn the_sites_ca_is_trusted_and_certificate_problems_are_named() {
         "name",
         std::slice::from_ref(&ca),
         "not valid for the host in PROCSHIP_INGEST_URL",
+    );
+    let expired = Sink::start(&pki, "expired", false);
+    refused(
+        &expired,
+        "expired",
+        std::slice::from_ref(&ca),
+        "the server's certificate is expired or not yet valid",
     );
     // A plain-HTTP server answering the ClientHello with an HTTP error.
     let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
