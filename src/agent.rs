@@ -425,6 +425,7 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
         target.clone(),
         run,
     )
+    .drain(s.drain)
     .spawn()?;
     log_start(&s);
     let facts = Facts::of_this_host();

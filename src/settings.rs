@@ -6,7 +6,7 @@
 
 use crate::collect;
 use crate::config::{ConfigError, Effective, Reload, Section, Table, Values, Var};
-use crate::deliver::{batch, queue, retry, ship, spool, tls};
+use crate::deliver::{batch, drain, queue, retry, ship, spool, tls};
 use crate::encode;
 use crate::host;
 use crate::operate::{log, status};
@@ -26,6 +26,7 @@ pub struct Settings {
     /// The disk spool, when `PROCSHIP_SPOOL_DIR` is set.
     pub spool: Option<spool::Options>,
     pub retry: retry::Options,
+    pub drain: drain::Options,
     pub status: status::Options,
     pub log: log::Options,
     pub effective: Effective,
@@ -64,6 +65,7 @@ pub fn table() -> Table {
         section("Memory queue", queue::VARS),
         section("Disk spool", spool::VARS),
         section("Retries", retry::VARS),
+        section("Draining a backlog", drain::VARS),
         section("Status endpoint", status::VARS),
         section("Logs", log::VARS),
     ]);
@@ -106,6 +108,7 @@ impl Settings {
             queue: queue::Options::parse(v)?,
             spool: spool::Options::parse(v)?,
             retry: retry::Options::parse(v)?,
+            drain: drain::Options::parse(v)?,
             status: status::Options::parse(v)?,
             log: log::Options::parse(v)?,
             effective: Effective::default(),

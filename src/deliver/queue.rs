@@ -269,8 +269,47 @@ impl Queue {
         }
     }
 
+    /// The next batch if one waits now (no waiting) and it can join `like`
+    /// in one request: from the same part of the queue (spool or memory),
+    /// of the same format and compression, at most `room` bytes, and
+    /// `fit` (the shipper's own test, such as its age limit).
+    pub fn pop_like(
+        &self,
+        like: &Queued,
+        room: usize,
+        fit: impl Fn(&Encoded) -> bool,
+    ) -> Option<Queued> {
+        let kind = (like.batch.format, like.batch.compression);
+        let joins = |e: &Encoded, bytes: usize| {
+            (e.format, e.compression) == kind && bytes <= room && fit(e)
+        };
+        if like.spooled.is_some() {
+            let mut st = lock(self.store.as_ref()?);
+            let (batch, pos) = st
+                .spool
+                .read_next_if(|e, bytes| joins(e, usize::try_from(bytes).unwrap_or(usize::MAX)))?;
+            self.publish_spool(&st.spool);
+            return Some(Queued {
+                batch,
+                spooled: Some(pos),
+            });
+        }
+        let mut m = lock(&self.mem);
+        let next = m.items.front()?;
+        if !joins(next, next.size()) {
+            return None;
+        }
+        let batch = m.items.pop_front()?;
+        m.bytes -= batch.size();
+        self.publish_memory(&m);
+        Some(Queued {
+            batch,
+            spooled: None,
+        })
+    }
+
     /// The shipper is finished with a batch (delivered, or dropped for a
-    /// counted reason): the spool forgets it.
+    /// counted reason): the spool forgets it, and every batch before it.
     pub fn ack(&self, item: &Queued) {
         let (Some(pos), Some(store)) = (item.spooled, &self.store) else {
             return;

@@ -1,7 +1,8 @@
 //! The shipper thread: takes encoded batches from the queue, oldest first,
 //! and delivers each one, to the ingest URL over HTTP (ureq) or to stdout
-//! when no URL is set. One batch is in flight at a time, so batches arrive in
-//! order. A failed attempt is retried as `retry.rs` decides; the queue keeps
+//! when no URL is set. One request is in flight at a time, so batches arrive
+//! in order; a backlog goes out in fewer, larger requests at a bounded pace
+//! (`drain`). A failed attempt is retried as `retry.rs` decides; the queue keeps
 //! filling meanwhile (the spool on disk, or memory dropping its oldest when
 //! full). A batch older than `PROCSHIP_MAX_BATCH_AGE` is dropped, not sent.
 //! On shutdown the shipper keeps delivering until the queue's deadline; a
@@ -15,6 +16,7 @@ use crate::config::{
     ConfigError, Mask, Secret, Values, Var, mask_url, parse_duration, parse_duration_upto,
     parse_positive_duration, parse_url, split_list,
 };
+use crate::deliver::drain::{self, Request};
 use crate::deliver::queue::{Queue, Queued};
 use crate::deliver::resolve::CachingResolver;
 use crate::deliver::retry::{Backoff, Decision, classify};
@@ -384,6 +386,8 @@ struct Failure {
 enum Outcome {
     /// Delivered or dropped for a counted reason: take the next batch.
     Done,
+    /// A joined request rejected as a whole: send its parts one by one.
+    Split,
     Retry(Failure),
 }
 
@@ -397,6 +401,7 @@ pub struct Shipper {
     pub max_batch_age: Option<Duration>,
     /// This run's id (`Identity::run`): its batches are aged on the boot clock.
     run: u64,
+    pub drain: drain::Options,
     last_warn: Option<Instant>,
     too_old: TooOld,
     /// The TLS failure last logged (again only when it changes).
@@ -434,6 +439,7 @@ impl Shipper {
     ) -> Self {
         Shipper {
             run,
+            drain: drain::Options::default(),
             sink,
             target,
             queue,
@@ -445,6 +451,13 @@ impl Shipper {
             too_old: TooOld::default(),
             tls_logged: None,
         }
+    }
+
+    /// How a backlog drains (`PROCSHIP_DRAIN_*`); by default one batch
+    /// per request, without a pause.
+    pub fn drain(mut self, drain: drain::Options) -> Self {
+        self.drain = drain;
+        self
     }
 
     pub fn spawn(mut self) -> std::io::Result<Handle> {
@@ -468,14 +481,73 @@ impl Shipper {
                 self.queue.abandon(item);
                 break;
             }
-            if !self.deliver(item) {
+            if self.too_old(&item) {
+                continue;
+            }
+            let keep_going = match self.gather(item) {
+                Ok(req) => self.deliver(req),
+                Err(parts) => self.deliver_each(parts),
+            };
+            if !keep_going {
                 break;
             }
+            self.pace();
         }
         self.queue.finish();
     }
 
-    fn delivered(&self, item: &Queued) {
+    /// The request that carries `first`: alone, or joined by the batches
+    /// that wait behind it (a backlog draining). `Err`: parts that could
+    /// not be joined, to send one by one.
+    fn gather(&mut self, first: Queued) -> Result<Request, Vec<Queued>> {
+        if !matches!(self.sink, Sink::Http(_)) || !crate::encode::join::joins(first.batch.format) {
+            return Ok(Request::single(first));
+        }
+        let mut taken = first.batch.body.len();
+        let mut rest = Vec::new();
+        let (run, max) = (self.run, self.max_batch_age);
+        let fresh = |e: &Encoded| {
+            max.is_none_or(|m| {
+                u128::from(e.age_ns(run, crate::point::boot_clock_ns(), crate::point::now_ns()))
+                    < m.as_nanos()
+            })
+        };
+        while let Some(next) = self.queue.pop_like(&first, self.drain.room(taken), fresh) {
+            taken += next.batch.body.len();
+            rest.push(next);
+        }
+        Request::joined(first, rest).map_err(|(parts, why)| {
+            tracing::warn!(
+                "cannot join {} batches into one request ({why}); sending them one by one",
+                parts.len()
+            );
+            parts
+        })
+    }
+
+    /// Parts sent one request each; false as `deliver` says (what is left
+    /// is abandoned: kept in the spool, or counted).
+    fn deliver_each(&mut self, parts: Vec<Queued>) -> bool {
+        let mut parts = parts.into_iter();
+        for part in parts.by_ref() {
+            if !self.deliver(Request::single(part)) {
+                parts.for_each(|p| self.queue.abandon(p));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// While a backlog drains, the next request waits `PROCSHIP_DRAIN_PACE`.
+    fn pace(&self) {
+        let d = self.queue.depth();
+        let waiting = d.batches as u64 + d.spool.map_or(0, |s| s.batches);
+        if let Some(p) = self.drain.pause(waiting, self.stop.deadline().is_some()) {
+            self.stop.sleep(p);
+        }
+    }
+
+    fn delivered(&self, req: &Request) {
         self.stats
             .last_success_ns
             .store(crate::point::now_ns(), std::sync::atomic::Ordering::Relaxed);
@@ -483,14 +555,31 @@ impl Shipper {
             tracing::info!("the backend accepts the credentials again");
             self.stats.set_refused_since(0);
         }
-        Stats::add(&self.stats.sent_points, item.batch.points);
-        Stats::add(&self.stats.sent_batches, 1);
-        self.queue.ack(item);
+        for part in req.parts() {
+            Stats::add(&self.stats.sent_points, part.batch.points);
+            Stats::add(&self.stats.sent_batches, 1);
+        }
+        self.ack(req);
     }
 
-    fn dropped(&self, item: &Queued, why: DropReason) {
-        self.stats.drop_points(why, item.batch.points);
-        self.queue.ack(item);
+    fn dropped(&self, req: &Request, why: DropReason) {
+        for part in req.parts() {
+            self.stats.drop_points(why, part.batch.points);
+        }
+        self.ack(req);
+    }
+
+    /// The queue forgets a request's parts: acknowledging the last one
+    /// acknowledges those before it.
+    fn ack(&self, req: &Request) {
+        if let Some(last) = req.parts().last() {
+            self.queue.ack(last);
+        }
+    }
+
+    /// Gives a request's parts back at shutdown: kept in the spool, or counted.
+    fn abandon(&self, req: Request) {
+        req.into_parts().for_each(|p| self.queue.abandon(p));
     }
 
     /// True when a batch is older than `PROCSHIP_MAX_BATCH_AGE`: dropped
@@ -507,7 +596,9 @@ impl Shipper {
         if u128::from(age_ns) < max.as_nanos() {
             return false;
         }
-        self.dropped(item, DropReason::TooOld);
+        self.stats
+            .drop_points(DropReason::TooOld, item.batch.points);
+        self.queue.ack(item);
         let t = &mut self.too_old;
         t.batches += 1;
         t.points += item.batch.points;
@@ -530,10 +621,7 @@ impl Shipper {
     /// Delivers one batch, retrying as the policy says. False when the
     /// shipper should stop: shutting down, and the backend is failing with
     /// the rest safe in the spool.
-    fn deliver(&mut self, item: Queued) -> bool {
-        if self.too_old(&item) {
-            return true;
-        }
+    fn deliver(&mut self, item: Request) -> bool {
         self.stats
             .in_flight
             .store(1, std::sync::atomic::Ordering::Relaxed);
@@ -550,8 +638,8 @@ impl Shipper {
         keep_going
     }
 
-    fn to_stdout(&self, item: &Queued) {
-        let e = &item.batch;
+    fn to_stdout(&self, item: &Request) {
+        let e = item.batch();
         let mut out = std::io::stdout().lock();
         match out.write_all(&e.body).and_then(|_| out.flush()) {
             Ok(()) => self.delivered(item),
@@ -569,7 +657,7 @@ impl Shipper {
     /// Attempts until delivered or dropped, with backoff between; false
     /// when shutdown ends the tries (the batch is abandoned: kept in the
     /// spool, or counted).
-    fn retry_until_done(&mut self, item: Queued) -> bool {
+    fn retry_until_done(&mut self, item: Request) -> bool {
         let mut backoff = Backoff::new(self.retry.initial, self.retry.max_delay, fastrand::u64(..));
         let mut attempts = 0u64;
         loop {
@@ -580,11 +668,12 @@ impl Shipper {
                 self.sink = Sink::Http(h);
             }
             let Some(timeout) = self.attempt_timeout() else {
-                self.queue.abandon(item);
+                self.abandon(item);
                 return false;
             };
             let failure = match self.attempt(&item, timeout, attempts) {
                 Outcome::Done => return true,
+                Outcome::Split => return self.deliver_each(item.into_parts().collect()),
                 Outcome::Retry(f) => f,
             };
             attempts += 1;
@@ -595,7 +684,7 @@ impl Shipper {
                 backoff.next_delay(failure.after)
             };
             if !self.wait_to_retry(&item, &failure, delay, attempts) {
-                self.queue.abandon(item);
+                self.abandon(item);
                 return false;
             }
         }
@@ -617,11 +706,11 @@ impl Shipper {
     }
 
     /// One POST, classified.
-    fn attempt(&mut self, item: &Queued, timeout: Duration, attempts: u64) -> Outcome {
+    fn attempt(&mut self, item: &Request, timeout: Duration, attempts: u64) -> Outcome {
         let Sink::Http(http) = &self.sink else {
             return Outcome::Done;
         };
-        let e = &item.batch;
+        let e = item.batch();
         let (status, retry_after, body_head) = match http.post(e, timeout) {
             Attempt::Answered {
                 status,
@@ -652,21 +741,8 @@ impl Shipper {
                 self.delivered(item);
             }
             Decision::Reject => {
-                Stats::add(&self.stats.send_failures, 1);
-                let hint = crate::deliver::retry::reject_hint(status, &body_head);
-                self.stats.set_last_error(format!(
-                    "{}: HTTP {status} (permanent, batch {} dropped; {hint}): {body_head}",
-                    http.url_masked, e.seq
-                ));
-                tracing::error!(
-                    url = %http.url_masked,
-                    status,
-                    seq = e.seq,
-                    points = e.points,
-                    response = %body_head,
-                    "{hint}; batch dropped"
-                );
-                self.dropped(item, DropReason::Rejected);
+                let url = http.url_masked.clone();
+                return self.rejected(item, &url, status, &body_head);
             }
             Decision::Retry { after } => {
                 return Outcome::Retry(Failure {
@@ -693,6 +769,38 @@ impl Shipper {
                 });
             }
         }
+        Outcome::Done
+    }
+
+    /// A permanent refusal: a joined request goes again batch by batch (one
+    /// bad batch loses only itself); a single batch is dropped and counted.
+    fn rejected(&mut self, item: &Request, url: &str, status: u16, body_head: &str) -> Outcome {
+        if item.batches() > 1 {
+            tracing::warn!(
+                url = %url,
+                status,
+                batches = item.batches(),
+                response = %body_head,
+                "a joined request was rejected; sending its batches one by one"
+            );
+            return Outcome::Split;
+        }
+        let e = item.batch();
+        Stats::add(&self.stats.send_failures, 1);
+        let hint = crate::deliver::retry::reject_hint(status, body_head);
+        self.stats.set_last_error(format!(
+            "{url}: HTTP {status} (permanent, batch {} dropped; {hint}): {body_head}",
+            e.seq
+        ));
+        tracing::error!(
+            url = %url,
+            status,
+            seq = e.seq,
+            points = e.points,
+            response = %body_head,
+            "{hint}; batch dropped"
+        );
+        self.dropped(item, DropReason::Rejected);
         Outcome::Done
     }
 
@@ -724,7 +832,7 @@ impl Shipper {
     /// the deadline falls within the wait.
     fn wait_to_retry(
         &mut self,
-        item: &Queued,
+        item: &Request,
         f: &Failure,
         delay: Duration,
         attempts: u64,
@@ -734,11 +842,11 @@ impl Shipper {
             Sink::Stdout => "stdout".into(),
         };
         let reason = f.reason.trim();
-        let seq = item.batch.seq;
+        let seq = item.batch().seq;
         Stats::add(&self.stats.retries, 1);
         Stats::add(&self.stats.send_failures, 1);
         self.stats.set_last_error(format!("{url}: {reason}"));
-        if self.stop.deadline().is_some() && item.spooled.is_some() {
+        if self.stop.deadline().is_some() && item.first.spooled.is_some() {
             tracing::info!(
                 seq,
                 "shutting down while the backend fails ({reason}); undelivered batches stay in the spool for the next run"

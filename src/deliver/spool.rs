@@ -322,6 +322,22 @@ fn peek_seq(file: &File, off: u64) -> Option<u64> {
     Some(u64::from_le_bytes(seq)).filter(|s| *s < 1 << 48)
 }
 
+/// The batch of the record `r`, whose bytes are in `buf`.
+fn encoded(r: &Located, buf: &[u8]) -> Encoded {
+    Encoded {
+        seq: r.meta.seq,
+        points: u64::from(r.meta.points),
+        oldest: r.meta.oldest,
+        format: r.meta.format,
+        compression: r.meta.compression,
+        born: r.meta.born,
+        body: buf
+            .get(r.meta.len..)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default(),
+    }
+}
+
 /// What reading from an offset found: the next valid record (if any before
 /// `end`) and the damaged byte range skipped to reach it.
 struct Found {
@@ -422,7 +438,7 @@ struct Segment {
     known_damage: Vec<u64>,
 }
 
-/// The one record the shipper holds: counted as pending until acknowledged.
+/// A record the shipper holds: counted as pending until acknowledged.
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     pos: Pos,
@@ -469,7 +485,9 @@ pub struct Spool {
     writer: Option<(u64, File)>,
     read: Pos,
     reader: Option<(u64, File)>,
-    in_flight: Option<InFlight>,
+    /// What the shipper holds, oldest first (several when it joins a
+    /// backlog into one request).
+    in_flight: VecDeque<InFlight>,
     last_sync: Instant,
     unsynced: bool,
     /// True while the budget is cutting (logged once per episode).
@@ -614,7 +632,7 @@ impl Spool {
             writer: None,
             read: Pos { seg: 0, off: 0 },
             reader: None,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             last_sync: Instant::now(),
             unsynced: false,
             full: false,
@@ -715,10 +733,10 @@ impl Spool {
     /// What is not yet acknowledged, the batch in flight included.
     pub fn pending(&self) -> Pending {
         let mut p = Pending::default();
-        if let Some(f) = self.in_flight {
-            p.batches = 1;
-            p.points = f.points;
-            p.bytes = f.bytes;
+        for f in &self.in_flight {
+            p.batches += 1;
+            p.points += f.points;
+            p.bytes += f.bytes;
         }
         for seg in &self.segs {
             p.batches += seg.unread_records;
@@ -901,7 +919,7 @@ impl Spool {
     fn collect_garbage(&mut self) {
         while let Some(s) = self.segs.front() {
             let writing = self.writer.as_ref().is_some_and(|(id, _)| *id == s.id);
-            let in_flight = self.in_flight.is_some_and(|f| f.pos.seg == s.id);
+            let in_flight = self.in_flight.iter().any(|f| f.pos.seg == s.id);
             let passed = self.read.seg > s.id || (self.read.seg == s.id && self.read.off >= s.end);
             if writing || in_flight || s.unread_records > 0 || !passed {
                 break;
@@ -919,6 +937,15 @@ impl Spool {
     /// until `ack`. Damage met on the way is skipped and reported; a
     /// segment that cannot be read at all is given up (`spool_damaged`).
     pub fn read_next(&mut self) -> Option<(Encoded, Pos)> {
+        self.read_next_if(|_, _| true)
+    }
+
+    /// Like `read_next`, but hands the record out only when `wanted(batch,
+    /// record bytes)` says so; otherwise it stays first, unread.
+    pub fn read_next_if(
+        &mut self,
+        wanted: impl Fn(&Encoded, u64) -> bool,
+    ) -> Option<(Encoded, Pos)> {
         loop {
             let idx = self.segs.iter().position(|s| s.id >= self.read.seg)?;
             let (id, start, end) = {
@@ -955,7 +982,13 @@ impl Spool {
                 self.read.off = end;
                 continue;
             };
-            let taken = self.take(idx, &r, &buf);
+            let encoded = encoded(&r, &buf);
+            if !wanted(&encoded, r.next - r.from) {
+                self.read.off = r.from;
+                self.buf = buf;
+                return None;
+            }
+            let taken = self.take(idx, &r, encoded);
             if buf.capacity() > 64 * 1024 {
                 buf = Vec::new();
             }
@@ -997,9 +1030,9 @@ impl Spool {
 
     /// Hands the record `r` (its bytes in `buf`) to the shipper: in flight
     /// until acknowledged.
-    fn take(&mut self, idx: usize, r: &Located, buf: &[u8]) -> (Encoded, Pos) {
+    fn take(&mut self, idx: usize, r: &Located, encoded: Encoded) -> (Encoded, Pos) {
         let seg = &mut self.segs[idx];
-        let points = u64::from(r.meta.points);
+        let points = encoded.points;
         let bytes = r.next - r.from;
         seg.unread_records = seg.unread_records.saturating_sub(1);
         seg.unread_points = seg.unread_points.saturating_sub(points);
@@ -1009,26 +1042,13 @@ impl Spool {
             off: r.next,
         };
         self.read.off = r.next;
-        self.in_flight = Some(InFlight { pos, points, bytes });
+        self.in_flight.push_back(InFlight { pos, points, bytes });
         tracing::trace!(
             segment = pos.seg,
             offset = r.from,
             seq = r.meta.seq,
             "spool: read"
         );
-        let body = buf
-            .get(r.meta.len..)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default();
-        let encoded = Encoded {
-            seq: r.meta.seq,
-            points,
-            oldest: r.meta.oldest,
-            format: r.meta.format,
-            compression: r.meta.compression,
-            born: r.meta.born,
-            body,
-        };
         (encoded, pos)
     }
 
@@ -1063,11 +1083,12 @@ impl Spool {
         self.collect_garbage();
     }
 
-    /// The shipper is done with the record ending at `pos` (delivered, or
-    /// dropped for good): persist the position and delete what is finished.
+    /// The shipper is done with the record ending at `pos`, and every one
+    /// before it (delivered, or dropped for good): persist the position and
+    /// delete what is finished.
     pub fn ack(&mut self, pos: Pos) -> io::Result<()> {
-        if self.in_flight.is_some_and(|f| f.pos == pos) {
-            self.in_flight = None;
+        while self.in_flight.front().is_some_and(|f| f.pos <= pos) {
+            self.in_flight.pop_front();
         }
         if let Some(seg) = self.segs.iter_mut().find(|s| s.id == pos.seg) {
             seg.start = seg.start.max(pos.off);
@@ -1098,7 +1119,7 @@ impl Spool {
             return;
         };
         let delivered = seg.unread_records == 0
-            && self.in_flight.is_none()
+            && self.in_flight.is_empty()
             && self.read.seg == seg.id
             && self.read.off >= seg.end;
         if delivered && seg.size >= RECLAIM_BYTES {
@@ -1320,6 +1341,27 @@ mod tests {
                 (5, 70, born5)
             ]
         );
+    }
+
+    #[test]
+    fn several_in_flight_are_pending_until_the_last_is_acknowledged() {
+        let dir = tempdir();
+        let (mut s, _, _) = open(&dir, 1 << 20);
+        for seq in 1..=5 {
+            s.append(&batch(seq, 300)).unwrap();
+        }
+        let first = s.read_next().unwrap();
+        let taken: Vec<_> = std::iter::from_fn(|| s.read_next_if(|e, _| e.seq <= 3)).collect();
+        assert_eq!(taken.iter().map(|(e, _)| e.seq).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(s.pending().batches, 5, "three in flight, two unread");
+        assert!(s.read_next_if(|e, _| e.seq <= 3).is_none(), "4 stays first");
+        s.ack(taken[1].1).unwrap();
+        assert!(first.1 < taken[1].1);
+        assert_eq!(s.pending().batches, 2);
+        drop(s);
+        let (mut s, r, _) = open(&dir, 1 << 20);
+        assert_eq!(r.batches, 2, "the acknowledgement covers 1..=3");
+        assert_eq!(drain(&mut s), [4, 5]);
     }
 
     #[test]

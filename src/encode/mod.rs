@@ -16,6 +16,7 @@ use crate::config::{ConfigError, Values, Var};
 use crate::point::{Batch, Timestamp};
 
 pub mod influx;
+pub mod join;
 pub mod json;
 pub mod otlp;
 pub mod promtext;

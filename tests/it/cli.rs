@@ -66,6 +66,8 @@ const BAD: &[(&str, &str)] = &[
     ("TLS_KEY_FILE", "key.pem"),
     ("TLS_INSECURE_SKIP_VERIFY", "maybe"),
     ("PROXY", "socks5://127.0.0.1:1080"),
+    ("DRAIN_MAX_BYTES", "17MiB"),
+    ("DRAIN_PACE", "2m"),
 ];
 
 #[test]

@@ -419,3 +419,121 @@ fn refused_credentials_keep_every_batch_until_they_are_fixed() {
     assert!(stderr.contains("accepts the credentials again"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Line protocol lines of every accepted request, in arrival order.
+fn lines(l: &Listener) -> Vec<String> {
+    l.accepted()
+        .iter()
+        .flat_map(|r| {
+            String::from_utf8_lossy(&r.body)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Influx batches of at most `points` points, spooled while nothing listens.
+fn influx_spooling(port: u16, dir: &Path, points: &str) -> Vec<(&'static str, String)> {
+    let mut env = spooling(port, dir);
+    env.push(("PROCSHIP_FORMAT", "influx".into()));
+    env.push(("PROCSHIP_BATCH_MAX_POINTS", points.into()));
+    env
+}
+
+#[test]
+fn a_backlog_drains_in_fewer_larger_requests_at_the_pace() {
+    let dir = tempdir("spool-drain");
+    let port = free_port();
+    let mut env = influx_spooling(port, &dir, "1000");
+    env.push(("PROCSHIP_DRAIN_MAX_BYTES", "64KiB".into()));
+    env.push(("PROCSHIP_DRAIN_PACE", "0.3".into()));
+    let a = Agent::start(&refs(&env));
+    wait_for("60 batches spooled", SECS(60), || {
+        spooled(&a.stderr()).len() >= 60
+    });
+    let l = Listener::on(&format!("127.0.0.1:{port}"), always(204));
+    let want = |stderr: &str| spooled(stderr).values().sum::<u64>() as usize;
+    wait_for("the backlog delivered", SECS(60), || {
+        lines(&l).len() >= want(&a.stderr())
+    });
+    let (status, _, stderr) = a.stop(SECS(20));
+    assert!(status.success(), "{stderr}");
+
+    let got = lines(&l);
+    assert_eq!(got.len(), want(&stderr), "every spooled point, once");
+    let unique: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "no point twice");
+    let acc = account(&stderr);
+    assert_eq!(acc.dropped, 0, "{acc:?}");
+    assert!(acc.balanced(), "{acc:?}");
+    let reqs = l.accepted();
+    let batches = spooled(&stderr).len();
+    assert!(
+        reqs.len() * 3 < batches,
+        "{} requests for {batches} batches: the backlog was joined",
+        reqs.len()
+    );
+    assert!(
+        reqs.iter().all(|r| r.body.len() <= 80 * 1024),
+        "each request within the bound (plus the batch that starts it)"
+    );
+    // While the backlog drains, requests come at most one per pace.
+    // The first request is the batch being retried when the backend came
+    // back; then the joined ones (a cycle's batch here is about 5 KB, a
+    // joined request 50 KB or more).
+    let drain: Vec<_> = reqs
+        .iter()
+        .skip(1)
+        .take_while(|r| r.body.len() > 20_000)
+        .collect();
+    let sizes: Vec<usize> = reqs.iter().map(|r| r.body.len()).collect();
+    assert!(
+        drain.len() >= 2,
+        "{} joined requests: {sizes:?}",
+        drain.len()
+    );
+    for w in drain.windows(2) {
+        let gap = w[1].at - w[0].at;
+        assert!(gap >= Duration::from_millis(250), "paced: {gap:?}");
+    }
+}
+
+#[test]
+fn a_joined_request_rejected_whole_is_sent_again_batch_by_batch() {
+    let dir = tempdir("spool-split");
+    let port = free_port();
+    // Batches of at most 5 points: a body of more lines is a joined one,
+    // which this backend refuses with 400.
+    let env = influx_spooling(port, &dir, "5");
+    let a = Agent::start(&refs(&env));
+    wait_for("20 batches spooled", SECS(60), || {
+        spooled(&a.stderr()).len() >= 20
+    });
+    let l = Listener::judging(
+        &format!("127.0.0.1:{port}"),
+        Box::new(|_, body| {
+            let n = body.iter().filter(|b| **b == b'\n').count();
+            (
+                if n > 5 { 400 } else { 204 },
+                vec![],
+                "too many lines".into(),
+            )
+        }),
+    );
+    let want = |stderr: &str| spooled(stderr).values().sum::<u64>() as usize;
+    wait_for("the backlog delivered", SECS(60), || {
+        lines(&l).len() >= want(&a.stderr())
+    });
+    let (status, _, stderr) = a.stop(SECS(20));
+    assert!(status.success(), "{stderr}");
+    assert!(
+        l.received().iter().any(|r| r.status == 400),
+        "a joined request was sent"
+    );
+    assert!(stderr.contains("a joined request was rejected; sending its batches one by one"));
+    assert_eq!(lines(&l).len(), want(&stderr), "every point delivered");
+    let acc = account(&stderr);
+    assert_eq!(acc.dropped, 0, "{acc:?}");
+    assert!(acc.balanced(), "{acc:?}");
+}

@@ -238,6 +238,9 @@ impl Received {
 /// What the listener answers to the n-th request (0-based): status and headers.
 pub type Plan = Box<dyn Fn(usize) -> (u16, Vec<(&'static str, String)>, String) + Send>;
 
+/// What the listener answers to the n-th request, given its body.
+pub type Judge = Box<dyn Fn(usize, &[u8]) -> (u16, Vec<(&'static str, String)>, String) + Send>;
+
 pub struct Listener {
     pub port: u16,
     pub got: Arc<Mutex<Vec<Received>>>,
@@ -251,6 +254,11 @@ impl Listener {
     }
 
     pub fn on(addr: &str, plan: Plan) -> Listener {
+        Self::judging(addr, Box::new(move |n, _| plan(n)))
+    }
+
+    /// A listener whose answer may depend on the (decompressed) body too.
+    pub fn judging(addr: &str, plan: Judge) -> Listener {
         let server = tiny_http::Server::http(addr).expect("listen on loopback");
         let port = server.server_addr().to_ip().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -281,7 +289,7 @@ impl Listener {
                 } else {
                     raw
                 };
-                let (status, extra, text) = plan(n);
+                let (status, extra, text) = plan(n, &body);
                 n += 1;
                 g.lock().unwrap().push(Received {
                     at: Instant::now(),
@@ -353,6 +361,8 @@ pub fn fast(url: &str) -> Vec<(&'static str, String)> {
         ("PROCSHIP_COLLECTORS", "all,-processes,-disk".into()),
         ("PROCSHIP_HOSTNAME", "test-host".into()),
         ("PROCSHIP_SHUTDOWN_TIMEOUT", "5".into()),
+        // The drain's pace in the same fast motion as the interval.
+        ("PROCSHIP_DRAIN_PACE", "0.01".into()),
     ]
 }
 
