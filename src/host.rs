@@ -4,6 +4,9 @@
 //! ticks per second and the page size. Facts are read once here and passed
 //! in, so fixture trees from other hosts parse the same on every machine.
 
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{ConfigError, Values, Var, parse_dir};
@@ -112,6 +115,24 @@ impl Default for Facts {
     }
 }
 
+/// Opens a file of the host's trees for reading without ever waiting in
+/// `open()`: `O_NONBLOCK`, then anything but a regular file (a FIFO, a
+/// device or a socket in place of a kernel file, under a container's bind
+/// mount or a mis-set `PROCSHIP_HOST_*`) is refused. The kernel's /proc and
+/// /sys files are regular files, and on them `O_NONBLOCK` changes nothing.
+pub fn open_file(path: &Path) -> std::io::Result<File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, device or socket where a kernel file should be)",
+        ));
+    }
+    Ok(f)
+}
+
 fn parse_hostname(s: &str) -> Result<String, String> {
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) || s.len() > 253 {
         return Err("a host name without spaces, at most 253 characters".into());
@@ -123,7 +144,9 @@ fn parse_hostname(s: &str) -> Result<String, String> {
 /// container, otherwise the kernel's hostname; "localhost" if neither answers.
 fn system_hostname(root: &Path) -> String {
     if root != Path::new("/")
-        && let Ok(s) = std::fs::read_to_string(root.join("etc/hostname"))
+        && let Ok(f) = open_file(&root.join("etc/hostname"))
+        && let mut s = String::new()
+        && f.take(1024).read_to_string(&mut s).is_ok()
         && let Ok(h) = parse_hostname(s.trim())
         && !h.is_empty()
     {

@@ -331,7 +331,7 @@ impl Cgroup {
 /// Reads `dir/file` if it is there.
 fn read(dir: &Path, file: &str) -> Option<(PathBuf, String)> {
     let p = dir.join(file);
-    let t = std::fs::read_to_string(&p).ok()?;
+    let t = super::read_text(&p).ok()?;
     Some((p, t))
 }
 

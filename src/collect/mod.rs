@@ -272,10 +272,13 @@ pub enum ErrorKind {
 }
 
 impl CollectError {
+    /// A parse error; the message is cut to `MAX_MESSAGE` bytes, so a
+    /// hostile value it quotes (a megabyte-long number) cannot make a
+    /// megabyte-long log line.
     pub fn parse(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         CollectError {
             path: path.into(),
-            kind: ErrorKind::Parse(msg.into()),
+            kind: ErrorKind::Parse(clip(msg.into())),
         }
     }
 
@@ -285,6 +288,25 @@ impl CollectError {
             kind: ErrorKind::Io(e),
         }
     }
+}
+
+/// The longest parse message kept.
+pub const MAX_MESSAGE: usize = 160;
+
+/// `msg` cut to `MAX_MESSAGE` bytes on a character boundary, with "…" (and
+/// how long it was) where it was cut.
+fn clip(mut msg: String) -> String {
+    if msg.len() <= MAX_MESSAGE {
+        return msg;
+    }
+    let len = msg.len();
+    let mut at = MAX_MESSAGE;
+    while !msg.is_char_boundary(at) {
+        at -= 1;
+    }
+    msg.truncate(at);
+    msg.push_str(&format!("… ({len} bytes)"));
+    msg
 }
 
 impl fmt::Display for CollectError {
@@ -356,7 +378,7 @@ impl Files {
                         }
                         r
                     }
-                    None => match File::open(&path) {
+                    None => match crate::host::open_file(&path) {
                         Ok(f) => {
                             let r = fill(&mut buf, |dst, off| f.read_at(dst, off));
                             if r.is_ok() {
@@ -382,6 +404,31 @@ impl Files {
             )
         })
     }
+}
+
+/// All of a small file of the host's trees, as text: opened so that it
+/// cannot block (`host::open_file`) and read to at most `MAX_FILE_BYTES`.
+pub fn read_text(path: &Path) -> Result<String, CollectError> {
+    let f = crate::host::open_file(path).map_err(|e| CollectError::io(path, e))?;
+    let mut buf = Vec::new();
+    fill(&mut buf, |dst, off| f.read_at(dst, off)).map_err(|e| e.into_collect(path))?;
+    String::from_utf8(buf).map_err(|e| {
+        CollectError::parse(
+            path,
+            format!("not UTF-8 text at byte {}", e.utf8_error().valid_up_to()),
+        )
+    })
+}
+
+/// A directory of the host's trees, opened as one (`O_DIRECTORY`: a FIFO
+/// in its place is refused at once, never waited on).
+pub fn open_dir(path: &Path) -> Result<File, CollectError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| CollectError::io(path, e))
 }
 
 /// Why a bounded read failed.
@@ -636,6 +683,107 @@ mod tests {
         }
     }
 
+    /// Every file of `from`, relative to it.
+    fn files_under(from: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(from.join(rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                files_under(from, &r, out);
+            } else {
+                out.push(r);
+            }
+        }
+    }
+
+    /// Every collector (but the site's, which need their directories) once
+    /// on the tree at `base`, on a thread: the errors, or `None` when it
+    /// did not finish within 20 s.
+    fn every_collector_on(base: PathBuf) -> Option<Vec<String>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let paths = HostPaths {
+                proc: base.join("proc"),
+                sys: base.join("sys"),
+                root: base.join("root"),
+            };
+            let ctx = Context {
+                paths: paths.clone(),
+                facts: Facts::default(),
+                rates: false,
+            };
+            let mut files = Files::new(paths);
+            let mut errors = Vec::new();
+            for e in REGISTRY {
+                let setup = e.setup(&mut Values::defaults_of(e.vars)).unwrap();
+                if let Some(mut c) = setup.build(&ctx) {
+                    let mut out = Vec::new();
+                    if let Err(err) = c.collect(&mut files, 1_000, &mut out) {
+                        errors.push(format!("{}: {err}", e.name));
+                    }
+                }
+            }
+            let _ = tx.send(errors);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
+    }
+
+    #[test]
+    fn a_fifo_a_device_or_an_endless_file_in_place_of_any_file_never_hangs() {
+        let basic = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic");
+        let clean = every_collector_on(basic.clone()).expect("the basic tree");
+        assert!(
+            clean.is_empty(),
+            "the basic tree collects cleanly: {clean:?}"
+        );
+        let mut all = Vec::new();
+        files_under(&basic, Path::new(""), &mut all);
+        assert!(all.len() > 50);
+        for rel in &all {
+            for kind in ["fifo", "/dev/zero", "sparse 1 GiB"] {
+                let dir = testutil::tempdir();
+                for f in &all {
+                    let p = dir.join(f);
+                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    if f != rel {
+                        std::fs::copy(basic.join(f), &p).unwrap();
+                    } else if kind == "fifo" {
+                        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+                    } else if kind == "/dev/zero" {
+                        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+                    } else {
+                        File::create(&p).unwrap().set_len(1 << 30).unwrap();
+                    }
+                }
+                let errors = every_collector_on(dir.clone())
+                    .unwrap_or_else(|| panic!("{} as a {kind}: collection hung", rel.display()));
+                let name = rel.file_name().unwrap().to_string_lossy();
+                for e in &errors {
+                    assert!(
+                        e.contains(&*name) && e.len() < 400,
+                        "{} as a {kind}: an error that does not name it, or too long: {e}",
+                        rel.display()
+                    );
+                }
+                std::fs::remove_dir_all(&dir).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn parse_messages_are_cut_so_a_hostile_value_cannot_flood_the_log() {
+        let huge = "9".repeat(1 << 20);
+        let e = CollectError::parse("/proc/x", format!("{huge} is not a count")).to_string();
+        assert!(e.len() < 220, "{} bytes", e.len());
+        assert!(e.contains("(1048591 bytes)"), "{e}");
+        let accents = "é".repeat(200);
+        assert!(
+            CollectError::parse("/p", accents)
+                .to_string()
+                .ends_with("bytes)")
+        );
+    }
+
     #[test]
     fn fill_reads_whole_files_of_any_size() {
         for size in [0, 10, 4095, 4096, 4097, 100_000] {
@@ -716,6 +864,15 @@ pub mod testutil {
         let mut out = Vec::new();
         c.collect(&mut files, 1_000, &mut out)?;
         Ok(out)
+    }
+
+    /// Runs a collector once on a fixture tree, keeping what it collected
+    /// even when it reports an error (a partial failure): (points, error).
+    pub fn run_partial(c: &mut dyn Collector, case: &str) -> (Vec<Point>, Option<CollectError>) {
+        let mut files = Files::new(fixture(case));
+        let mut out = Vec::new();
+        let e = c.collect(&mut files, 1_000, &mut out).err();
+        (out, e)
     }
 
     /// Runs a collector on a tree written into a fresh temporary directory:

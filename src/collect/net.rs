@@ -1,15 +1,17 @@
 //! `net`: cumulative per-interface counters from /proc/net/dev (tag
 //! `interface`; fields as Telegraf's net: bytes_sent, bytes_recv,
 //! packets_sent, packets_recv, err_in, err_out, drop_in, drop_out). The
-//! loopback interface is left out, as Telegraf does. Parsed with
-//! procfs-core's `InterfaceDeviceStatus`; interfaces are sorted by name.
-//! With `PROCSHIP_RATES=true` each counter also gets a `<name>_per_sec`
-//! gauge (see `rates.rs`).
+//! loopback interface is left out, as Telegraf does; interfaces are sorted
+//! by name. With `PROCSHIP_RATES=true` each counter also gets a
+//! `<name>_per_sec` gauge (see `rates.rs`).
+//!
+//! Our own parser, not procfs-core's: the columns are found by the names in
+//! the header line, so a kernel that prints fewer (2.0's layout has no
+//! byte counters) loses only the fields it lacks; `eth0:12345678` (no space
+//! after the colon once a counter is wide) parses; and a bad line loses only
+//! its interface, reported with its line number after the others went out.
 
-use std::io::Cursor;
-
-use procfs_core::FromBufRead;
-use procfs_core::net::InterfaceDeviceStatus;
+use std::path::Path;
 
 use super::rates::Rates;
 use super::{CollectError, Collector, Entry, Files};
@@ -61,27 +63,131 @@ impl Collector for Net {
                 "no header line (empty or truncated file?)",
             ));
         }
-        let devs = InterfaceDeviceStatus::from_buf_read(Cursor::new(text))
-            .map_err(|e| super::procfs_error(&path, "interface counters", &e))?;
-        let mut devs: Vec<_> = devs.0.into_values().filter(|d| d.name != "lo").collect();
-        devs.sort_by(|a, b| a.name.cmp(&b.name));
+        let (cols, rest) = columns(&path, text)?;
+        let mut devs = Vec::new();
+        let mut first_error = None;
+        for (i, line) in rest.lines().enumerate() {
+            match interface(&path, i + 3, line, &cols) {
+                Ok(Some(d)) => devs.push(d),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        devs.sort_by(|a, b| a.0.cmp(b.0));
         self.rates.start_cycle();
-        for d in devs {
-            let p = Point::new("net", now)
-                .tag("interface", d.name.clone())
-                .counter("bytes_sent", d.sent_bytes)
-                .counter("bytes_recv", d.recv_bytes)
-                .counter("packets_sent", d.sent_packets)
-                .counter("packets_recv", d.recv_packets)
-                .counter("err_in", d.recv_errs)
-                .counter("err_out", d.sent_errs)
-                .counter("drop_in", d.recv_drop)
-                .counter("drop_out", d.sent_drop);
-            out.push(self.rates.apply(&d.name, p, RATE_NAMES));
+        for (name, fields) in devs {
+            let mut p = Point::new("net", now).tag("interface", name.to_string());
+            for (field, v) in FIELDS.iter().zip(fields) {
+                if let Some(v) = v {
+                    p = p.counter(field.0, v);
+                }
+            }
+            out.push(self.rates.apply(name, p, RATE_NAMES));
         }
         self.rates.end_cycle();
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
+}
+
+/// The fields, with the header column each comes from: (field, receive
+/// side, column name).
+const FIELDS: [(&str, bool, &str); 8] = [
+    ("bytes_sent", false, "bytes"),
+    ("bytes_recv", true, "bytes"),
+    ("packets_sent", false, "packets"),
+    ("packets_recv", true, "packets"),
+    ("err_in", true, "errs"),
+    ("err_out", false, "errs"),
+    ("drop_in", true, "drop"),
+    ("drop_out", false, "drop"),
+];
+
+/// Where each field's number is on an interface line (`None`: this kernel
+/// does not print it) and how many a line has, from the header; and the
+/// text after the two header lines.
+fn columns<'a>(path: &Path, text: &'a str) -> Result<(Columns, &'a str), CollectError> {
+    let bad = || {
+        CollectError::parse(
+            path,
+            "line 2: not the header of /proc/net/dev (truncated file?)",
+        )
+    };
+    let mut lines = text.splitn(3, '\n');
+    let (_, names, rest) = (
+        lines.next(),
+        lines.next().ok_or_else(bad)?,
+        lines.next().unwrap_or(""),
+    );
+    let mut sides = names.split('|').skip(1);
+    let (recv, sent) = (sides.next().ok_or_else(bad)?, sides.next().ok_or_else(bad)?);
+    let recv: Vec<&str> = recv.split_whitespace().collect();
+    let sent: Vec<&str> = sent.split_whitespace().collect();
+    let mut at = [None; 8];
+    for (slot, (_, rx, name)) in at.iter_mut().zip(FIELDS) {
+        *slot = if rx {
+            recv.iter().position(|c| *c == name)
+        } else {
+            sent.iter().position(|c| *c == name).map(|i| recv.len() + i)
+        };
+    }
+    let count = recv.len() + sent.len();
+    Ok((Columns { at, count }, rest))
+}
+
+/// An interface's name and its fields (in `FIELDS`' order; `None`: not
+/// printed by this kernel).
+type Interface<'a> = (&'a str, [Option<u64>; 8]);
+
+/// Where the fields are on an interface line, and how many numbers it has.
+struct Columns {
+    at: [Option<usize>; 8],
+    count: usize,
+}
+
+/// One interface line: its name and fields, `None` for loopback or a blank
+/// line; an error naming the line number when it is not one.
+fn interface<'a>(
+    path: &Path,
+    number: usize,
+    line: &'a str,
+    cols: &Columns,
+) -> Result<Option<Interface<'a>>, CollectError> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| CollectError::parse(path, format!("line {number}: {why}"));
+    let (name, numbers) = line
+        .split_once(':')
+        .ok_or_else(|| bad("no interface name"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(bad("no interface name"));
+    }
+    if name == "lo" {
+        return Ok(None);
+    }
+    let mut values = [0u64; 32];
+    let mut n = 0;
+    for w in numbers.split_whitespace() {
+        let v = w
+            .parse()
+            .map_err(|_| bad(&format!("{w:?} is not a counter")))?;
+        *values.get_mut(n).ok_or_else(|| bad("too many columns"))? = v;
+        n += 1;
+    }
+    if n != cols.count {
+        return Err(bad(&format!(
+            "{n} counters where the header names {}",
+            cols.count
+        )));
+    }
+    let mut out = [None; 8];
+    for (o, c) in out.iter_mut().zip(cols.at) {
+        *o = c.map(|i| values[i]);
+    }
+    Ok(Some((name, out)))
 }
 
 #[cfg(test)]
@@ -101,6 +207,59 @@ mod tests {
         assert_eq!(pts[1].field("bytes_recv"), Some(Counter(123456789)));
         assert_eq!(pts[1].field("bytes_sent"), Some(Counter(987654321)));
         assert_eq!(pts[1].field("drop_in"), Some(Counter(4)));
+    }
+
+    const HEADER: &str = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n";
+
+    fn net_dev(text: &str) -> (Vec<Point>, Option<CollectError>) {
+        let dir = tempdir();
+        std::fs::create_dir_all(dir.join("proc/net")).unwrap();
+        std::fs::write(dir.join("proc/net/dev"), text).unwrap();
+        let mut files = Files::new(crate::host::HostPaths {
+            proc: dir.join("proc"),
+            sys: dir.join("sys"),
+            root: dir.clone(),
+        });
+        let mut out = Vec::new();
+        let e = Net::default().collect(&mut files, 1, &mut out).err();
+        std::fs::remove_dir_all(&dir).ok();
+        (out, e)
+    }
+
+    #[test]
+    fn a_wide_counter_without_a_space_after_the_colon_parses() {
+        let (pts, e) = net_dev(&format!(
+            "{HEADER}  eth0:12345678901 100 0 0 0 0 0 0 5 6 0 0 0 0 0 0\n"
+        ));
+        assert!(e.is_none(), "{e:?}");
+        assert_eq!(pts[0].field("bytes_recv"), Some(Counter(12345678901)));
+        assert_eq!(pts[0].field("packets_sent"), Some(Counter(6)));
+    }
+
+    #[test]
+    fn a_bad_line_loses_only_its_interface_and_is_named() {
+        let (pts, e) = net_dev(&format!(
+            "{HEADER}  eth0: 1 2 3 4 0 0 0 0 5 6 7 8 0 0 0 0\n  eth1: 1 2 x\n  eth2: 9 9 9 9 0 0 0 0 9 9 9 9 0 0 0 0\n"
+        ));
+        let names: Vec<_> = pts
+            .iter()
+            .map(|p| p.tag_value("interface").unwrap())
+            .collect();
+        assert_eq!(names, ["eth0", "eth2"]);
+        let e = e.unwrap().to_string();
+        assert!(e.contains("net/dev: line 4: \"x\" is not a counter"), "{e}");
+    }
+
+    #[test]
+    fn an_old_layout_without_byte_counters_keeps_the_fields_it_has() {
+        // Linux 2.0: no bytes, no compressed or multicast columns.
+        let text = "Inter-|   Receive                  |  Transmit\n face |packets errs drop fifo frame|packets errs drop fifo colls carrier\n  eth0:   100    1    2    0     0      90    3    4    0     0       0\n";
+        let (pts, e) = net_dev(text);
+        assert!(e.is_none(), "{e:?}");
+        assert_eq!(pts[0].field("bytes_recv"), None);
+        assert_eq!(pts[0].field("packets_recv"), Some(Counter(100)));
+        assert_eq!(pts[0].field("drop_out"), Some(Counter(4)));
+        assert_eq!(pts[0].fields.len(), 6);
     }
 
     #[test]

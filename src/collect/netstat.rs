@@ -20,7 +20,7 @@
 //! the file. Without IPv6, /proc/net/tcp6 is absent and not an error.
 //! Cost: four small reads plus one line per TCP socket.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use super::{CollectError, Collector, Entry, Files};
@@ -154,6 +154,9 @@ pub fn parse_sockstat(path: &Path, text: &str) -> Result<[u64; 3], CollectError>
     ])
 }
 
+/// The longest line of /proc/net/tcp{,6} accepted.
+const MAX_LINE: usize = 4096;
+
 /// Adds the sockets of a /proc/net/tcp{,6} stream to `counts` by state.
 pub fn count_states(
     path: &Path,
@@ -162,23 +165,32 @@ pub fn count_states(
     counts: &mut [u64; STATES.len()],
 ) -> Result<(), CollectError> {
     let mut r = r;
-    let mut first = true;
+    let mut number = 0u64;
     loop {
         line.clear();
-        let n = r
+        number += 1;
+        // Bounded: a socket line is ~150 bytes; an endless one is hostile.
+        let n = (&mut r)
+            .take(MAX_LINE as u64)
             .read_until(b'\n', line)
             .map_err(|e| CollectError::io(path, e))?;
         if n == 0 {
             return Ok(());
         }
-        if std::mem::take(&mut first) {
+        if n == MAX_LINE && line.last() != Some(&b'\n') {
+            return Err(CollectError::parse(
+                path,
+                format!("line {number} is longer than {MAX_LINE} bytes"),
+            ));
+        }
+        if number == 1 {
             continue; // the header
         }
         let st = line
             .split(|b| b.is_ascii_whitespace())
             .filter(|w| !w.is_empty())
             .nth(3)
-            .ok_or_else(|| CollectError::parse(path, "a socket line without a state column"))?;
+            .ok_or_else(|| CollectError::parse(path, format!("line {number}: no state column")))?;
         let state = std::str::from_utf8(st)
             .ok()
             .and_then(|s| u8::from_str_radix(s, 16).ok())
@@ -186,7 +198,10 @@ pub fn count_states(
             .ok_or_else(|| {
                 CollectError::parse(
                     path,
-                    format!("{:?} is not a TCP state", String::from_utf8_lossy(st)),
+                    format!(
+                        "line {number}: {:?} is not a TCP state",
+                        String::from_utf8_lossy(st)
+                    ),
                 )
             })?;
         counts[usize::from(state) - 1] += 1;
@@ -205,11 +220,13 @@ impl Collector for Netstat {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let mut counts = [0u64; STATES.len()];
-        for (rel, optional) in [("net/tcp", false), ("net/tcp6", true)] {
+        // Either may be missing (a kernel without IPv4 or IPv6): its
+        // sockets are then not counted, the rest goes out.
+        for rel in ["net/tcp", "net/tcp6"] {
             let path = files.proc_path(rel);
-            let file = match std::fs::File::open(&path) {
+            let file = match crate::host::open_file(&path) {
                 Ok(f) => f,
-                Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(CollectError::io(&path, e)),
             };
             count_states(
@@ -303,7 +320,7 @@ mod tests {
         let mut line = Vec::new();
         for (text, want) in [
             (&b"hdr\n   0: 0100007F:1 0:0 0C 0\n"[..], "not a TCP state"),
-            (b"hdr\n   0: 0100007F:1\n", "without a state column"),
+            (b"hdr\n   0: 0100007F:1\n", "line 2: no state column"),
             (b"hdr\n   0: a b \xff\xfe 0\n", "not a TCP state"),
         ] {
             let e = count_states(t, text, &mut line, &mut counts)
@@ -315,5 +332,12 @@ mod tests {
             count_states(t, &b""[..], &mut line, &mut counts).is_ok(),
             "empty: no sockets"
         );
+        // An endless line is refused at the bound, naming it, not read whole.
+        let endless = std::io::repeat(b'x');
+        let e = count_states(t, std::io::BufReader::new(endless), &mut line, &mut counts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1 is longer than 4096 bytes"), "{e}");
+        assert!(line.capacity() < 64 * 1024);
     }
 }

@@ -89,7 +89,7 @@ impl Processes {
         let io = |e: nix::Error| CollectError::io(proc_root, e.into());
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let mut dir = nix::dir::Dir::open(proc_root, flags, Mode::empty()).map_err(io)?;
-        let root = std::fs::File::open(proc_root).map_err(|e| CollectError::io(proc_root, e))?;
+        let root = super::open_dir(proc_root)?;
         let mut c = Counts::default();
         for entry in dir.iter() {
             let Ok(entry) = entry else { continue };
@@ -104,7 +104,7 @@ impl Processes {
             let Ok(fd) = openat(
                 &root,
                 self.path.as_slice(),
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
                 Mode::empty(),
             ) else {
                 continue;

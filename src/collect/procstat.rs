@@ -279,7 +279,7 @@ impl Procstat {
         let fd = openat(
             root,
             self.path.as_slice(),
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
             Mode::empty(),
         )
         .ok()?;
@@ -311,7 +311,7 @@ impl Procstat {
         if let Some(u) = self.users.get(&uid) {
             return u.clone();
         }
-        let name = std::fs::read_to_string(root_dir.join("etc/passwd"))
+        let name = super::read_text(&root_dir.join("etc/passwd"))
             .ok()
             .and_then(|t| {
                 t.lines().find_map(|l| {
@@ -393,7 +393,7 @@ impl Collector for Procstat {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let proc_root: PathBuf = files.proc_path("");
-        let root = std::fs::File::open(&proc_root).map_err(|e| CollectError::io(&proc_root, e))?;
+        let root = super::open_dir(&proc_root)?;
         let seen = self.walk(&proc_root, &root, now)?;
         let host_root = files.paths.root.clone();
         for i in self.choose(&root, &seen) {

@@ -42,7 +42,7 @@ pub struct Temp {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    let s = std::fs::read_to_string(path).ok()?;
+    let s = crate::collect::read_text(path).ok()?;
     let s = s.trim();
     (!s.is_empty() && !s.contains('\0')).then(|| s.to_string())
 }
@@ -102,6 +102,42 @@ fn hwmon(sys: &Path) -> Vec<(String, String, String, PathBuf)> {
     out
 }
 
+/// The sensor a path reads: `temp3` for `…/temp3_input`, the zone's
+/// directory (`thermal_zone1`) for `…/thermal_zone1/temp`.
+fn sensor_id(path: &Path) -> String {
+    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("");
+    match file.strip_suffix("_input") {
+        Some(id) => id.to_string(),
+        None => path
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|f| f.to_str())
+            .unwrap_or(file)
+            .to_string(),
+    }
+}
+
+/// Two sensors of one chip with one label (a real Dell layout), or two
+/// thermal zones of one type, would be two points with the same tags, and a
+/// backend keeps one: such labels get the sensor's id, `Core 0 (temp5)`.
+fn distinct_labels(found: &mut [(String, String, String, PathBuf)]) {
+    let shared: Vec<bool> = found
+        .iter()
+        .map(|(c, _, l, _)| {
+            found
+                .iter()
+                .filter(|(c2, _, l2, _)| c2 == c && l2 == l)
+                .count()
+                > 1
+        })
+        .collect();
+    for ((_, _, label, path), shared) in found.iter_mut().zip(shared) {
+        if shared {
+            *label = format!("{label} ({})", sensor_id(path));
+        }
+    }
+}
+
 /// Thermal zones: ("thermal", zone, type, temp path).
 fn thermal(sys: &Path) -> Vec<(String, String, String, PathBuf)> {
     let base = sys.join("class/thermal");
@@ -141,10 +177,11 @@ impl Temp {
             found = thermal(&sys);
         }
         let before = self.sensors.len();
+        distinct_labels(&mut found);
         self.sensors = found
             .into_iter()
             .filter_map(|(chip, _, label, path)| {
-                let file = File::open(&path).ok()?;
+                let file = crate::host::open_file(&path).ok()?;
                 Some(Sensor {
                     chip,
                     label,
@@ -175,6 +212,9 @@ impl Collector for Temp {
             self.refresh(files);
         }
         let mut buf = [0u8; 32];
+        // One bad sensor loses only itself: the first error is reported
+        // after the others went out.
+        let mut first_error = None;
         for s in &self.sensors {
             let n = match s.file.read_at(&mut buf, 0) {
                 Ok(n) => n,
@@ -184,10 +224,18 @@ impl Collector for Temp {
                     continue;
                 }
             };
-            if n == buf.len() {
-                return Err(CollectError::parse(&s.path, "longer than a temperature"));
-            }
-            let c = parse_millidegrees(&s.path, &buf[..n])?;
+            let c = if n == buf.len() {
+                Err(CollectError::parse(&s.path, "longer than a temperature"))
+            } else {
+                parse_millidegrees(&s.path, &buf[..n])
+            };
+            let c = match c {
+                Ok(c) => c,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
             out.push(
                 Point::new("temp", now)
                     .tag("chip", s.chip.clone())
@@ -195,7 +243,7 @@ impl Collector for Temp {
                     .gauge("temp", c),
             );
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -218,6 +266,35 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn one_bad_sensor_loses_only_itself_and_shared_labels_are_told_apart() {
+        // temp1 N/A (first!), temp3 empty, temp4 a fraction, temp5 out of
+        // range; temp2 and temp6 share the label "Other".
+        let (pts, err) = run_partial(&mut Temp::default(), "temp-partial");
+        assert_eq!(
+            temps(&pts),
+            [
+                ("dell_smm".into(), "Other (temp2)".into(), 45.0),
+                ("dell_smm".into(), "Other (temp6)".into(), 50.0),
+                ("dell_smm".into(), "temp7".into(), 38.0),
+            ]
+        );
+        let e = err.expect("the bad sensors are reported").to_string();
+        assert!(e.contains("hwmon0/temp1_input"), "{e}");
+    }
+
+    #[test]
+    fn thermal_zones_of_one_type_are_two_sensors() {
+        let pts = run(&mut Temp::default(), "temp-zones").unwrap();
+        assert_eq!(
+            temps(&pts),
+            [
+                ("thermal".into(), "acpitz (thermal_zone0)".into(), 40.0),
+                ("thermal".into(), "acpitz (thermal_zone1)".into(), 41.0),
+            ]
+        );
     }
 
     #[test]

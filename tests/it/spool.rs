@@ -225,6 +225,10 @@ fn full_spool_drops_the_oldest_and_the_counts_add_up() {
     let port = free_port();
     let mut env = spooling(port, &dir);
     env.push(("PROCSHIP_SPOOL_MAX_BYTES", "128KiB".into()));
+    // The drain as fast as it goes: with a pause the budget can cut again
+    // while the backlog drains, and each cut spares the batch in flight,
+    // which this test's order check allows only once.
+    env.push(("PROCSHIP_DRAIN_PACE", "0".into()));
     let a = Agent::start(&refs(&env));
     wait_for("the budget cutting", SECS(60), || {
         a.stderr().contains("spool full")
