@@ -97,7 +97,14 @@ impl DiskIo {
 
     fn wanted(&self, name: &str) -> bool {
         match &self.devices {
-            Some(list) => list.iter().any(|d| d == name),
+            // sysfs spells a '/' in a device name as '!' (cciss/c0d0 is
+            // /sys/block/cciss!c0d0).
+            Some(list) => list.iter().any(|d| {
+                d.len() == name.len()
+                    && d.bytes()
+                        .zip(name.bytes())
+                        .all(|(a, b)| a == b || (a == b'!' && b == b'/'))
+            }),
             None => !virtual_device(name) && !looks_like_partition(name),
         }
     }
@@ -120,23 +127,32 @@ impl Collector for DiskIo {
         let path = files.proc_path("diskstats");
         let text = files.proc("diskstats")?;
         let mut seen = 0;
+        // A bad line loses only its device; the first error is reported
+        // after the others went out.
+        let mut first_error = None;
         self.rates.start_cycle();
-        for line in text.lines() {
+        for (i, line) in text.lines().enumerate() {
             let Some(name) = line.split_ascii_whitespace().nth(2) else {
-                if line.trim().is_empty() {
-                    continue;
+                if !line.trim().is_empty() {
+                    first_error.get_or_insert_with(|| {
+                        CollectError::parse(&path, format!("line {}: fewer than 3 columns", i + 1))
+                    });
                 }
-                return Err(CollectError::parse(
-                    &path,
-                    format!("line {line:?}: fewer than 3 columns"),
-                ));
+                continue;
             };
             if !self.wanted(name) {
                 continue;
             }
             seen += 1;
-            let d = DiskStat::from_line(line)
-                .map_err(|e| super::procfs_error(&path, &format!("device {name}"), &e))?;
+            let d = match DiskStat::from_line(line) {
+                Ok(d) => d,
+                Err(e) => {
+                    first_error.get_or_insert_with(|| {
+                        super::procfs_error(&path, &format!("line {}: device {name}", i + 1), &e)
+                    });
+                    continue;
+                }
+            };
             let p = Point::new("diskio", now)
                 .tag("name", d.name.clone())
                 .counter("reads", d.reads)
@@ -157,7 +173,7 @@ impl Collector for DiskIo {
         if self.devices.as_ref().is_some_and(|list| seen < list.len()) {
             self.refreshed = None;
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -187,6 +203,33 @@ mod tests {
         assert!(virtual_device("loop7") && virtual_device("zram0") && !virtual_device("loopy"));
         let pts = run_on(&mut DiskIo::default(), &[("proc/diskstats", b"   8   0 sda 1 2 3 4 5 6 7 8 9 10 11\n   8   1 sda1 1 2 3 4 5 6 7 8 9 10 11\n   7   0 loop0 1 2 3 4 5 6 7 8 9 10 11\n")]).unwrap();
         assert_eq!(pts.len(), 1);
+    }
+
+    #[test]
+    fn a_device_with_a_slash_in_its_name_is_found_in_sys_as_sysfs_spells_it() {
+        let pts = run_on_partial(
+            &mut DiskIo::default(),
+            &[
+                ("sys/block/cciss!c0d0/stat", b""),
+                ("sys/block/sda/stat", b""),
+                (
+                    "proc/diskstats",
+                    b" 104 0 cciss/c0d0 1 2 3 4 5 6 7 8 9 10 11\n   8   0 sda 1 2 3\n   8   0 sda 1 2 3 4 5 6 7 8 9 10 11\n",
+                ),
+            ],
+        );
+        let (pts, e) = pts;
+        let names: Vec<_> = pts.iter().map(|p| p.tag_value("name").unwrap()).collect();
+        assert_eq!(
+            names,
+            ["cciss/c0d0", "sda"],
+            "the bad sda line lost only itself"
+        );
+        let e = e.expect("the bad line is reported").to_string();
+        assert!(
+            e.contains("diskstats") && e.contains("line 2: device sda"),
+            "{e}"
+        );
     }
 
     #[test]

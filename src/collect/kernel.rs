@@ -24,27 +24,42 @@ impl Collector for Kernel {
     ) -> Result<(), CollectError> {
         let path = files.proc_path("stat");
         let st = stat::read(files, stat::Cpus::Count)?;
-        let mut p = Point::new("kernel", now)
-            .uint("boot_time", stat::need(&path, st.btime, "btime")?)
-            .counter("context_switches", stat::need(&path, st.ctxt, "ctxt")?)
-            .counter("interrupts", stat::need(&path, st.intr, "intr")?)
-            .counter(
-                "processes_forked",
-                stat::need(&path, st.processes, "processes")?,
-            );
+        // A line the kernel does not print loses only its field, named.
+        let mut missing = Vec::new();
+        let mut p = Point::new("kernel", now);
+        match st.btime {
+            Some(v) => p = p.uint("boot_time", v),
+            None => missing.push("btime"),
+        }
+        for (field, v, line) in [
+            ("context_switches", st.ctxt, "ctxt"),
+            ("interrupts", st.intr, "intr"),
+            ("processes_forked", st.processes, "processes"),
+        ] {
+            match v {
+                Some(v) => p = p.counter(field, v),
+                None => missing.push(line),
+            }
+        }
+        let mut error = (!missing.is_empty())
+            .then(|| CollectError::parse(&path, format!("no {} line", missing.join(", "))));
         let entropy = files.proc_path("sys/kernel/random/entropy_avail");
         if let Ok(text) = files.proc("sys/kernel/random/entropy_avail") {
-            p = p.uint(
+            match super::num(
+                &entropy,
                 "entropy_avail",
-                super::num(
-                    &entropy,
-                    "entropy_avail",
-                    text.split_ascii_whitespace().next(),
-                )?,
-            );
+                text.split_ascii_whitespace().next(),
+            ) {
+                Ok(v) => p = p.uint("entropy_avail", v),
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
         }
-        out.push(p);
-        Ok(())
+        if !p.fields.is_empty() {
+            out.push(p);
+        }
+        error.map_or(Ok(()), Err)
     }
 }
 
@@ -65,11 +80,18 @@ mod tests {
     }
 
     #[test]
-    fn missing_lines_are_named() {
-        let e = err_text(run_on(
+    fn missing_lines_lose_only_their_fields_and_are_named() {
+        let (pts, e) = run_on_partial(
             &mut Kernel,
-            &[("proc/stat", b"cpu 1 2 3 4\nctxt 5\n")],
-        ));
-        assert!(e.contains("proc/stat") && e.contains("btime"), "{e}");
+            &[
+                ("proc/stat", b"cpu 1 2 3 4\nctxt 5\nintr 7 0 0\n"),
+                ("proc/sys/kernel/random/entropy_avail", b""),
+            ],
+        );
+        assert_eq!(pts[0].field("context_switches"), Some(Counter(5)));
+        assert_eq!(pts[0].field("interrupts"), Some(Counter(7)));
+        assert_eq!(pts[0].fields.len(), 2, "no boot_time, processes or entropy");
+        let e = e.unwrap().to_string();
+        assert!(e.contains("proc/stat: no btime, processes line"), "{e}");
     }
 }

@@ -881,6 +881,17 @@ pub mod testutil {
         c: &mut dyn Collector,
         files: &[(&str, &[u8])],
     ) -> Result<Vec<Point>, CollectError> {
+        match run_on_partial(c, files) {
+            (out, None) => Ok(out),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// `run_on`, keeping what was collected beside an error: (points, error).
+    pub fn run_on_partial(
+        c: &mut dyn Collector,
+        files: &[(&str, &[u8])],
+    ) -> (Vec<Point>, Option<CollectError>) {
         let dir = tempdir();
         for (rel, data) in files {
             let p = dir.join(rel);
@@ -894,9 +905,9 @@ pub mod testutil {
         };
         let mut f = Files::new(paths);
         let mut out = Vec::new();
-        let r = c.collect(&mut f, 1_000, &mut out).map(|_| out);
+        let e = c.collect(&mut f, 1_000, &mut out).err();
         std::fs::remove_dir_all(&dir).ok();
-        r
+        (out, e)
     }
 
     pub fn tempdir() -> PathBuf {

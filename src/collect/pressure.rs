@@ -34,8 +34,11 @@ pub struct Pressure {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Line<'a> {
     pub kind: &'a str,
-    pub avg: [f64; 3],
+    /// `None`: not a percentage (left out, named in `bad`).
+    pub avg: [Option<f64>; 3],
     pub total: u64,
+    /// What was wrong with an average that was left out.
+    pub bad: Option<&'static str>,
 }
 
 pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Vec<Line<'a>>, CollectError> {
@@ -59,19 +62,23 @@ pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Vec<Line<'a>>, CollectErr
             w.and_then(|w| w.strip_prefix(name)?.strip_prefix('='))
                 .ok_or_else(|| CollectError::parse(path, format!("{kind}: {name}= missing")))
         };
-        let mut avg = [0.0; 3];
+        let mut avg = [None; 3];
+        let mut bad = None;
         for (slot, name) in avg.iter_mut().zip(["avg10", "avg60", "avg300"]) {
             let v: f64 = num(path, name, Some(field(name)?))?;
-            if !(0.0..=100.0).contains(&v) {
-                return Err(CollectError::parse(
-                    path,
-                    format!("{kind} {name}={v} is not a percentage"),
-                ));
+            if (0.0..=100.0).contains(&v) {
+                *slot = Some(v);
+            } else {
+                bad.get_or_insert(name);
             }
-            *slot = v;
         }
         let total: u64 = num(path, "total", Some(field("total")?))?;
-        out.push(Line { kind, avg, total });
+        out.push(Line {
+            kind,
+            avg,
+            total,
+            bad,
+        });
     }
     if out.is_empty() {
         return Err(CollectError::parse(path, "empty"));
@@ -104,6 +111,8 @@ impl Collector for Pressure {
         if self.absent {
             return Ok(());
         }
+        // One resource's file, or one bad average, loses only itself.
+        let mut error = None;
         for (resource, rel) in RESOURCES {
             let path = files.proc_path(rel);
             let text = match files.proc(rel) {
@@ -116,21 +125,39 @@ impl Collector for Pressure {
                     return Ok(());
                 }
                 Err(e) if no_psi(&e) => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    error.get_or_insert(e);
+                    continue;
+                }
             };
-            for l in parse(&path, text)? {
-                out.push(
-                    Point::new("pressure", now)
-                        .tag("resource", resource)
-                        .tag("type", l.kind)
-                        .gauge("avg10", l.avg[0])
-                        .gauge("avg60", l.avg[1])
-                        .gauge("avg300", l.avg[2])
-                        .counter("total", l.total),
-                );
+            let lines = match parse(&path, text) {
+                Ok(l) => l,
+                Err(e) => {
+                    error.get_or_insert(e);
+                    continue;
+                }
+            };
+            for l in lines {
+                let mut p = Point::new("pressure", now)
+                    .tag("resource", resource)
+                    .tag("type", l.kind);
+                for (name, v) in ["avg10", "avg60", "avg300"].into_iter().zip(l.avg) {
+                    if let Some(v) = v {
+                        p = p.gauge(name, v);
+                    }
+                }
+                if let Some(name) = l.bad {
+                    error.get_or_insert_with(|| {
+                        CollectError::parse(
+                            &path,
+                            format!("{} {name} is not a percentage, left out", l.kind),
+                        )
+                    });
+                }
+                out.push(p.counter("total", l.total));
             }
         }
-        Ok(())
+        error.map_or(Ok(()), Err)
     }
 }
 
@@ -166,14 +193,6 @@ mod tests {
             ("", "empty"),
             ("some avg10=0.00 avg60=0.21\n", "avg300= missing"),
             ("some avg10=x avg60=0 avg300=0 total=1\n", "not a number"),
-            (
-                "some avg10=250 avg60=0 avg300=0 total=1\n",
-                "not a percentage",
-            ),
-            (
-                "some avg10=NaN avg60=0 avg300=0 total=1\n",
-                "not a percentage",
-            ),
             ("half avg10=0 avg60=0 avg300=0 total=1\n", "some or full"),
             ("some avg10=0 avg60=0 avg300=0 total=-1\n", "not a number"),
             ("\0\0\0", "some or full"),
@@ -184,6 +203,35 @@ mod tests {
                 "{text:?}: {e}"
             );
         }
+        // An average out of range loses only itself.
+        for text in [
+            "some avg10=250 avg60=1 avg300=2 total=1\n",
+            "some avg10=NaN avg60=1 avg300=2 total=1\n",
+        ] {
+            let l = parse(p, text).unwrap();
+            assert_eq!(l[0].avg, [None, Some(1.0), Some(2.0)], "{text:?}");
+            assert_eq!(l[0].bad, Some("avg10"));
+        }
+        let (pts, e) = run_on_partial(
+            &mut Pressure::default(),
+            &[
+                ("proc/pressure/cpu", b"some avg10=250 avg60=1 avg300=2 total=9\n"),
+                ("proc/pressure/io", b"junk\n"),
+                ("proc/pressure/memory", b"some avg10=1 avg60=1 avg300=1 total=3\nfull avg10=1 avg60=1 avg300=1 total=3\n"),
+            ],
+        );
+        assert_eq!(
+            pts.len(),
+            3,
+            "cpu's point without avg10, memory's two; io lost"
+        );
+        assert_eq!(pts[0].field("avg10"), None);
+        assert_eq!(pts[0].field("total"), Some(Counter(9)));
+        let e = e.unwrap().to_string();
+        assert!(
+            e.contains("pressure/cpu: some avg10 is not a percentage"),
+            "{e}"
+        );
         let e = run_on(
             &mut Pressure::default(),
             &[

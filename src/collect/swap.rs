@@ -56,21 +56,19 @@ impl Collector for Swap {
                     100.0 * used as f64 / total as f64
                 },
             );
+        // Without /proc/vmstat only the swap-ins and -outs are lost.
         let vm_path = files.proc_path("vmstat");
         let mut io = [None; 2];
-        kv::pick(
-            &vm_path,
-            files.proc("vmstat")?,
-            &["pswpin", "pswpout"],
-            &mut io,
-        )?;
+        let vm = files
+            .proc("vmstat")
+            .and_then(|t| kv::pick(&vm_path, t, &["pswpin", "pswpout"], &mut io));
         if let [Some(i), Some(o)] = io {
             p = p
                 .counter("in", i.saturating_mul(self.page_size))
                 .counter("out", o.saturating_mul(self.page_size));
         }
         out.push(p);
-        Ok(())
+        vm
     }
 }
 
@@ -97,10 +95,13 @@ mod tests {
             &[("proc/meminfo", b"MemTotal: 1 kB\n"), ("proc/vmstat", b"")],
         ));
         assert!(e.contains("SwapTotal"), "{e}");
-        let e = err_text(run_on(
+        let (pts, e) = run_on_partial(
             &mut Swap::new(4096),
             &[("proc/meminfo", b"SwapTotal: 1 kB\nSwapFree: 1 kB\n")],
-        ));
+        );
+        assert_eq!(pts[0].field("total"), Some(Int(1024)), "the space is kept");
+        assert_eq!(pts[0].field("in"), None);
+        let e = e.unwrap().to_string();
         assert!(e.contains("vmstat") && e.contains("No such file"), "{e}");
     }
 }

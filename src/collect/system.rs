@@ -51,20 +51,36 @@ impl Collector for System {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let p = files.proc_path("loadavg");
-        let [l1, l5, l15] = parse_loadavg(&p, files.proc("loadavg")?)?;
-        let p = files.proc_path("uptime");
-        let uptime = parse_uptime(&p, files.proc("uptime")?)?;
-        let n_cpus = stat::read(files, stat::Cpus::Count)?.n_cpus;
-        out.push(
-            Point::new("system", now)
-                .gauge("load1", l1)
-                .gauge("load5", l5)
-                .gauge("load15", l15)
-                .uint("n_cpus", n_cpus as u64)
-                .uint("uptime", uptime),
-        );
-        Ok(())
+        // Each file loses only its own fields; the first error is reported
+        // after the point went out.
+        let mut error = None;
+        let mut p = Point::new("system", now);
+        let path = files.proc_path("loadavg");
+        match files.proc("loadavg").and_then(|t| parse_loadavg(&path, t)) {
+            Ok([l1, l5, l15]) => p = p.gauge("load1", l1).gauge("load5", l5).gauge("load15", l15),
+            Err(e) => error = Some(e),
+        }
+        let stat_path = files.proc_path("stat");
+        match stat::read(files, stat::Cpus::Count) {
+            Ok(st) if st.n_cpus > 0 => p = p.uint("n_cpus", st.n_cpus as u64),
+            Ok(_) => {
+                error.get_or_insert_with(|| CollectError::parse(&stat_path, "no cpuN line"));
+            }
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+        let path = files.proc_path("uptime");
+        match files.proc("uptime").and_then(|t| parse_uptime(&path, t)) {
+            Ok(up) => p = p.uint("uptime", up),
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+        if !p.fields.is_empty() {
+            out.push(p);
+        }
+        error.map_or(Ok(()), Err)
     }
 }
 
@@ -81,6 +97,21 @@ mod tests {
         assert_eq!(p.field("load15"), Some(Gauge(1.25)));
         assert_eq!(p.field("uptime"), Some(Int(354_421)));
         assert_eq!(p.field("n_cpus"), Some(Int(2)));
+    }
+
+    #[test]
+    fn a_missing_uptime_loses_only_the_uptime() {
+        let (pts, e) = run_on_partial(
+            &mut System,
+            &[
+                ("proc/loadavg", b"0.50 0.25 0.10 1/100 42\n"),
+                ("proc/stat", b"cpu 1 2 3 4\ncpu0 1 2 3 4\n"),
+            ],
+        );
+        assert_eq!(pts[0].field("load5"), Some(Gauge(0.25)));
+        assert_eq!(pts[0].field("n_cpus"), Some(Int(1)));
+        assert_eq!(pts[0].field("uptime"), None);
+        assert!(e.unwrap().to_string().contains("uptime"));
     }
 
     #[test]
