@@ -633,8 +633,12 @@ mod tests {
         script(&d, "flood", "yes 'm 1'");
         script(&d, "fails", "echo 'x 1'; exit 3");
         let mut c = Exec::new(d.clone(), Duration::from_secs(10));
+        // Runs finish one or two per cycle: count at least two, all failed.
         let (out, sums) = cycles(&mut c, 2);
-        assert_eq!(sums, [2, 2, 0]);
+        assert!(
+            sums[0] >= 2 && sums[1] == sums[0] && sums[2] == 0,
+            "{sums:?}"
+        );
         assert!(
             out.iter()
                 .all(|p| p.measurement != "m" && p.measurement != "x")

@@ -700,6 +700,11 @@ mod tests {
     /// on the tree at `base`, on a thread: the errors, or `None` when it
     /// did not finish within 20 s.
     fn every_collector_on(base: PathBuf) -> Option<Vec<String>> {
+        every_collector_with_points(base).map(|(_, e)| e)
+    }
+
+    /// The same, with the points.
+    fn every_collector_with_points(base: PathBuf) -> Option<(Vec<Point>, Vec<String>)> {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let paths = HostPaths {
@@ -713,17 +718,16 @@ mod tests {
                 rates: false,
             };
             let mut files = Files::new(paths);
-            let mut errors = Vec::new();
+            let (mut points, mut errors) = (Vec::new(), Vec::new());
             for e in REGISTRY {
                 let setup = e.setup(&mut Values::defaults_of(e.vars)).unwrap();
                 if let Some(mut c) = setup.build(&ctx) {
-                    let mut out = Vec::new();
-                    if let Err(err) = c.collect(&mut files, 1_000, &mut out) {
+                    if let Err(err) = c.collect(&mut files, 1_000, &mut points) {
                         errors.push(format!("{}: {err}", e.name));
                     }
                 }
             }
-            let _ = tx.send(errors);
+            let _ = tx.send((points, errors));
         });
         rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
     }
@@ -766,6 +770,29 @@ mod tests {
                     );
                 }
                 std::fs::remove_dir_all(&dir).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn no_two_points_of_a_cycle_share_measurement_and_tags_on_any_tree() {
+        let trees = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for tree in std::fs::read_dir(&trees).unwrap() {
+            let tree = tree.unwrap().path();
+            if !tree.join("proc").is_dir() && !tree.join("sys").is_dir() {
+                continue;
+            }
+            let (points, _) = every_collector_with_points(tree.clone()).expect("no hang");
+            let mut seen = std::collections::HashSet::new();
+            for p in &points {
+                let key = (p.measurement.to_string(), format!("{:?}", p.tags));
+                assert!(
+                    seen.insert(key),
+                    "{}: {} {:?} twice",
+                    tree.display(),
+                    p.measurement,
+                    p.tags
+                );
             }
         }
     }
