@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn main() {
+    build_info();
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=packaging/symbol-order.txt");
     println!("cargo:rerun-if-env-changed=PROCSHIP_BUILD_SYMBOL_ORDER");
@@ -59,6 +60,35 @@ fn main() {
 
 /// rustc 1.90+ links x86_64-unknown-linux-gnu with its bundled lld, unless
 /// told to use another linker.
+/// What `procship --version` says about the build: the commit (from git,
+/// "unknown" when built outside a checkout, as from a source package), the
+/// target and the compiler.
+fn build_info() {
+    let out = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit =
+        out("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc = out(&rustc, &["--version"]).unwrap_or_else(|| "rustc unknown".into());
+    let target = env::var("TARGET").unwrap_or_default();
+    println!("cargo:rustc-env=PROCSHIP_BUILD_COMMIT={commit}");
+    println!("cargo:rustc-env=PROCSHIP_BUILD_TARGET={target}");
+    println!("cargo:rustc-env=PROCSHIP_BUILD_RUSTC={rustc}");
+    for head in [".git/HEAD", ".git/refs/heads"] {
+        if Path::new(head).exists() {
+            println!("cargo:rerun-if-changed={head}");
+        }
+    }
+}
+
 fn rustc_links_with_lld() -> bool {
     if env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some() {
         return false;

@@ -26,9 +26,20 @@ struct Args {
     flags: Vec<(String, String)>,
 }
 
-fn parse_args() -> Result<Args, ConfigError> {
+/// `sysexits`' EX_USAGE: the command line itself is wrong (an unknown
+/// option, a missing value).
+const EX_USAGE: u8 = 64;
+
+/// Why the command line was refused: a usage error (64), or a value the
+/// configuration refuses (78), such as a secret given as a flag.
+enum ArgError {
+    Usage(String),
+    Config(ConfigError),
+}
+
+fn parse_args() -> Result<Args, ArgError> {
     use lexopt::prelude::*;
-    let usage = |msg: String| ConfigError::Usage(format!("{msg}; see procship --help"));
+    let usage = |msg: String| ArgError::Usage(format!("{msg}; see procship --help"));
     let mut p = lexopt::Parser::from_env();
     let mut args = Args {
         mode: Mode::Run,
@@ -62,10 +73,10 @@ fn parse_args() -> Result<Args, ConfigError> {
                     .map_err(|_| usage(format!("--{name}: value is not UTF-8")))?;
                 if row.shown(&v) != v {
                     // Every user can read a process's command line.
-                    return Err(ConfigError::Usage(format!(
+                    return Err(ArgError::Config(ConfigError::Usage(format!(
                         "--{name} would show a secret to every user of the host in /proc/PID/cmdline; \
                          set {var} in the env file (--env-file) or the environment instead"
-                    )));
+                    ))));
                 }
                 args.flags.push((var, v));
             }
@@ -93,7 +104,7 @@ fn help() -> String {
          e.g. --interval 5 sets PROCSHIP_INTERVAL. Variables (default):\n",
     );
     s.push_str(&settings::table().help());
-    s.push_str("\nExit status: 0 ok, 1 runtime error, 78 invalid configuration.\n");
+    s.push_str("\nExit status: 0 ok, 1 runtime error, 64 usage error (an unknown option, a missing value), 78 invalid configuration.\n");
     s
 }
 
@@ -146,7 +157,11 @@ fn signal_channel() -> std::io::Result<mpsc::Receiver<Control>> {
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
-        Err(e) => {
+        Err(ArgError::Usage(e)) => {
+            eprintln!("procship: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+        Err(ArgError::Config(e)) => {
             eprintln!("procship: {e}");
             return ExitCode::from(EX_CONFIG);
         }
@@ -157,7 +172,13 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Mode::Version => {
-            println!("procship {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "procship {} (commit {}, {}, {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("PROCSHIP_BUILD_COMMIT"),
+                env!("PROCSHIP_BUILD_TARGET"),
+                env!("PROCSHIP_BUILD_RUSTC")
+            );
             return ExitCode::SUCCESS;
         }
         Mode::EnvExample => {

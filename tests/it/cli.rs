@@ -96,7 +96,11 @@ fn flags_and_env_files_are_validated_too() {
     assert_eq!(out.status.code(), Some(78));
     assert!(text(&out.stderr).contains("PROCSHIP_INTERVAL=\"nope\""));
     let out = run(procship(&[]).args(["--check-config", "--no-such-flag", "1"]));
-    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "a usage error: sysexits' EX_USAGE"
+    );
     assert!(text(&out.stderr).contains("unknown option --no-such-flag"));
 
     let dir = tempdir("envfile");
@@ -230,9 +234,12 @@ fn check_config_defaults_match_env_example() {
 #[test]
 fn version_and_help() {
     let out = run(procship(&[]).arg("--version"));
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!("procship {}", env!("CARGO_PKG_VERSION"))
+    let v = text(&out.stdout);
+    assert!(
+        v.starts_with(&format!("procship {} (commit ", env!("CARGO_PKG_VERSION")))
+            && v.contains("linux")
+            && v.contains("rustc 1."),
+        "the version with the build's commit, target and compiler: {v}"
     );
     let out = run(procship(&[]).arg("--help"));
     assert!(out.status.success());
