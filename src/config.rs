@@ -322,25 +322,59 @@ pub fn read_env_file(file: &EnvFile) -> Result<Vec<(String, String)>, ConfigErro
         Err(e) => return Err(err(format!("cannot read it: {e}"))),
     };
     let mut out = Vec::new();
-    for item in dotenvy::from_read_iter(text.as_bytes()) {
-        match item {
-            Ok(kv) => out.push(kv),
-            // The offending line may hold a secret: name its number, not its text.
-            Err(dotenvy::Error::LineParse(line, at)) => {
-                let n = text
-                    .lines()
-                    .position(|l| l.trim_end() == line.trim_end())
-                    .map_or_else(|| "?".to_string(), |i| (i + 1).to_string());
-                return Err(err(format!(
-                    "line {n} is malformed at column {}; expected KEY=value, \
-                     quote values with spaces or special characters",
-                    at + 1
-                )));
-            }
-            Err(e) => return Err(err(format!("cannot parse it: {e}"))),
+    for (i, line) in text.lines().enumerate() {
+        // The offending line may hold a secret: name its number, not its text.
+        match env_line(line) {
+            Ok(Some(kv)) => out.push(kv),
+            Ok(None) => {}
+            Err(why) => return Err(err(format!("line {}: {why}", i + 1))),
         }
     }
     Ok(out)
+}
+
+/// One line of an env file, read as systemd's `EnvironmentFile=` and
+/// `docker run --env-file` both read it, so one file means the same to the
+/// agent, to the unit and to a container: `KEY=value` taken literally, and
+/// comments on lines of their own. What the two read differently is
+/// refused, saying why: an inline ` # comment` (both keep it in the value),
+/// quotes (systemd removes them, docker keeps them), whitespace around the
+/// value (systemd drops it, docker keeps it), a trailing backslash (a line
+/// continuation to systemd), `export` (shell syntax neither reads).
+pub fn env_line(line: &str) -> Result<Option<(String, String)>, String> {
+    let line = line.trim_start();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    if line.starts_with("export ") {
+        return Err("`export` is shell syntax that systemd's EnvironmentFile= and docker --env-file do not read; write KEY=value".into());
+    }
+    let (key, value) = line
+        .split_once('=')
+        .ok_or("expected KEY=value (comments go on lines of their own, starting with #)")?;
+    let mut chars = key.chars();
+    if !chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err("the name before = must be letters, digits and _ (no spaces around =)".into());
+    }
+    if value.contains(" #") || value.contains("\t#") {
+        return Err("an inline comment: systemd's EnvironmentFile= and docker --env-file keep ` # …` as part of the value; put the comment on a line of its own".into());
+    }
+    if value.starts_with(['"', '\'']) {
+        return Err("a quoted value: systemd removes the quotes but docker --env-file keeps them; write the value without quotes (it is taken literally, $ and # included)".into());
+    }
+    if value != value.trim() {
+        return Err("spaces around the value: systemd drops them but docker --env-file keeps them; remove them".into());
+    }
+    if value.ends_with('\\') {
+        return Err(
+            "a trailing backslash continues the line for systemd, not for docker; remove it".into(),
+        );
+    }
+    Ok(Some((key.to_string(), value.to_string())))
 }
 
 /// One variable's value in effect, where it came from, and how it prints.
@@ -805,15 +839,43 @@ mod tests {
     }
 
     #[test]
+    fn env_lines_mean_what_systemd_and_docker_both_read() {
+        let ok = |l: &str| env_line(l).unwrap();
+        assert_eq!(ok("# a comment"), None);
+        assert_eq!(ok("   # indented comment"), None);
+        assert_eq!(ok(""), None);
+        assert_eq!(
+            ok("PROCSHIP_AUTH_TOKEN=a$b#c=d"),
+            Some(("PROCSHIP_AUTH_TOKEN".into(), "a$b#c=d".into())),
+            "literal: $, # and = in a value"
+        );
+        assert_eq!(
+            ok("PROCSHIP_TAGS="),
+            Some(("PROCSHIP_TAGS".into(), String::new()))
+        );
+        for (line, why) in [
+            ("PROCSHIP_JITTER=10s   # spread", "inline comment"),
+            ("PROCSHIP_JITTER=10s\t# spread", "inline comment"),
+            ("PROCSHIP_HEADERS='X-A=1'", "quoted value"),
+            ("PROCSHIP_HEADERS=\"X-A=1\"", "quoted value"),
+            ("PROCSHIP_FORMAT=influx ", "spaces around the value"),
+            ("PROCSHIP_FORMAT= influx", "spaces around the value"),
+            ("PROCSHIP_FORMAT = influx", "no spaces around ="),
+            ("export PROCSHIP_FORMAT=influx", "`export`"),
+            ("PROCSHIP_FORMAT", "expected KEY=value"),
+            ("PROCSHIP_TAGS=a=b\\", "trailing backslash"),
+        ] {
+            let e = env_line(line).unwrap_err();
+            assert!(e.contains(why), "{line:?}: {e}");
+        }
+    }
+
+    #[test]
     fn env_file_errors_are_clear_and_do_not_echo_secrets() {
         let dir = std::env::temp_dir().join(format!("procship-envfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.env");
-        std::fs::write(
-            &path,
-            "PROCSHIP_INTERVAL=5\nPROCSHIP_AUTH_TOKEN='unterminated s3cret\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "PROCSHIP_INTERVAL=5\nPROCSHIP_AUTH_TOKEN='s3cret'\n").unwrap();
         let e = read_env_file(&EnvFile {
             path: path.clone(),
             explicit: true,
@@ -821,6 +883,7 @@ mod tests {
         .unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("bad.env") && !msg.contains("s3cret"), "{msg}");
+        assert!(msg.contains("line 2: a quoted value"), "{msg}");
         let missing = EnvFile {
             path: dir.join("none.env"),
             explicit: true,

@@ -38,7 +38,9 @@ const PREAMBLE: &str = "\
 # Copy to .env (or /etc/procship/procship.env for the service), uncomment and
 # change what you need. Sources, strongest first: flags, environment, this file.
 # Durations are seconds (fractions allowed) or 500ms / 10s / 1m / 1h.
-# Quote values that hold spaces, '#' or '$' with single quotes.
+# Values are taken literally, without quotes ($ and # included); comments go on
+# lines of their own: systemd's EnvironmentFile= and docker --env-file read
+# this file the same way.
 # (generated from the variable table: procship --env-example)
 ";
 

@@ -143,10 +143,7 @@ fn env_file_problems_are_clear_errors() {
         .arg(&bad));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(
-        err.contains("bad.env") && err.contains("malformed"),
-        "{err}"
-    );
+    assert!(err.contains("bad.env: line 3: a quoted value"), "{err}");
     assert!(!err.contains(TOKEN), "{err}");
 
     let unreadable = dir.join("dir.env");
@@ -164,7 +161,7 @@ fn precedence_and_masking_in_check_config() {
     let f = dir.join("procship.env");
     std::fs::write(
         &f,
-        format!("PROCSHIP_INTERVAL=3\nPROCSHIP_FORMAT=influx\nPROCSHIP_TIMEOUT=7\nPROCSHIP_AUTH_TOKEN='{TOKEN}'\nPROCSHIP_HEADERS=X-Scope-OrgID=t1\n"),
+        format!("PROCSHIP_INTERVAL=3\nPROCSHIP_FORMAT=influx\nPROCSHIP_TIMEOUT=7\nPROCSHIP_AUTH_TOKEN={TOKEN}\nPROCSHIP_HEADERS=X-Scope-OrgID=t1\n"),
     )
     .unwrap();
     let out = run(
@@ -229,6 +226,28 @@ fn check_config_defaults_match_env_example() {
             ".env.example lacks `# {setting}`"
         );
     }
+}
+
+#[test]
+fn an_inline_comment_in_the_env_file_is_refused_saying_why() {
+    let dir = tempdir("envfile-comment");
+    let f = dir.join("procship.env");
+    std::fs::write(
+        &f,
+        "# a comment on its own line is fine\nPROCSHIP_FORMAT=influx\nPROCSHIP_JITTER=10s   # spread the fleet\n",
+    )
+    .unwrap();
+    let out = run(procship(&[])
+        .arg("--check-config")
+        .arg("--env-file")
+        .arg(&f));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("procship.env: line 3: an inline comment")
+            && err.contains("docker --env-file keep"),
+        "{err}"
+    );
 }
 
 #[test]
