@@ -273,7 +273,7 @@ impl Loop {
         }
         if plan.touches_collectors() {
             self.s.collect = new.collect;
-            self.runner = runner(&self.s, self.facts);
+            self.runner = runner(&self.s, self.facts).report_to(self.stats.clone());
         }
         if plan.touches(log::VARS) {
             self.s.log.level = new.log.level;
@@ -449,7 +449,7 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
     log_start(&s);
     let facts = Facts::of_this_host();
     let mut l = Loop {
-        runner: runner(&s, facts),
+        runner: runner(&s, facts).report_to(stats.clone()),
         batcher: Batcher::new(&s.host.hostname, &s.batch.tags, s.batch.max_points.get())
             .first_seq(first_seq),
         encoder,

@@ -32,6 +32,35 @@ pub struct Stats {
     /// Damaged spool ranges skipped (torn tails, bad checksums).
     pub spool_damaged_ranges: AtomicU64,
     pub dropped: [AtomicU64; DropReason::ALL.len()],
+    /// The collector running now, and since when.
+    pub collecting: Collecting,
+}
+
+/// Which collector runs now and since when: the status endpoint tells a
+/// stalled collection (a hung mount, a kernel that does not answer) from a
+/// slow one by it.
+#[derive(Debug, Default)]
+pub struct Collecting {
+    /// ns since the epoch; 0: no collector runs.
+    since_ns: AtomicI64,
+    name: Mutex<&'static str>,
+}
+
+impl Collecting {
+    pub fn start(&self, name: &'static str, now_ns: i64) {
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name;
+        self.since_ns.store(now_ns, Relaxed);
+    }
+
+    pub fn done(&self) {
+        self.since_ns.store(0, Relaxed);
+    }
+
+    /// The collector running and since when, if one is.
+    pub fn current(&self) -> Option<(&'static str, i64)> {
+        let since = self.since_ns.load(Relaxed);
+        (since != 0).then(|| (*self.name.lock().unwrap_or_else(|e| e.into_inner()), since))
+    }
 }
 
 /// Why points were dropped.

@@ -543,6 +543,8 @@ struct Health {
 pub struct Runner {
     pub files: Files,
     collectors: Vec<(Box<dyn Collector>, Health)>,
+    /// Where the collector running now is published (`Stats::collecting`).
+    stats: Option<std::sync::Arc<crate::stats::Stats>>,
 }
 
 impl Runner {
@@ -553,15 +555,29 @@ impl Runner {
                 .into_iter()
                 .map(|c| (c, Health::default()))
                 .collect(),
+            stats: None,
         }
     }
 
     /// Runs every collector once; returns how many failed.
+    /// Publishes the collector running now in `stats` (for the health verdict).
+    pub fn report_to(mut self, stats: std::sync::Arc<crate::stats::Stats>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
     pub fn collect(&mut self, now: Timestamp, out: &mut Vec<Point>) -> usize {
         self.files.new_cycle();
         let mut failed = 0;
         for (c, health) in &mut self.collectors {
-            match c.collect(&mut self.files, now, out) {
+            if let Some(s) = &self.stats {
+                s.collecting.start(c.name(), crate::point::now_ns());
+            }
+            let result = c.collect(&mut self.files, now, out);
+            if let Some(s) = &self.stats {
+                s.collecting.done();
+            }
+            match result {
                 Ok(()) => {
                     if health.failures > 0 {
                         tracing::info!(

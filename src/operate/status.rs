@@ -131,6 +131,7 @@ impl Shared {
             last_success_ns: self.stats.last_success_ns(),
             refused_since_ns: self.stats.refused_since_ns(),
             pending: self.pending(),
+            collecting: self.stats.collecting.current(),
         }
     }
 
@@ -153,7 +154,14 @@ pub struct Facts {
     pub refused_since_ns: i64,
     /// Batches waiting for delivery.
     pub pending: u64,
+    /// The collector running now and since when (ns since the epoch).
+    pub collecting: Option<(&'static str, i64)>,
 }
+
+/// A collector that has not returned for this long is stalled (a
+/// collection takes milliseconds; a network mount's statvfs is bounded at
+/// `PROCSHIP_DISK_STATFS_TIMEOUT`).
+pub const STALLED_AFTER: Duration = Duration::from_secs(60);
 
 /// The health verdict: `Ok(why)` healthy, `Err(why)` not. Refused
 /// credentials are unhealthy at once: they will not fix themselves.
@@ -164,9 +172,18 @@ pub fn health(f: Facts, window: Duration) -> Result<String, String> {
         last_success_ns,
         refused_since_ns,
         pending,
+        collecting,
     } = f;
     let secs = |ns: i64| ns.max(0) / 1_000_000_000;
     let window_ns = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+    if let Some((name, since)) = collecting
+        && now_ns - since > i64::try_from(STALLED_AFTER.as_nanos()).unwrap_or(i64::MAX)
+    {
+        return Err(format!(
+            "collection stalled: the {name} collector has not returned for {}s (a hung mount, or a kernel or file that does not answer?)",
+            secs(now_ns - since)
+        ));
+    }
     if pending == 0 {
         return Ok("nothing waiting for delivery".into());
     }
@@ -564,6 +581,7 @@ mod tests {
             started_ns: 0,
             last_success_ns: last,
             refused_since_ns: 0,
+            collecting: None,
             pending,
         }
     }
@@ -593,5 +611,21 @@ mod tests {
             e.contains("refuses the credentials") && e.contains("10s ago"),
             "{e}"
         );
+        // A collector that does not return: unhealthy, named, even with
+        // nothing waiting; a slow one is not.
+        let stalled = Facts {
+            collecting: Some(("disk", 900 * S)),
+            ..at(1000 * S, 0, 0)
+        };
+        let e = health(stalled, w).unwrap_err();
+        assert!(
+            e.contains("the disk collector has not returned for 100s"),
+            "{e}"
+        );
+        let slow = Facts {
+            collecting: Some(("disk", 990 * S)),
+            ..at(1000 * S, 0, 0)
+        };
+        assert!(health(slow, w).is_ok());
     }
 }
