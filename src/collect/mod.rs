@@ -22,10 +22,12 @@ use crate::host::{Facts, HostPaths};
 use crate::point::{Point, Timestamp};
 
 pub mod cgroup;
+pub mod conntrack;
 pub mod cpu;
 pub mod disk;
 pub mod diskio;
 pub mod exec;
+pub mod filefd;
 pub mod kernel;
 pub mod kv;
 pub mod mem;
@@ -41,6 +43,7 @@ pub mod swap;
 pub mod system;
 pub mod temp;
 pub mod textfile;
+pub mod vmstat;
 
 /// Every collector, in the order a cycle runs them: one row each.
 pub const REGISTRY: &[Entry] = &[
@@ -58,6 +61,9 @@ pub const REGISTRY: &[Entry] = &[
     netstat::ENTRY,
     procstat::ENTRY,
     cgroup::ENTRY,
+    filefd::ENTRY,
+    conntrack::ENTRY,
+    vmstat::ENTRY,
     textfile::ENTRY,
     exec::ENTRY,
 ];
@@ -280,6 +286,11 @@ impl CollectError {
             path: path.into(),
             kind: ErrorKind::Parse(clip(msg.into())),
         }
+    }
+
+    /// True when the file is not there (a kernel without the feature).
+    pub fn is_not_found(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
     }
 
     pub fn io(path: impl Into<PathBuf>, e: std::io::Error) -> Self {
