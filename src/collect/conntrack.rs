@@ -44,10 +44,7 @@ impl Collector for Conntrack {
                 }
             }
         }
-        if !p.fields.is_empty() {
-            out.push(p);
-        }
-        error.map_or(Ok(()), Err)
+        super::partial(p, out, error)
     }
 }
 

@@ -56,10 +56,7 @@ impl Collector for Kernel {
                 }
             }
         }
-        if !p.fields.is_empty() {
-            out.push(p);
-        }
-        error.map_or(Ok(()), Err)
+        super::partial(p, out, error)
     }
 }
 

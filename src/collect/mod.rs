@@ -628,6 +628,20 @@ pub fn procfs_error(path: &Path, what: &str, e: &procfs_core::ProcError) -> Coll
     )
 }
 
+/// How a collector that goes on past a bad piece ends: its point goes out
+/// if it got any field, then the first error it met is reported (the
+/// runner keeps what was pushed).
+pub fn partial(
+    p: Point,
+    out: &mut Vec<Point>,
+    error: Option<CollectError>,
+) -> Result<(), CollectError> {
+    if !p.fields.is_empty() {
+        out.push(p);
+    }
+    error.map_or(Ok(()), Err)
+}
+
 /// Parses a decimal field, naming it in the error.
 pub fn num<T: std::str::FromStr>(
     path: &Path,

@@ -77,10 +77,7 @@ impl Collector for System {
                 error.get_or_insert(e);
             }
         }
-        if !p.fields.is_empty() {
-            out.push(p);
-        }
-        error.map_or(Ok(()), Err)
+        super::partial(p, out, error)
     }
 }
 

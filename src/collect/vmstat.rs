@@ -49,10 +49,7 @@ impl Collector for Vmstat {
                 }
             }
         }
-        if !p.fields.is_empty() {
-            out.push(p);
-        }
-        error.map_or(Ok(()), Err)
+        super::partial(p, out, error)
     }
 }
 
