@@ -5,7 +5,7 @@
 //! table full, dropping packet"). Without the nf_conntrack module the files
 //! are not there: then nothing, not an error.
 
-use super::{CollectError, Collector, Entry, Files, num};
+use super::{CollectError, Collector, Entry, Files, Partial, num};
 use crate::point::{Point, Timestamp};
 
 /// The registry row.
@@ -30,21 +30,20 @@ impl Collector for Conntrack {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let mut p = Point::new("conntrack", now);
-        let mut error = None;
+        let mut partial = Partial::default();
         for (rel, field) in FILES {
             let path = files.proc_path(rel);
-            match files
+            let v = files
                 .proc(rel)
-                .and_then(|t| num::<u64>(&path, field, t.split_ascii_whitespace().next()))
-            {
-                Ok(v) => p = p.uint(field, v),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    error.get_or_insert(e);
-                }
+                .and_then(|t| num::<u64>(&path, field, t.split_ascii_whitespace().next()));
+            if matches!(&v, Err(e) if e.is_not_found()) {
+                continue;
+            }
+            if let Some(v) = partial.keep(v) {
+                p = p.uint(field, v);
             }
         }
-        super::partial(p, out, error)
+        partial.push(p, out)
     }
 }
 

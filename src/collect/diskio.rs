@@ -129,12 +129,12 @@ impl Collector for DiskIo {
         let mut seen = 0;
         // A bad line loses only its device; the first error is reported
         // after the others went out.
-        let mut first_error = None;
+        let mut partial = super::Partial::default();
         self.rates.start_cycle();
         for (i, line) in text.lines().enumerate() {
             let Some(name) = line.split_ascii_whitespace().nth(2) else {
                 if !line.trim().is_empty() {
-                    first_error.get_or_insert_with(|| {
+                    partial.note(|| {
                         CollectError::parse(&path, format!("line {}: fewer than 3 columns", i + 1))
                     });
                 }
@@ -144,14 +144,11 @@ impl Collector for DiskIo {
                 continue;
             }
             seen += 1;
-            let d = match DiskStat::from_line(line) {
-                Ok(d) => d,
-                Err(e) => {
-                    first_error.get_or_insert_with(|| {
-                        super::procfs_error(&path, &format!("line {}: device {name}", i + 1), &e)
-                    });
-                    continue;
-                }
+            let d = DiskStat::from_line(line).map_err(|e| {
+                super::procfs_error(&path, &format!("line {}: device {name}", i + 1), &e)
+            });
+            let Some(d) = partial.keep(d) else {
+                continue;
             };
             let p = Point::new("diskio", now)
                 .tag("name", d.name.clone())
@@ -173,7 +170,7 @@ impl Collector for DiskIo {
         if self.devices.as_ref().is_some_and(|list| seen < list.len()) {
             self.refreshed = None;
         }
-        first_error.map_or(Ok(()), Err)
+        partial.result()
     }
 }
 

@@ -3,7 +3,7 @@
 //! entropy_avail from /proc/sys/kernel/random/entropy_avail where the kernel
 //! has it, as Telegraf's kernel plugin.
 
-use super::{CollectError, Collector, Entry, Files, stat};
+use super::{CollectError, Collector, Entry, Files, Partial, stat};
 use crate::point::{Point, Timestamp};
 
 /// The registry row.
@@ -41,22 +41,21 @@ impl Collector for Kernel {
                 None => missing.push(line),
             }
         }
-        let mut error = (!missing.is_empty())
-            .then(|| CollectError::parse(&path, format!("no {} line", missing.join(", "))));
+        let mut partial = Partial::default();
+        if !missing.is_empty() {
+            partial.note(|| CollectError::parse(&path, format!("no {} line", missing.join(", "))));
+        }
         let entropy = files.proc_path("sys/kernel/random/entropy_avail");
-        if let Ok(text) = files.proc("sys/kernel/random/entropy_avail") {
-            match super::num(
+        if let Ok(text) = files.proc("sys/kernel/random/entropy_avail")
+            && let Some(v) = partial.keep(super::num(
                 &entropy,
                 "entropy_avail",
                 text.split_ascii_whitespace().next(),
-            ) {
-                Ok(v) => p = p.uint("entropy_avail", v),
-                Err(e) => {
-                    error.get_or_insert(e);
-                }
-            }
+            ))
+        {
+            p = p.uint("entropy_avail", v);
         }
-        super::partial(p, out, error)
+        partial.push(p, out)
     }
 }
 

@@ -628,18 +628,41 @@ pub fn procfs_error(path: &Path, what: &str, e: &procfs_core::ProcError) -> Coll
     )
 }
 
-/// How a collector that goes on past a bad piece ends: its point goes out
-/// if it got any field, then the first error it met is reported (the
-/// runner keeps what was pushed).
-pub fn partial(
-    p: Point,
-    out: &mut Vec<Point>,
-    error: Option<CollectError>,
-) -> Result<(), CollectError> {
-    if !p.fields.is_empty() {
-        out.push(p);
+/// The rule of a collector that goes on past a bad piece (a sensor, a
+/// line, a file, a field): it keeps the first error and reports it after
+/// everything else went out (the runner keeps what was pushed).
+#[derive(Debug, Default)]
+pub struct Partial(Option<CollectError>);
+
+impl Partial {
+    /// The value, or `None` with the error kept (the first one wins).
+    pub fn keep<T>(&mut self, r: Result<T, CollectError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.get_or_insert(e);
+                None
+            }
+        }
     }
-    error.map_or(Ok(()), Err)
+
+    /// An error met along the way (kept if it is the first).
+    pub fn note(&mut self, e: impl FnOnce() -> CollectError) {
+        self.0.get_or_insert_with(e);
+    }
+
+    /// The end of the cycle: the first error, if any.
+    pub fn result(self) -> Result<(), CollectError> {
+        self.0.map_or(Ok(()), Err)
+    }
+
+    /// The same, after `p` went out if it got any field.
+    pub fn push(self, p: Point, out: &mut Vec<Point>) -> Result<(), CollectError> {
+        if !p.fields.is_empty() {
+            out.push(p);
+        }
+        self.result()
+    }
 }
 
 /// Parses a decimal field, naming it in the error.

@@ -65,14 +65,10 @@ impl Collector for Net {
         }
         let (cols, rest) = columns(&path, text)?;
         let mut devs = Vec::new();
-        let mut first_error = None;
+        let mut partial = super::Partial::default();
         for (i, line) in rest.lines().enumerate() {
-            match interface(&path, i + 3, line, &cols) {
-                Ok(Some(d)) => devs.push(d),
-                Ok(None) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            if let Some(Some(d)) = partial.keep(interface(&path, i + 3, line, &cols)) {
+                devs.push(d);
             }
         }
         devs.sort_by(|a, b| a.0.cmp(b.0));
@@ -87,7 +83,7 @@ impl Collector for Net {
             out.push(self.rates.apply(name, p, RATE_NAMES));
         }
         self.rates.end_cycle();
-        first_error.map_or(Ok(()), Err)
+        partial.result()
     }
 }
 

@@ -112,7 +112,7 @@ impl Collector for Pressure {
             return Ok(());
         }
         // One resource's file, or one bad average, loses only itself.
-        let mut error = None;
+        let mut partial = super::Partial::default();
         for (resource, rel) in RESOURCES {
             let path = files.proc_path(rel);
             let text = match files.proc(rel) {
@@ -126,16 +126,12 @@ impl Collector for Pressure {
                 }
                 Err(e) if no_psi(&e) => continue,
                 Err(e) => {
-                    error.get_or_insert(e);
+                    partial.keep::<()>(Err(e));
                     continue;
                 }
             };
-            let lines = match parse(&path, text) {
-                Ok(l) => l,
-                Err(e) => {
-                    error.get_or_insert(e);
-                    continue;
-                }
+            let Some(lines) = partial.keep(parse(&path, text)) else {
+                continue;
             };
             for l in lines {
                 let mut p = Point::new("pressure", now)
@@ -147,7 +143,7 @@ impl Collector for Pressure {
                     }
                 }
                 if let Some(name) = l.bad {
-                    error.get_or_insert_with(|| {
+                    partial.note(|| {
                         CollectError::parse(
                             &path,
                             format!("{} {name} is not a percentage, left out", l.kind),
@@ -157,7 +153,7 @@ impl Collector for Pressure {
                 out.push(p.counter("total", l.total));
             }
         }
-        error.map_or(Ok(()), Err)
+        partial.result()
     }
 }
 

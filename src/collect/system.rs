@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{CollectError, Collector, Entry, Files, num, stat};
+use super::{CollectError, Collector, Entry, Files, Partial, num, stat};
 use crate::point::{Point, Timestamp};
 
 /// The registry row.
@@ -51,33 +51,28 @@ impl Collector for System {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        // Each file loses only its own fields; the first error is reported
-        // after the point went out.
-        let mut error = None;
+        // Each file loses only its own fields.
+        let mut partial = Partial::default();
         let mut p = Point::new("system", now);
         let path = files.proc_path("loadavg");
-        match files.proc("loadavg").and_then(|t| parse_loadavg(&path, t)) {
-            Ok([l1, l5, l15]) => p = p.gauge("load1", l1).gauge("load5", l5).gauge("load15", l15),
-            Err(e) => error = Some(e),
+        if let Some([l1, l5, l15]) =
+            partial.keep(files.proc("loadavg").and_then(|t| parse_loadavg(&path, t)))
+        {
+            p = p.gauge("load1", l1).gauge("load5", l5).gauge("load15", l15);
         }
-        let stat_path = files.proc_path("stat");
-        match stat::read(files, stat::Cpus::Count) {
-            Ok(st) if st.n_cpus > 0 => p = p.uint("n_cpus", st.n_cpus as u64),
-            Ok(_) => {
-                error.get_or_insert_with(|| CollectError::parse(&stat_path, "no cpuN line"));
-            }
-            Err(e) => {
-                error.get_or_insert(e);
-            }
+        let path = files.proc_path("stat");
+        let n_cpus = stat::read(files, stat::Cpus::Count).and_then(|st| match st.n_cpus {
+            0 => Err(CollectError::parse(&path, "no cpuN line")),
+            n => Ok(n as u64),
+        });
+        if let Some(n) = partial.keep(n_cpus) {
+            p = p.uint("n_cpus", n);
         }
         let path = files.proc_path("uptime");
-        match files.proc("uptime").and_then(|t| parse_uptime(&path, t)) {
-            Ok(up) => p = p.uint("uptime", up),
-            Err(e) => {
-                error.get_or_insert(e);
-            }
+        if let Some(up) = partial.keep(files.proc("uptime").and_then(|t| parse_uptime(&path, t))) {
+            p = p.uint("uptime", up);
         }
-        super::partial(p, out, error)
+        partial.push(p, out)
     }
 }
 

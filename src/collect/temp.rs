@@ -212,9 +212,8 @@ impl Collector for Temp {
             self.refresh(files);
         }
         let mut buf = [0u8; 32];
-        // One bad sensor loses only itself: the first error is reported
-        // after the others went out.
-        let mut first_error = None;
+        // One bad sensor loses only itself.
+        let mut partial = super::Partial::default();
         for s in &self.sensors {
             let n = match s.file.read_at(&mut buf, 0) {
                 Ok(n) => n,
@@ -229,12 +228,8 @@ impl Collector for Temp {
             } else {
                 parse_millidegrees(&s.path, &buf[..n])
             };
-            let c = match c {
-                Ok(c) => c,
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                    continue;
-                }
+            let Some(c) = partial.keep(c) else {
+                continue;
             };
             out.push(
                 Point::new("temp", now)
@@ -243,7 +238,7 @@ impl Collector for Temp {
                     .gauge("temp", c),
             );
         }
-        first_error.map_or(Ok(()), Err)
+        partial.result()
     }
 }
 

@@ -5,7 +5,7 @@
 //! print are simply absent. Off by default: about 170 series per host.
 //! A malformed line loses only itself, named with its number.
 
-use super::{CollectError, Collector, Entry, Files};
+use super::{CollectError, Collector, Entry, Files, Partial};
 use crate::point::{Point, Timestamp};
 
 /// The registry row.
@@ -27,30 +27,28 @@ impl Collector for Vmstat {
         let path = files.proc_path("vmstat");
         let text = files.proc("vmstat")?;
         let mut p = Point::new("kernel_vmstat", now);
-        let mut error = None;
+        let mut partial = Partial::default();
         for (i, line) in text.lines().enumerate() {
-            let mut w = line.split_ascii_whitespace();
-            let (Some(key), Some(v), None) = (w.next(), w.next(), w.next()) else {
-                if !line.trim().is_empty() {
-                    error.get_or_insert_with(|| {
-                        CollectError::parse(&path, format!("line {}: not `key value`", i + 1))
-                    });
-                }
-                continue;
-            };
-            let ok_key = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            match v.parse::<u64>() {
-                Ok(v) if ok_key && key.starts_with("nr_") => p = p.uint(key.to_string(), v),
-                Ok(v) if ok_key => p = p.counter(key.to_string(), v),
-                _ => {
-                    error.get_or_insert_with(|| {
-                        CollectError::parse(&path, format!("line {}: not `key value`", i + 1))
-                    });
-                }
+            match key_value(line) {
+                Some((key, v)) if key.starts_with("nr_") => p = p.uint(key.to_string(), v),
+                Some((key, v)) => p = p.counter(key.to_string(), v),
+                None if line.trim().is_empty() => {}
+                None => partial.note(|| {
+                    CollectError::parse(&path, format!("line {}: not `key value`", i + 1))
+                }),
             }
         }
-        super::partial(p, out, error)
+        partial.push(p, out)
     }
+}
+
+/// `key value`: a key of letters, digits and `_`, and a count.
+fn key_value(line: &str) -> Option<(&str, u64)> {
+    let mut w = line.split_ascii_whitespace();
+    let (key, v) = (w.next()?, w.next()?);
+    let ok_key = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    (ok_key && w.next().is_none()).then_some(())?;
+    Some((key, v.parse().ok()?))
 }
 
 #[cfg(test)]
