@@ -156,21 +156,11 @@ struct Loop {
     target: Arc<ship::Target>,
     /// The last TLS reload error logged (again only when it changes).
     tls_error: Option<String>,
-    /// Cycles slower than the interval, and stalls, since each was last
-    /// said (on a loaded host they come every cycle: said every ten
-    /// minutes with how many, not a line each).
-    slow: (collect::Notice, u64),
-    stalled: (collect::Notice, u64),
-}
-
-/// Says `what` once, then again every ten minutes with how often it
-/// happened meanwhile (`Notice`'s rule), counting the times it held back.
-fn rate_limited(n: &mut (collect::Notice, u64), times: u64, say: impl FnOnce(u64)) {
-    n.1 += times;
-    if n.0.due("") {
-        say(n.1);
-        n.1 = 0;
-    }
+    /// Cycles slower than the interval, and stalls: on a loaded host they
+    /// come every cycle, so they are said every ten minutes with how many
+    /// (`Notice::tally`), not a line each.
+    slow: collect::Notice,
+    stalled: collect::Notice,
 }
 
 impl Loop {
@@ -211,14 +201,14 @@ impl Loop {
         let took = started.elapsed();
         let interval = self.s.schedule.interval;
         if took > interval {
-            rate_limited(&mut self.slow, 1, |times| {
+            if let Some(times) = self.slow.tally(1) {
                 tracing::warn!(
                     took = ?took,
                     interval = ?interval,
                     times,
                     "collection took longer than the interval; the next tick is skipped (said again at most every 10 minutes, with how many times)"
                 );
-            });
+            }
         }
         taken
     }
@@ -521,12 +511,12 @@ fn main_loop(
             let skipped = ticker.fire(now);
             if skipped > 0 {
                 Stats::add(&l.stats.skipped_ticks, skipped);
-                rate_limited(&mut l.stalled, skipped, |skipped| {
+                if let Some(skipped) = l.stalled.tally(skipped) {
                     tracing::warn!(
                         skipped,
                         "missed collection ticks were skipped (the agent was stalled; said again at most every 10 minutes)"
                     );
-                });
+                }
             }
             if l.cycle() > 0 && !ready {
                 ready = true;

@@ -521,6 +521,8 @@ pub const REPEAT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs
 #[derive(Debug, Default)]
 pub struct Notice {
     said: Option<(String, Instant)>,
+    /// Occurrences counted by `tally` since it last said.
+    held: u64,
 }
 
 impl Notice {
@@ -534,6 +536,13 @@ impl Notice {
             self.said = Some((message.to_string(), Instant::now()));
         }
         due
+    }
+
+    /// For a condition without a changing message (a slow cycle): counts
+    /// `times` more; `Some(count since last said)` when it is due.
+    pub fn tally(&mut self, times: u64) -> Option<u64> {
+        self.held += times;
+        self.due("").then(|| std::mem::take(&mut self.held))
     }
 
     /// The condition is over: the next message is said at once. True when
@@ -859,6 +868,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_tally_is_said_at_once_then_held_and_counted() {
+        let mut n = Notice::default();
+        assert_eq!(n.tally(1), Some(1), "the first time is said");
+        assert_eq!(n.tally(3), None, "then held for ten minutes");
+        assert_eq!(n.tally(1), None);
+        assert_eq!(n.held, 4, "and counted for the next line");
     }
 
     #[test]

@@ -401,7 +401,7 @@ pub struct Shipper {
     pub max_batch_age: Option<Duration>,
     /// This run's id (`Identity::run`): its batches are aged on the boot clock.
     run: u64,
-    pub drain: drain::Options,
+    drain: drain::Options,
     last_warn: Option<Instant>,
     too_old: TooOld,
     /// The TLS failure last logged (again only when it changes).
@@ -506,12 +506,7 @@ impl Shipper {
         let mut taken = first.batch.body.len();
         let mut rest = Vec::new();
         let (run, max) = (self.run, self.max_batch_age);
-        let fresh = |e: &Encoded| {
-            max.is_none_or(|m| {
-                u128::from(e.age_ns(run, crate::point::boot_clock_ns(), crate::point::now_ns()))
-                    < m.as_nanos()
-            })
-        };
+        let fresh = |e: &Encoded| !over_age(e, run, max);
         while let Some(next) = self.queue.pop_like(&first, self.drain.room(taken), fresh) {
             taken += next.batch.body.len();
             rest.push(next);
@@ -588,12 +583,7 @@ impl Shipper {
         let Some(max) = self.max_batch_age else {
             return false;
         };
-        let age_ns = item.batch.age_ns(
-            self.run,
-            crate::point::boot_clock_ns(),
-            crate::point::now_ns(),
-        );
-        if u128::from(age_ns) < max.as_nanos() {
+        if !over_age(&item.batch, self.run, Some(max)) {
             return false;
         }
         self.stats
@@ -861,6 +851,15 @@ impl Shipper {
         }
         self.stop.sleep(delay)
     }
+}
+
+/// True when `e` is older than `max` (`PROCSHIP_MAX_BATCH_AGE`; `None`: no
+/// limit), aged as `Encoded::age_ns` says for run `run`.
+fn over_age(e: &Encoded, run: u64, max: Option<Duration>) -> bool {
+    max.is_some_and(|m| {
+        let age = e.age_ns(run, crate::point::boot_clock_ns(), crate::point::now_ns());
+        u128::from(age) >= m.as_nanos()
+    })
 }
 
 /// The encoder and sink the configuration asks for: stdout gets plain text.
