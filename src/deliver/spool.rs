@@ -27,8 +27,9 @@
 //! being written too, once it holds 64 KiB and all of it was delivered: a
 //! healthy host keeps little on disk); the
 //! acknowledged offset inside the current segment is written after each
-//! acknowledgement, so a restart resends at most the batch that was in
-//! flight (after a power cut, also those acknowledged since the last sync).
+//! acknowledgement, so a restart resends at most what was in flight: one
+//! batch, or the batches joined into one request while a backlog drains
+//! (after a power cut, also those acknowledged since the last sync).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
