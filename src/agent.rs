@@ -17,7 +17,7 @@ use crate::host::Facts;
 use crate::operate::log::{self, SetLevel};
 use crate::operate::notify::Notifier;
 use crate::operate::status;
-use crate::operate::telemetry::SelfStats;
+use crate::operate::telemetry::{self, SelfStats};
 use crate::point::{Batch, Point, now_ns};
 use crate::schedule::{self, FlushTimer, Ticker, aligned, phase, splay};
 use crate::settings::{Plan, Settings};
@@ -190,6 +190,7 @@ impl Loop {
             now,
         );
         self.points.push(agent);
+        telemetry::collector_points(self.runner.outcomes(), now, &mut self.points);
         if let Some(s) = &self.status {
             s.set_snapshot(self.batcher.common(), &self.points);
         }

@@ -268,6 +268,9 @@ pub trait Collector: Send {
 pub struct CollectError {
     pub path: PathBuf,
     pub kind: ErrorKind,
+    /// How many pieces (sensors, lines, devices, fields) the cycle lost:
+    /// 1 for a collector that failed whole, more when `Partial` went on.
+    pub skipped: u32,
 }
 
 #[derive(Debug)]
@@ -285,6 +288,7 @@ impl CollectError {
         CollectError {
             path: path.into(),
             kind: ErrorKind::Parse(clip(msg.into())),
+            skipped: 1,
         }
     }
 
@@ -297,6 +301,7 @@ impl CollectError {
         CollectError {
             path: path.into(),
             kind: ErrorKind::Io(e),
+            skipped: 1,
         }
     }
 }
@@ -327,6 +332,10 @@ impl fmt::Display for CollectError {
             ErrorKind::Io(e) => write!(f, "{p}: {e}"),
             ErrorKind::TooLarge(n) => write!(f, "{p}: larger than {n} bytes, refusing to read it"),
             ErrorKind::Parse(m) => write!(f, "{p}: {m}"),
+        }?;
+        match self.skipped {
+            0 | 1 => Ok(()),
+            n => write!(f, " (and {} more pieces skipped)", n - 1),
         }
     }
 }
@@ -461,6 +470,7 @@ impl FillError {
             FillError::TooLarge => CollectError {
                 path: path.to_path_buf(),
                 kind: ErrorKind::TooLarge(MAX_FILE_BYTES),
+                skipped: 1,
             },
         }
     }
@@ -558,11 +568,28 @@ struct Health {
     notice: Notice,
 }
 
+/// How one collector's last cycle went: what the agent's own
+/// `agent_collector` point reports for it (node_exporter's
+/// `scrape_collector_success` and `_duration_seconds` are the model).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    pub name: &'static str,
+    /// It returned without an error.
+    pub ok: bool,
+    /// Pieces it lost (`CollectError::skipped`); 0 when `ok`.
+    pub skipped: u32,
+    /// Points it pushed, a partial failure's included.
+    pub points: u32,
+    pub took: std::time::Duration,
+}
+
 /// Runs the collectors of one cycle; a failing one is logged (at most once
 /// per ten minutes while it fails the same way) and the others go on.
 pub struct Runner {
     pub files: Files,
     collectors: Vec<(Box<dyn Collector>, Health)>,
+    /// Each collector's last cycle, in the order they run.
+    outcomes: Vec<Outcome>,
     /// Where the collector running now is published (`Stats::collecting`).
     stats: Option<std::sync::Arc<crate::stats::Stats>>,
 }
@@ -571,6 +598,7 @@ impl Runner {
     pub fn new(collectors: Vec<Box<dyn Collector>>, paths: HostPaths) -> Self {
         Runner {
             files: Files::new(paths),
+            outcomes: Vec::with_capacity(collectors.len()),
             collectors: collectors
                 .into_iter()
                 .map(|c| (c, Health::default()))
@@ -579,51 +607,71 @@ impl Runner {
         }
     }
 
-    /// Runs every collector once; returns how many failed.
     /// Publishes the collector running now in `stats` (for the health verdict).
     pub fn report_to(mut self, stats: std::sync::Arc<crate::stats::Stats>) -> Self {
         self.stats = Some(stats);
         self
     }
 
+    /// How each collector's last cycle went.
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// Runs every collector once; returns how many failed.
     pub fn collect(&mut self, now: Timestamp, out: &mut Vec<Point>) -> usize {
         self.files.new_cycle();
-        let mut failed = 0;
+        self.outcomes.clear();
         for (c, health) in &mut self.collectors {
             if let Some(s) = &self.stats {
                 s.collecting.start(c.name(), crate::point::now_ns());
             }
+            let (started, before) = (Instant::now(), out.len());
             let result = c.collect(&mut self.files, now, out);
+            let took = started.elapsed();
             if let Some(s) = &self.stats {
                 s.collecting.done();
             }
-            match result {
-                Ok(()) => {
-                    if health.failures > 0 {
-                        tracing::info!(
-                            collector = c.name(),
-                            failures = health.failures,
-                            "collector recovered"
-                        );
-                    }
-                    health.failures = 0;
-                    health.notice.clear();
+            self.outcomes.push(Outcome {
+                name: c.name(),
+                ok: result.is_ok(),
+                skipped: result.as_ref().err().map_or(0, |e| e.skipped),
+                points: u32::try_from(out.len() - before).unwrap_or(u32::MAX),
+                took,
+            });
+            health.judge(c.name(), result);
+        }
+        self.outcomes.iter().filter(|o| !o.ok).count()
+    }
+}
+
+impl Health {
+    /// Logs a failure (when due) or a recovery.
+    fn judge(&mut self, name: &str, result: Result<(), CollectError>) {
+        match result {
+            Ok(()) => {
+                if self.failures > 0 {
+                    tracing::info!(
+                        collector = name,
+                        failures = self.failures,
+                        "collector recovered"
+                    );
                 }
-                Err(e) => {
-                    failed += 1;
-                    health.failures += 1;
-                    let msg = e.to_string();
-                    if health.notice.due(&msg) {
-                        tracing::warn!(
-                            collector = c.name(),
-                            failures = health.failures,
-                            "collector failed, the others go on: {msg}"
-                        );
-                    }
+                self.failures = 0;
+                self.notice.clear();
+            }
+            Err(e) => {
+                self.failures += 1;
+                let msg = e.to_string();
+                if self.notice.due(&msg) {
+                    tracing::warn!(
+                        collector = name,
+                        failures = self.failures,
+                        "collector failed, the others go on: {msg}"
+                    );
                 }
             }
         }
-        failed
     }
 }
 
@@ -641,7 +689,10 @@ pub fn procfs_error(path: &Path, what: &str, e: &procfs_core::ProcError) -> Coll
 /// line, a file, a field): it keeps the first error and reports it after
 /// everything else went out (the runner keeps what was pushed).
 #[derive(Debug, Default)]
-pub struct Partial(Option<CollectError>);
+pub struct Partial {
+    first: Option<CollectError>,
+    count: u32,
+}
 
 impl Partial {
     /// The value, or `None` with the error kept (the first one wins).
@@ -649,20 +700,28 @@ impl Partial {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
-                self.0.get_or_insert(e);
+                self.note(|| e);
                 None
             }
         }
     }
 
-    /// An error met along the way (kept if it is the first).
+    /// An error met along the way (kept if it is the first, counted always).
     pub fn note(&mut self, e: impl FnOnce() -> CollectError) {
-        self.0.get_or_insert_with(e);
+        self.count = self.count.saturating_add(1);
+        self.first.get_or_insert_with(e);
     }
 
-    /// The end of the cycle: the first error, if any.
+    /// The end of the cycle: the first error, if any, with how many pieces
+    /// were skipped in all.
     pub fn result(self) -> Result<(), CollectError> {
-        self.0.map_or(Ok(()), Err)
+        match self.first {
+            None => Ok(()),
+            Some(mut e) => {
+                e.skipped = self.count;
+                Err(e)
+            }
+        }
     }
 
     /// The same, after `p` went out if it got any field.
@@ -868,6 +927,60 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn partial_keeps_the_first_error_and_counts_every_piece_lost() {
+        let mut p = Partial::default();
+        assert_eq!(p.keep(Ok::<_, CollectError>(5)), Some(5));
+        p.note(|| CollectError::parse("/sys/a", "first"));
+        let lost: Option<u8> = p.keep(Err(CollectError::parse("/sys/b", "second")));
+        assert_eq!(lost, None);
+        let e = p.result().unwrap_err();
+        assert_eq!(e.skipped, 2);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/sys/a: first") && text.contains("1 more"),
+            "{text}"
+        );
+        assert!(Partial::default().result().is_ok());
+    }
+
+    /// Pushes one point, then fails having lost `lost` pieces (0: succeeds).
+    struct Losing(u32);
+
+    impl Collector for Losing {
+        fn name(&self) -> &'static str {
+            "losing"
+        }
+
+        fn collect(
+            &mut self,
+            _: &mut Files,
+            now: Timestamp,
+            out: &mut Vec<Point>,
+        ) -> Result<(), CollectError> {
+            out.push(Point::new("x", now).int("v", 1));
+            let mut partial = Partial::default();
+            for i in 0..self.0 {
+                partial.note(|| CollectError::parse("/proc/x", format!("piece {i}")));
+            }
+            partial.result()
+        }
+    }
+
+    #[test]
+    fn the_runner_keeps_each_collector_s_outcome_of_the_last_cycle() {
+        let collectors: Vec<Box<dyn Collector>> = vec![Box::new(Losing(0)), Box::new(Losing(3))];
+        let mut r = Runner::new(collectors, HostPaths::default());
+        let mut out = Vec::new();
+        assert_eq!(r.collect(1, &mut out), 1);
+        let o = r.outcomes();
+        assert_eq!((o[0].ok, o[0].skipped, o[0].points), (true, 0, 1));
+        assert_eq!((o[1].ok, o[1].skipped, o[1].points), (false, 3, 1));
+        assert_eq!(out.len(), 2, "a partial failure's points go out");
+        r.collect(2, &mut out);
+        assert_eq!(r.outcomes().len(), 2, "the last cycle only");
     }
 
     #[test]

@@ -11,11 +11,20 @@
 //! waits), `spool_disk_bytes` (the spool's use of the disk),
 //! `last_success` (Unix seconds, 0 before the first delivery),
 //! `collect_seconds`, `rss_bytes`, `cpu_seconds`, `uptime_seconds` (gauges).
+//!
+//! And one `agent_collector` point per collector that ran, tagged
+//! `collector`: `success` (1 or 0: its last cycle returned without an
+//! error), `skipped` (pieces it lost that cycle: sensors, lines, devices,
+//! fields; a collector that failed whole counts 1) and `duration_seconds`,
+//! so an alert can say which collector is broken on which host. Three
+//! series per collector (about 45 by default), as node_exporter's
+//! `node_scrape_collector_*` pair.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use crate::collect::Outcome;
 use crate::deliver::queue::Depth;
 use crate::point::{Point, Timestamp};
 use crate::stats::{DropReason, Stats};
@@ -91,10 +100,52 @@ impl SelfStats {
     }
 }
 
+/// One `agent_collector` point per collector of the last cycle.
+pub fn collector_points(outcomes: &[Outcome], now: Timestamp, out: &mut Vec<Point>) {
+    out.extend(outcomes.iter().map(|o| {
+        Point::new("agent_collector", now)
+            .tag("collector", o.name)
+            .int("success", i64::from(o.ok))
+            .int("skipped", i64::from(o.skipped))
+            .gauge("duration_seconds", o.took.as_secs_f64())
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::point::Value;
+
+    #[test]
+    fn each_collector_reports_success_skipped_and_duration() {
+        let outcomes = [
+            Outcome {
+                name: "cpu",
+                ok: true,
+                skipped: 0,
+                points: 3,
+                took: Duration::from_micros(250),
+            },
+            Outcome {
+                name: "temp",
+                ok: false,
+                skipped: 2,
+                points: 1,
+                took: Duration::from_micros(40),
+            },
+        ];
+        let mut out = Vec::new();
+        collector_points(&outcomes, 7, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].tag_value("collector"), Some("temp"));
+        assert_eq!(out[1].field("success"), Some(Value::Int(0)));
+        assert_eq!(out[1].field("skipped"), Some(Value::Int(2)));
+        assert_eq!(out[0].field("success"), Some(Value::Int(1)));
+        assert_eq!(
+            out[0].field("duration_seconds"),
+            Some(Value::Gauge(0.00025))
+        );
+    }
 
     #[test]
     fn every_drop_reason_has_its_field() {
