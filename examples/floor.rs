@@ -4,7 +4,8 @@
 //! network. What procship costs above it is the price of being an agent.
 //!
 //! Like procship it keeps the files open and re-reads them with `pread`, and
-//! statvfs's each block-device mount of `/proc/1/mountinfo`. With `-p` it
+//! statvfs's each block-device mount of `/proc/1/mountinfo`, reads every
+//! interface's link attributes and asks the clock's state. With `-p` it
 //! also walks `/proc/[pid]/stat` (what the `processes` collector reads).
 //!
 //!     cargo build --release --example floor
@@ -27,15 +28,54 @@ const FILES: &[&str] = &[
     "/proc/pressure/memory",
     "/proc/pressure/io",
     "/proc/1/mountinfo",
+    "/proc/softirqs",
+    "/proc/sys/fs/file-nr",
+    "/proc/sys/net/netfilter/nf_conntrack_count",
+    "/proc/sys/net/netfilter/nf_conntrack_max",
 ];
 
+/// The attributes `netclass` reads of every interface but `lo`.
+const LINK_ATTRS: &[&str] = &[
+    "operstate",
+    "carrier",
+    "speed",
+    "mtu",
+    "duplex",
+    "carrier_changes",
+];
+
+/// Every interface's link attributes under /sys/class/net, opened once.
+fn link_files() -> Vec<(&'static str, File)> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in dir.flatten().filter(|e| e.file_name() != "lo") {
+        for attr in LINK_ATTRS {
+            if let Ok(f) = File::open(entry.path().join(attr)) {
+                files.push(("link", f));
+            }
+        }
+    }
+    files
+}
+
+/// The clock's state, read only: the syscall `timex` makes.
+fn adjtimex() {
+    // SAFETY: all-zero bytes are a valid `timex`; modes 0 changes nothing.
+    let mut t: nix::libc::timex = unsafe { std::mem::zeroed() };
+    unsafe { nix::libc::adjtimex(&mut t) };
+}
+
+/// Reads a file from offset 0; a read that does not fill the space offered
+/// is the end (what procship's reader assumes of /proc and sysfs files).
 fn read_all(f: &File, buf: &mut [u8]) -> usize {
     let mut off = 0;
     while let Ok(n) = f.read_at(&mut buf[off..], off as u64) {
-        if n == 0 || off + n == buf.len() {
-            return off + n;
-        }
         off += n;
+        if n < buf.len() - (off - n) || off == buf.len() {
+            break;
+        }
     }
     off
 }
@@ -83,10 +123,11 @@ fn main() {
         .position(|a| a == "-i")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(1000);
-    let files: Vec<(&str, File)> = FILES
+    let mut files: Vec<(&str, File)> = FILES
         .iter()
         .filter_map(|p| Some((*p, File::open(p).ok()?)))
         .collect();
+    files.extend(link_files());
     let mut buf = vec![0u8; 1 << 16];
     let start = Instant::now();
     for tick in 1u32.. {
@@ -96,6 +137,7 @@ fn main() {
                 statvfs_mounts(&buf[..n]);
             }
         }
+        adjtimex();
         if procs {
             walk_processes(&mut buf);
         }

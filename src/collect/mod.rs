@@ -28,21 +28,25 @@ pub mod disk;
 pub mod diskio;
 pub mod exec;
 pub mod filefd;
+pub mod info;
 pub mod kernel;
 pub mod kv;
 pub mod mem;
 pub mod net;
+pub mod netclass;
 pub mod netstat;
 pub mod pressure;
 pub mod processes;
 pub mod procstat;
 pub mod rates;
 pub mod site;
+pub mod softirqs;
 pub mod stat;
 pub mod swap;
 pub mod system;
 pub mod temp;
 pub mod textfile;
+pub mod timex;
 pub mod vmstat;
 
 /// Every collector, in the order a cycle runs them: one row each.
@@ -53,8 +57,10 @@ pub const REGISTRY: &[Entry] = &[
     diskio::ENTRY,
     disk::ENTRY,
     net::ENTRY,
+    netclass::ENTRY,
     system::ENTRY,
     kernel::ENTRY,
+    softirqs::ENTRY,
     processes::ENTRY,
     pressure::ENTRY,
     temp::ENTRY,
@@ -64,6 +70,8 @@ pub const REGISTRY: &[Entry] = &[
     filefd::ENTRY,
     conntrack::ENTRY,
     vmstat::ENTRY,
+    timex::ENTRY,
+    info::ENTRY,
     textfile::ENTRY,
     exec::ENTRY,
 ];

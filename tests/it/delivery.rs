@@ -270,6 +270,8 @@ fn stdout_default_prints_one_batch_per_line_and_stops_cleanly() {
         // A collector is named for its source; its measurement is Telegraf's.
         let m = match c {
             "filefd" => "linux_sysctl_fs",
+            "softirqs" => "soft_interrupts",
+            "info" => "host",
             other => other,
         };
         assert!(

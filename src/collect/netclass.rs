@@ -1,0 +1,268 @@
+//! `netclass`: each network interface's link, from its attributes under
+//! `<sys>/class/net/<interface>/`: `netclass`: interface → up (1 when
+//! `operstate` is `up`), carrier (1 with a link), speed (Mb/s, as the
+//! driver reports it), mtu (bytes), full_duplex (1 full, 0 half),
+//! carrier_changes (cumulative: a flapping link). The loopback interface
+//! is left out, as `net` does. Telegraf's net has no such fields; names in
+//! its style.
+//!
+//! A field the interface cannot tell is left out, not the interface: the
+//! kernel answers EINVAL for carrier, speed and duplex of an interface
+//! that is down, and virtual ones print a speed of -1 and a duplex of
+//! `unknown`. A value that is not what the kernel prints is an error
+//! naming the file; the other fields and interfaces go out.
+//!
+//! The interfaces are found by listing the directory again every
+//! `REFRESH` (at once when one vanished); each attribute's file stays open
+//! and is re-read with `pread`, one syscall per attribute and cycle.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{CollectError, Collector, Entry, Files, Partial};
+use crate::point::{Point, Timestamp};
+
+/// The registry row.
+pub const ENTRY: Entry = Entry::plain("netclass", |_| Box::new(NetClass::default()));
+
+/// How long the discovered interface list is trusted.
+const REFRESH: Duration = Duration::from_secs(60);
+
+/// The read buffer of one attribute: a text that fills it is not one the
+/// kernel prints.
+const ATTR_MAX: usize = 64;
+
+/// What an attribute's text becomes.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// `up` → 1, any other state → 0.
+    Up,
+    /// `full` → 1, `half` → 0, `unknown` → left out.
+    Duplex,
+    /// A number; negative means unknown (left out).
+    Int,
+    Counter,
+}
+
+/// Every attribute read: (file, field, kind), in the order of the fields.
+const ATTRS: [(&str, &str, Kind); 6] = [
+    ("operstate", "up", Kind::Up),
+    ("carrier", "carrier", Kind::Int),
+    ("speed", "speed", Kind::Int),
+    ("mtu", "mtu", Kind::Int),
+    ("duplex", "full_duplex", Kind::Duplex),
+    ("carrier_changes", "carrier_changes", Kind::Counter),
+];
+
+struct Link {
+    name: String,
+    dir: PathBuf,
+    /// One per `ATTRS` row; `None` when the interface has no such file.
+    files: Vec<Option<File>>,
+}
+
+#[derive(Default)]
+pub struct NetClass {
+    links: Vec<Link>,
+    refreshed: Option<Instant>,
+}
+
+/// The interfaces under `base`, sorted, without `lo`.
+fn interfaces(base: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(base)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n != "lo")
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+impl NetClass {
+    /// Lists the interfaces and opens their attributes; one that is there
+    /// but cannot be opened (not a regular file) is the error.
+    fn refresh(&mut self, files: &Files, partial: &mut Partial) {
+        let base = files.sys_path("class/net");
+        self.links = interfaces(&base)
+            .into_iter()
+            .map(|name| {
+                let dir = base.join(&name);
+                let mut open = |file: &str| {
+                    let path = dir.join(file);
+                    match crate::host::open_file(&path) {
+                        Ok(f) => Some(f),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(e) => partial.keep(Err(CollectError::io(path, e))),
+                    }
+                };
+                let files = ATTRS.iter().map(|(file, _, _)| open(file)).collect();
+                Link { name, dir, files }
+            })
+            .collect();
+        self.refreshed = Some(Instant::now());
+    }
+}
+
+/// One attribute's field value from its text; `Ok(None)` when the kernel
+/// says it does not know.
+fn value(path: &Path, kind: Kind, text: &str) -> Result<Option<crate::point::Value>, CollectError> {
+    use crate::point::Value;
+    let text = text.trim();
+    let bad = || CollectError::parse(path, format!("{text:?} is not what the kernel prints"));
+    Ok(match kind {
+        Kind::Up => Some(Value::Int(i64::from(text == "up"))),
+        Kind::Duplex => match text {
+            "full" => Some(Value::Int(1)),
+            "half" => Some(Value::Int(0)),
+            "unknown" | "" => None,
+            _ => return Err(bad()),
+        },
+        Kind::Int => {
+            let v: i64 = text.parse().map_err(|_| bad())?;
+            (v >= 0).then_some(Value::Int(v))
+        }
+        Kind::Counter => Some(Value::Counter(text.parse().map_err(|_| bad())?)),
+    })
+}
+
+/// Why an attribute gave no value.
+enum Unread {
+    /// The kernel cannot tell now (EINVAL of a down interface).
+    Unknown,
+    /// The interface went away.
+    Gone,
+}
+
+/// An open attribute's text (at most `buf`'s size) in `buf`.
+fn read_attr<'b>(f: &File, buf: &'b mut [u8; ATTR_MAX]) -> Result<&'b [u8], Unread> {
+    match f.read_at(buf, 0) {
+        Ok(n) => Ok(&buf[..n]),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => Err(Unread::Unknown),
+        Err(_) => Err(Unread::Gone),
+    }
+}
+
+impl Link {
+    /// This interface's point, or `None` when it went away.
+    fn point(&self, now: Timestamp, partial: &mut Partial) -> Option<Point> {
+        let mut p = Point::new("netclass", now).tag("interface", self.name.as_str());
+        let mut buf = [0u8; ATTR_MAX];
+        for ((file, field, kind), f) in ATTRS.iter().zip(&self.files) {
+            let Some(f) = f else { continue };
+            let bytes = match read_attr(f, &mut buf) {
+                Ok(b) => b,
+                Err(Unread::Unknown) => continue,
+                Err(Unread::Gone) => return None,
+            };
+            let path = || self.dir.join(file);
+            let v = match std::str::from_utf8(bytes) {
+                Ok(text) if bytes.len() < ATTR_MAX => value(&path(), *kind, text),
+                _ => Err(CollectError::parse(path(), "not a short line of text")),
+            };
+            if let Some(Some(v)) = partial.keep(v) {
+                p.fields.push(((*field).into(), v));
+            }
+        }
+        Some(p)
+    }
+}
+
+impl Collector for NetClass {
+    fn name(&self) -> &'static str {
+        "netclass"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let mut partial = Partial::default();
+        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            self.refresh(files, &mut partial);
+        }
+        let mut gone = false;
+        for link in &self.links {
+            match link.point(now, &mut partial) {
+                Some(p) if !p.fields.is_empty() => out.push(p),
+                Some(_) => {}
+                None => gone = true,
+            }
+        }
+        if gone {
+            // Listed again next cycle.
+            self.refreshed = None;
+        }
+        partial.result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::testutil::*;
+    use crate::point::Value::{Counter, Int};
+
+    #[test]
+    fn each_interface_s_link_without_loopback() {
+        let pts = run(&mut NetClass::default(), "basic").unwrap();
+        let names: Vec<_> = pts
+            .iter()
+            .filter_map(|p| p.tag_value("interface"))
+            .collect();
+        assert_eq!(names, ["docker0", "eth0"]);
+        let eth0 = &pts[1];
+        assert_eq!(eth0.field("up"), Some(Int(1)));
+        assert_eq!(eth0.field("carrier"), Some(Int(1)));
+        assert_eq!(eth0.field("speed"), Some(Int(10_000)));
+        assert_eq!(eth0.field("mtu"), Some(Int(1_500)));
+        assert_eq!(eth0.field("full_duplex"), Some(Int(1)));
+        assert_eq!(eth0.field("carrier_changes"), Some(Counter(3)));
+        let docker0 = &pts[0];
+        assert_eq!(docker0.field("up"), Some(Int(0)));
+        assert_eq!(docker0.field("speed"), None, "a down interface cannot tell");
+    }
+
+    #[test]
+    fn unknown_values_are_left_out_and_bad_ones_named() {
+        let (pts, e) = run_on_partial(
+            &mut NetClass::default(),
+            &[
+                ("sys/class/net/veth1/operstate", b"lowerlayerdown\n"),
+                ("sys/class/net/veth1/speed", b"-1\n"),
+                ("sys/class/net/veth1/duplex", b"unknown\n"),
+                ("sys/class/net/veth1/mtu", b"lots\n"),
+                ("sys/class/net/veth2/mtu", b"9000\n"),
+            ],
+        );
+        assert_eq!(pts.len(), 2, "a bad value loses only itself");
+        assert_eq!(pts[0].fields.len(), 1, "{:?}", pts[0].fields);
+        assert_eq!(pts[0].field("up"), Some(Int(0)));
+        assert_eq!(pts[1].field("mtu"), Some(Int(9_000)));
+        let e = e.unwrap().to_string();
+        assert!(e.contains("veth1/mtu") && e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn a_long_or_binary_attribute_is_an_error_naming_it() {
+        let long = "1".repeat(200);
+        for bytes in [long.as_bytes(), b"\xff\xfe\n"] {
+            let (_, e) = run_on_partial(
+                &mut NetClass::default(),
+                &[("sys/class/net/eth9/mtu", bytes)],
+            );
+            let e = e.unwrap().to_string();
+            assert!(e.contains("eth9/mtu") && e.len() < 300, "{e}");
+        }
+    }
+
+    #[test]
+    fn no_class_net_is_quiet() {
+        assert!(run(&mut NetClass::default(), "empty").unwrap().is_empty());
+    }
+}
