@@ -35,6 +35,8 @@ expect_entry() { # mode path
 expect_entry '-rwxr-xr-x' usr/bin/procship
 expect_entry '-rw-r--r--' lib/systemd/system/procship.service
 expect_entry '-rw-r-----' etc/procship/procship.env
+expect_entry '-rw-r--r--' usr/share/procship/alerts/procship.rules.yml
+expect_entry '-rw-r--r--' usr/share/procship/grafana/procship.json
 
 echo "== dpkg-deb -I"
 dpkg-deb -I "$deb"

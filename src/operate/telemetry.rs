@@ -5,6 +5,7 @@
 //! collection took, and its own resident memory and CPU time.
 //!
 //! Fields (counters are cumulative since start):
+//! `cycles`, `skipped_ticks` (ticks a slow cycle overran), `collector_errors`,
 //! `collected`, `sent`, `batches_sent`, `retries`, `send_failures`,
 //! `dropped`, `dropped_<reason>` for every drop reason (counters);
 //! `queue_batches`, `queue_bytes`, `spool_batches`, `spool_bytes` (what
@@ -72,6 +73,9 @@ impl SelfStats {
     ) -> Point {
         let spool = depth.spool.unwrap_or_default();
         let mut p = Point::new("agent", now)
+            .counter("cycles", Stats::get(&stats.cycles))
+            .counter("skipped_ticks", Stats::get(&stats.skipped_ticks))
+            .counter("collector_errors", Stats::get(&stats.collector_errors))
             .counter("collected", Stats::get(&stats.collected))
             .counter("sent", Stats::get(&stats.sent_points))
             .counter("batches_sent", Stats::get(&stats.sent_batches))

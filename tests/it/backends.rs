@@ -22,16 +22,22 @@ const INSTALL: &str =
     "apt-get install victoria-metrics prometheus influxdb (scripts/test.sh does it)";
 
 /// A server from its package, killed and its data removed on drop.
-struct Server {
+pub(crate) struct Server {
     name: &'static str,
     child: Child,
     dir: PathBuf,
     port: u16,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
-    fn spawn(name: &'static str, bin: &str, dir: PathBuf, port: u16, args: &[String]) -> Server {
+    pub(crate) fn spawn(
+        name: &'static str,
+        bin: &str,
+        dir: PathBuf,
+        port: u16,
+        args: &[String],
+    ) -> Server {
         let path = Path::new("/usr/bin").join(bin);
         assert!(
             path.exists(),
@@ -61,7 +67,7 @@ impl Server {
     }
 
     /// Waits (bounded) until `path` answers `want`.
-    fn ready(self, path: &str, want: u16) -> Server {
+    pub(crate) fn ready(self, path: &str, want: u16) -> Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(r) = http().get(&format!("{}{path}", self.base)).call()
@@ -79,7 +85,7 @@ impl Server {
         }
     }
 
-    fn victoria_metrics() -> Server {
+    pub(crate) fn victoria_metrics() -> Server {
         let dir = tempdir("vm");
         let port = free_port();
         Server::spawn(
@@ -180,7 +186,7 @@ impl Server {
     }
 
     /// GET of a query API path with form parameters; the parsed answer.
-    fn query(&self, path: &str, params: &[(&str, &str)]) -> J {
+    pub(crate) fn query(&self, path: &str, params: &[(&str, &str)]) -> J {
         let mut r = http()
             .post(&format!("{}{path}", self.base))
             .send_form(params.iter().copied())

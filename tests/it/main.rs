@@ -3,6 +3,7 @@
 //! listeners, sockets and (in `backends`) the real servers from Debian's
 //! packages, all on 127.0.0.1. `util` holds what they share.
 
+mod alerts;
 mod backends;
 mod cli;
 mod delivery;
