@@ -627,31 +627,57 @@ fn influxdb_v1_with_auth_takes_line_protocol_and_refuses_a_wrong_password() {
     );
 }
 
-/// The Grafana dashboard's queries, with Grafana's variables filled in as
-/// Grafana would for one selected host.
-fn dashboard_queries() -> (String, Vec<(String, String)>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/grafana/procship.json");
+/// A Grafana dashboard of packaging/grafana: its host variable's query
+/// (if it has one) and every panel's queries (rows have none).
+fn dashboard_queries(file: &str) -> (Option<String>, Vec<(String, String)>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/grafana")
+        .join(file);
     let d: J = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let vars = d["templating"]["list"].as_array().unwrap();
-    let host_var = vars
+    let variable = vars
         .iter()
         .find(|v| v["name"] == "host")
-        .expect("a host variable");
-    let variable = host_var["query"]["query"].as_str().unwrap().to_string();
+        .map(|v| v["query"]["query"].as_str().unwrap().to_string());
     let mut queries = Vec::new();
     for p in d["panels"].as_array().unwrap() {
         let title = p["title"].as_str().unwrap();
-        for t in p["targets"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
             queries.push((title.to_string(), t["expr"].as_str().unwrap().to_string()));
         }
     }
     (variable, queries)
 }
 
+/// Waits (bounded) until `q` returns data; every series that names a host
+/// names `host`. Returns how many series.
+fn returns_data(vm: &Server, title: &str, q: &str, host: &str) -> usize {
+    let mut series = 0;
+    wait_for(
+        &format!("data for {title}: {q}"),
+        Duration::from_secs(20),
+        || {
+            let v = vm.query("/api/v1/query", &[("query", q)]);
+            assert_eq!(v["status"], "success", "{title}: {q}: {v}");
+            let r = v["data"]["result"].as_array().unwrap();
+            series = r.len();
+            !r.is_empty()
+                && r.iter().all(|s| {
+                    let h = &s["metric"]["host"];
+                    h.is_null() || h == host
+                })
+        },
+    );
+    series
+}
+
 #[test]
-fn grafana_dashboard_queries_all_return_data_from_victoria_metrics() {
-    let (variable, queries) = dashboard_queries();
-    assert!(queries.len() >= 10, "{queries:?}");
+fn grafana_dashboards_queries_all_return_data_from_victoria_metrics() {
+    let (variable, host_queries) = dashboard_queries("procship.json");
+    let (none, fleet_queries) = dashboard_queries("procship-fleet.json");
+    assert!(none.is_none(), "the fleet dashboard has no host variable");
+    assert!(host_queries.len() >= 20, "{host_queries:?}");
+    assert!(fleet_queries.len() >= 12, "{fleet_queries:?}");
     let vm = Server::victoria_metrics();
     ship(
         &format!("{}/api/v1/write", vm.base),
@@ -660,6 +686,7 @@ fn grafana_dashboard_queries_all_return_data_from_victoria_metrics() {
         &[("PROCSHIP_COLLECTORS", "default".into())],
     );
     // The host selector: label_values(<metric>, host) lists the host.
+    let variable = variable.expect("a host variable");
     let metric = variable
         .strip_prefix("label_values(")
         .and_then(|s| s.strip_suffix(", host)"))
@@ -672,26 +699,15 @@ fn grafana_dashboard_queries_all_return_data_from_victoria_metrics() {
             .iter()
             .any(|h| h == "dash-host")
     });
-    for (title, expr) in &queries {
+    for (title, expr) in host_queries.iter().chain(&fleet_queries) {
         let q = expr
             .replace("$host", "dash-host")
             .replace("$__rate_interval", "1m");
         assert!(
-            !q.contains('$'),
+            !q.contains('$') || q.contains("\"$1\""),
             "{title}: a variable this test does not know: {expr}"
         );
-        let mut series = 0;
-        wait_for(
-            &format!("data for {title}: {q}"),
-            Duration::from_secs(20),
-            || {
-                let v = vm.query("/api/v1/query", &[("query", &q)]);
-                assert_eq!(v["status"], "success", "{title}: {q}: {v}");
-                let r = v["data"]["result"].as_array().unwrap();
-                series = r.len();
-                r.iter().all(|s| s["metric"]["host"] == "dash-host") && !r.is_empty()
-            },
-        );
+        let series = returns_data(&vm, title, &q, "dash-host");
         eprintln!("{title}: {q} → {series} series");
     }
 }
