@@ -82,6 +82,8 @@ fn build_info() {
     println!("cargo:rustc-env=PROCSHIP_BUILD_COMMIT={commit}");
     println!("cargo:rustc-env=PROCSHIP_BUILD_TARGET={target}");
     println!("cargo:rustc-env=PROCSHIP_BUILD_RUSTC={rustc}");
+    let profile = env::var("PROFILE").unwrap_or_else(|_| "unknown".into());
+    println!("cargo:rustc-env=PROCSHIP_BUILD_PROFILE={profile}");
     for head in [".git/HEAD", ".git/refs/heads"] {
         if Path::new(head).exists() {
             println!("cargo:rerun-if-changed={head}");

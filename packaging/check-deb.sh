@@ -37,6 +37,10 @@ expect_entry '-rw-r--r--' lib/systemd/system/procship.service
 expect_entry '-rw-r-----' etc/procship/procship.env
 expect_entry '-rw-r--r--' usr/share/procship/alerts/procship.rules.yml
 expect_entry '-rw-r--r--' usr/share/procship/grafana/procship.json
+expect_entry '-rw-r--r--' usr/share/procship/grafana/procship-fleet.json
+expect_entry '-rw-r--r--' usr/share/man/man1/procship.1.gz
+expect_entry '-rw-r--r--' usr/share/doc/procship/changelog.gz
+expect_entry '-rw-r--r--' usr/share/doc/procship/changelog.Debian.gz
 
 echo "== dpkg-deb -I"
 dpkg-deb -I "$deb"

@@ -12,10 +12,12 @@ fail() { echo "check-install: $*" >&2; exit 1; }
 
 [ -x target/release/procship ] || cargo build --release --locked --quiet
 bin=/usr/local/bin/procship unit=/etc/systemd/system/procship.service env=/etc/procship/procship.env
+man=/usr/local/share/man/man1/procship.1
 
 echo "== install.sh (first run)"
 packaging/install.sh
 [ -x "$bin" ] || fail "no $bin"
+[ -f "$man" ] || fail "no $man"
 getent passwd procship >/dev/null || fail "no procship user"
 [ "$(stat -c '%U:%G %a' "$env")" = "root:procship 640" ] || fail "env file permissions"
 grep -qx "ExecStart=$bin" "$unit" || fail "unit does not run $bin"
@@ -34,7 +36,7 @@ grep -qx "PROCSHIP_INTERVAL=7" "$env" || fail "configuration overwritten"
 echo "== install.sh --uninstall --purge"
 packaging/install.sh --uninstall --purge
 [ -e /etc/systemd/system/multi-user.target.wants/procship.service ] && fail "still enabled"
-for p in "$bin" "$unit" /etc/procship /var/lib/procship; do
+for p in "$bin" "$unit" "$man" /etc/procship /var/lib/procship; do
   [ ! -e "$p" ] || fail "$p left after purge"
 done
 ! getent passwd procship >/dev/null || fail "user left after purge"

@@ -7,11 +7,13 @@
 #   sudo packaging/install.sh [BINARY]     default: target/release/procship
 #   sudo packaging/install.sh --uninstall [--purge]
 #
-# Environment: BIN_DIR (default /usr/local/bin).
+# Environment: BIN_DIR (default /usr/local/bin), MAN_DIR (default
+# /usr/local/share/man/man1: the man page procship(1)).
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 BIN_DIR=${BIN_DIR:-/usr/local/bin}
+MAN_DIR=${MAN_DIR:-/usr/local/share/man/man1}
 ENV_DIR=/etc/procship
 ENV_FILE=$ENV_DIR/procship.env
 UNIT_FILE=/etc/systemd/system/procship.service
@@ -28,7 +30,7 @@ uninstall() {
     elif command -v systemctl >/dev/null; then
         systemctl disable procship.service >/dev/null 2>&1 || true
     fi
-    rm -f "$UNIT_FILE" "$BIN_DIR/procship"
+    rm -f "$UNIT_FILE" "$BIN_DIR/procship" "$MAN_DIR/procship.1"
     if have_systemd; then systemctl daemon-reload; fi
     if [ "${1:-}" = --purge ]; then
         rm -rf "$ENV_DIR" /var/lib/procship /var/lib/private/procship
@@ -61,6 +63,9 @@ fi
 install -d -m 0755 "$BIN_DIR"
 install -m 0755 "$bin" "$BIN_DIR/procship.new"
 mv -f "$BIN_DIR/procship.new" "$BIN_DIR/procship"
+
+install -d -m 0755 "$MAN_DIR"
+install -m 0644 "$here/packaging/procship.1" "$MAN_DIR/procship.1"
 
 install -d -m 0755 "$ENV_DIR"
 if [ -e "$ENV_FILE" ]; then

@@ -172,6 +172,35 @@ impl Table {
         out
     }
 
+    /// The man page's variables (roff): a subsection per section, a tagged
+    /// paragraph per variable with its help, default and reload class.
+    pub fn roff(&self) -> String {
+        let mut out = String::new();
+        for s in &self.sections {
+            out.push_str(&format!(".SS {}\n", roff_escape(s.title)));
+            for v in s.vars {
+                let default = match v.default {
+                    "" => "empty".to_string(),
+                    d => format!("\\fB{}\\fR", roff_escape(d)),
+                };
+                let reload = match v.reload {
+                    Reload::Live => "applied live on SIGHUP",
+                    Reload::Restart => "applied at the next start",
+                };
+                let secret = match v.mask {
+                    Mask::Secret | Mask::HeaderValues => " Secret: masked in all output.",
+                    Mask::None | Mask::Url => "",
+                };
+                out.push_str(&format!(
+                    ".TP\n.B {}\n{}. Default: {default}; {reload}.{secret}\n",
+                    roff_escape(&v.full_name()),
+                    roff_escape(v.help.trim_end_matches('.'))
+                ));
+            }
+        }
+        out
+    }
+
     /// The variables of `--help`: one line each, with the default.
     pub fn help(&self) -> String {
         let mut out = String::new();
@@ -182,6 +211,16 @@ impl Table {
             ));
         }
         out
+    }
+}
+
+/// `text` safe in a roff line: backslashes and minus signs escaped, and a
+/// line that would start with a control character guarded.
+pub fn roff_escape(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    match escaped.chars().next() {
+        Some('.' | '\'') => format!("\\&{escaped}"),
+        _ => escaped,
     }
 }
 

@@ -23,3 +23,4 @@ pub mod schedule;
 pub mod agent;
 pub mod operate;
 pub mod settings;
+pub mod usage;

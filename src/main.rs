@@ -87,27 +87,6 @@ fn parse_args() -> Result<Args, ArgError> {
     Ok(args)
 }
 
-fn help() -> String {
-    let mut s = String::from(
-        "procship: lean host-telemetry push agent for Linux\n\n\
-         Usage: procship [--env-file PATH] [--once | --check-config] [--VARIABLE VALUE]...\n\
-         \x20      procship status [--env-file PATH]\n\n\
-         Modes:\n\
-         \x20 (none)            run the agent: collect every interval, ship batches\n\
-         \x20 --once            print one complete snapshot to stdout and exit\n\
-         \x20 --check-config    validate, print the effective configuration (secrets masked), exit 0 or 78\n\
-         \x20 --env-example     print .env.example: every variable with its help and default\n\
-         \x20 status            ask the running agent (PROCSHIP_STATUS_ADDR) what it is doing; exit 0 healthy, 1 not, 69 unreachable\n\
-         \x20 --env-file PATH   env file to read (default ./.env, else /etc/procship/procship.env; must exist when given)\n\
-         \x20 -V, --version     print the version\n\n\
-         Configuration: flags > environment > env file. Each variable is also a flag,\n\
-         e.g. --interval 5 sets PROCSHIP_INTERVAL. Variables (default):\n",
-    );
-    s.push_str(&settings::table().help());
-    s.push_str("\nExit status: 0 ok, 1 runtime error, 64 usage error (an unknown option, a missing value), 78 invalid configuration.\n");
-    s
-}
-
 fn load(args: &Args) -> Result<Settings, ConfigError> {
     load_over(args, &[])
 }
@@ -168,17 +147,11 @@ fn main() -> ExitCode {
     };
     match args.mode {
         Mode::Help => {
-            print!("{}", help());
+            print!("{}", procship::usage::help());
             return ExitCode::SUCCESS;
         }
         Mode::Version => {
-            println!(
-                "procship {} (commit {}, {}, {})",
-                env!("CARGO_PKG_VERSION"),
-                env!("PROCSHIP_BUILD_COMMIT"),
-                env!("PROCSHIP_BUILD_TARGET"),
-                env!("PROCSHIP_BUILD_RUSTC")
-            );
+            println!("{}", procship::usage::version());
             return ExitCode::SUCCESS;
         }
         Mode::EnvExample => {

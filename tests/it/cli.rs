@@ -257,8 +257,9 @@ fn version_and_help() {
     assert!(
         v.starts_with(&format!("procship {} (commit ", env!("CARGO_PKG_VERSION")))
             && v.contains("linux")
-            && v.contains("rustc 1."),
-        "the version with the build's commit, target and compiler: {v}"
+            && v.contains("rustc 1.")
+            && (v.contains(" debug build") || v.contains(" release build")),
+        "the version with the build's commit, profile, target and compiler: {v}"
     );
     let out = run(procship(&[]).arg("--help"));
     assert!(out.status.success());

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["collect", "encode", "schedule"],
     &["deliver"],
     &["operate"],
-    &["settings"],
+    &["settings", "usage"],
     &["agent"],
 ];
 
