@@ -13,6 +13,11 @@
 //! default: it is a second walk of /proc (as costly as `processes`).
 //! A command line is read only for a process whose name does not match, and
 //! the verdict is kept per (pid, start time) until that process is gone.
+//!
+//! A process that exits during the walk is simply gone. One whose `stat`
+//! is not a stat line is left out, and one whose `status` cannot be read
+//! goes out without its `user` tag: both are counted as skipped pieces and
+//! the first is named in the collector's error.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -169,6 +174,7 @@ impl Procstat {
         proc_root: &Path,
         root: &std::fs::File,
         now: Timestamp,
+        partial: &mut super::Partial,
     ) -> Result<Vec<Seen>, CollectError> {
         let io = |e: nix::Error| CollectError::io(proc_root, e.into());
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
@@ -194,6 +200,12 @@ impl Procstat {
                 continue;
             };
             let Some(stat) = parse_stat(&self.buf[..n]) else {
+                partial.note(|| {
+                    CollectError::parse(
+                        proc_root.join(pid.to_string()).join("stat"),
+                        "not a stat line (truncated?); the process is left out",
+                    )
+                });
                 continue;
             };
             let key = (pid, stat.start);
@@ -246,9 +258,23 @@ impl Procstat {
         host_root: &Path,
         s: &Seen,
         now: Timestamp,
+        partial: &mut super::Partial,
     ) -> Option<Point> {
-        let uid = self.uid(root, s.pid)?;
-        let user = self.user(host_root, uid);
+        let user = match self.uid(root, s.pid) {
+            Some(uid) => self.user(host_root, uid),
+            // It exited since the walk: nothing to report, nothing broken.
+            None if !proc_root.join(s.pid.to_string()).exists() => return None,
+            // There but unreadable: the point goes out without its user.
+            None => {
+                partial.note(|| {
+                    CollectError::parse(
+                        proc_root.join(s.pid.to_string()).join("status"),
+                        "unreadable, or without a Uid: line; the process is reported without its user",
+                    )
+                });
+                String::new()
+            }
+        };
         let mut p = Point::new("procstat", now)
             .tag("pid", s.pid.to_string())
             .tag("name", s.stat.name.clone())
@@ -394,14 +420,16 @@ impl Collector for Procstat {
     ) -> Result<(), CollectError> {
         let proc_root: PathBuf = files.proc_path("");
         let root = super::open_dir(&proc_root)?;
-        let seen = self.walk(&proc_root, &root, now)?;
+        let mut partial = super::Partial::default();
+        let seen = self.walk(&proc_root, &root, now, &mut partial)?;
         let host_root = files.paths.root.clone();
         for i in self.choose(&root, &seen) {
-            if let Some(p) = self.point(&root, &proc_root, &host_root, &seen[i], now) {
+            if let Some(p) = self.point(&root, &proc_root, &host_root, &seen[i], now, &mut partial)
+            {
                 out.push(p);
             }
         }
-        Ok(())
+        partial.result()
     }
 }
 
@@ -535,12 +563,17 @@ mod tests {
             std::fs::create_dir_all(dir.join(format!("proc/{pid}"))).unwrap();
             std::fs::write(dir.join(format!("proc/{pid}/stat")), text).unwrap();
         }
+        // A status without its Uid: line loses only the user tag.
+        std::fs::write(dir.join("proc/10/status"), "Name:\tok\n").unwrap();
         let mut out = Vec::new();
-        Procstat::new(opts(3, ""), Facts::default())
+        let e = Procstat::new(opts(3, ""), Facts::default())
             .collect(&mut Files::new(paths(&dir)), 1, &mut out)
-            .unwrap();
+            .unwrap_err();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].tag_value("pid"), Some("10"));
+        assert_eq!(out[0].tag_value("user"), None);
+        assert_eq!(e.skipped, 3, "two stats and a status: {e}");
+        assert!(e.to_string().contains("11/stat"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
