@@ -3,7 +3,8 @@
 //! bounded flush and a final account of every point. Also `--once`.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::collect::{self, Context, Runner};
@@ -414,9 +415,80 @@ impl Waiter<'_> {
     }
 }
 
+/// Whether a stop asked at `asked` has waited too long: the main loop has
+/// not begun stopping (it is stuck in a collector) `timeout` later.
+pub fn stuck(asked: Instant, now: Instant, timeout: Duration, stopping: bool) -> bool {
+    !stopping && now.duration_since(asked) >= timeout
+}
+
+/// Passes the control channel on to the main loop, and watches a stop: a
+/// main loop that has not begun stopping `timeout` after the stop was
+/// asked (a collector that does not return: a hung mount, a kernel that
+/// does not answer) gets `on_stuck` called, from this thread. The shipper
+/// goes on meanwhile, so what is queued keeps being delivered.
+pub fn guard(
+    control: Receiver<Control>,
+    stopping: Arc<AtomicBool>,
+    timeout: Duration,
+    on_stuck: impl FnOnce() + Send + 'static,
+) -> std::io::Result<Receiver<Control>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("procship-guard".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let asked = loop {
+                let Ok(msg) = control.recv() else { return };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+                if msg == Control::Stop {
+                    break Instant::now();
+                }
+            };
+            loop {
+                let now = Instant::now();
+                let done = stopping.load(Ordering::Acquire);
+                if done {
+                    return;
+                }
+                if stuck(asked, now, timeout, done) {
+                    on_stuck();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })?;
+    Ok(rx)
+}
+
+/// A main loop stuck after a stop: says where, and exits, since no
+/// collector can be interrupted. The spool (if any) keeps what waits; what
+/// only the memory queue holds is lost, and said.
+fn exit_stuck(stats: &Stats, queue: &Queue, timeout: Duration) {
+    let collector = stats.collecting.current().map_or("none", |(name, _)| name);
+    let stalled_s = stats
+        .collecting
+        .current()
+        .map_or(0, |(_, since)| (now_ns() - since) / 1_000_000_000);
+    let depth = queue.depth();
+    tracing::error!(
+        collector,
+        stalled_s,
+        timeout = ?timeout,
+        queued_batches = depth.batches,
+        spooled_batches = depth.spool.map_or(0, |sp| sp.batches),
+        "stop asked, but the collection has not returned within the shutdown timeout: exiting now; \
+         what the spool holds is sent at the next start, what only memory held is lost"
+    );
+    std::process::exit(1);
+}
+
 /// Runs the agent until `Control::Stop` (or the control channel closes);
-/// returns the account of every point.
-pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<Account, RunError> {
+/// returns the account of every point. A stop that a stuck collector keeps
+/// from being seen still ends the process after `PROCSHIP_SHUTDOWN_TIMEOUT`
+/// (`guard`).
+pub fn run(s: Settings, control: Receiver<Control>, reload: Reload) -> Result<Account, RunError> {
     let stats = Arc::new(Stats::default());
     let spool = open_spool(&s, &stats)?;
     let first_seq = spool.as_ref().map_or(1, Spool::next_seq);
@@ -438,6 +510,13 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
     .drain(s.drain)
     .spawn()?;
     log_start(&s);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let control = {
+        let (stats, queue, timeout) = (stats.clone(), queue.clone(), s.ship.shutdown_timeout);
+        guard(control, stopping.clone(), timeout, move || {
+            exit_stuck(&stats, &queue, timeout)
+        })?
+    };
     let facts = Facts::of_this_host();
     let mut l = Loop {
         runner: runner(&s, facts).report_to(stats.clone()),
@@ -458,13 +537,14 @@ pub fn run(s: Settings, control: &Receiver<Control>, reload: Reload) -> Result<A
         s,
     };
     let mut wait = Waiter {
-        control,
+        control: &control,
         stop: false,
         hup: false,
     };
     let mut notify = Notifier::from_env();
     let first = splay_start(&l, &mut wait, &mut notify);
     main_loop(&mut l, first, &mut wait, &mut notify, &reload);
+    stopping.store(true, Ordering::Release);
     notify.stopping();
     Ok(stop(l, shipper))
 }
@@ -578,4 +658,67 @@ fn stop(mut l: Loop, shipper: ship::Handle) -> Account {
         stats.dropped_by_reason()
     );
     account
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_is_stuck_only_past_the_timeout_and_before_the_loop_stops() {
+        let asked = Instant::now();
+        let t = Duration::from_secs(10);
+        assert!(!stuck(asked, asked + Duration::from_secs(9), t, false));
+        assert!(stuck(asked, asked + t, t, false));
+        assert!(!stuck(asked, asked + Duration::from_secs(60), t, true));
+    }
+
+    /// The guard with a stuck main loop (nobody sets `stopping`) and with
+    /// one that stops; `on_stuck` reports on a channel instead of exiting.
+    fn guarded(stop_in_time: bool) -> (Receiver<Control>, bool) {
+        let (tx, rx) = mpsc::channel();
+        let (called_tx, called) = mpsc::channel();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let forwarded = guard(
+            rx,
+            stopping.clone(),
+            Duration::from_millis(200),
+            move || {
+                let _ = called_tx.send(());
+            },
+        )
+        .unwrap();
+        tx.send(Control::Reload).unwrap();
+        assert_eq!(
+            forwarded.recv_timeout(Duration::from_secs(5)),
+            Ok(Control::Reload)
+        );
+        tx.send(Control::Stop).unwrap();
+        assert_eq!(
+            forwarded.recv_timeout(Duration::from_secs(5)),
+            Ok(Control::Stop)
+        );
+        if stop_in_time {
+            stopping.store(true, Ordering::Release);
+        }
+        let was_called = called.recv_timeout(Duration::from_secs(2)).is_ok();
+        (forwarded, was_called)
+    }
+
+    #[test]
+    fn a_main_loop_stuck_after_a_stop_is_ended_after_the_timeout() {
+        let (_, called) = guarded(false);
+        assert!(called, "on_stuck was not called");
+    }
+
+    #[test]
+    fn a_main_loop_that_stops_in_time_is_left_alone() {
+        let (forwarded, called) = guarded(true);
+        assert!(!called, "on_stuck called for a loop that stopped");
+        assert_eq!(
+            forwarded.recv_timeout(Duration::from_secs(5)),
+            Err(RecvTimeoutError::Disconnected),
+            "the guard has ended"
+        );
+    }
 }

@@ -194,7 +194,7 @@ fn main() -> ExitCode {
                 load: Box::new(move || load_over(&args, &at_start)),
                 set_level: log::init(&cfg.log),
             };
-            match signal_channel().map(|rx| agent::run(cfg, &rx, reload)) {
+            match signal_channel().map(|rx| agent::run(cfg, rx, reload)) {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(agent::RunError::Config(msg))) => {
                     // Logging is up: the message goes where the operator looks.

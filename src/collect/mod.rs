@@ -876,8 +876,10 @@ mod tests {
     fn a_fifo_a_device_or_an_endless_file_in_place_of_any_file_never_hangs() {
         let basic = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic");
         let clean = every_collector_on(basic.clone()).expect("the basic tree");
+        // Its one deliberate flaw: pid 200's stat is cut (processes counts
+        // it as unknown, procstat names it).
         assert!(
-            clean.is_empty(),
+            clean.len() == 1 && clean[0].starts_with("procstat: ") && clean[0].contains("200/stat"),
             "the basic tree collects cleanly: {clean:?}"
         );
         let mut all = Vec::new();
@@ -902,7 +904,11 @@ mod tests {
                 let errors = every_collector_on(dir.clone())
                     .unwrap_or_else(|| panic!("{} as a {kind}: collection hung", rel.display()));
                 let name = rel.file_name().unwrap().to_string_lossy();
-                for e in &errors {
+                // Less the tree's own flaw, found as on the clean tree.
+                for e in errors
+                    .iter()
+                    .filter(|e| !clean.contains(e) && !e.contains("200/stat"))
+                {
                     assert!(
                         e.contains(&*name) && e.len() < 400,
                         "{} as a {kind}: an error that does not name it, or too long: {e}",

@@ -59,7 +59,7 @@ pub const VARS: &[Var] = &[
     Var::new(
         "SHUTDOWN_TIMEOUT",
         "10",
-        "on SIGTERM/SIGINT, how long to keep delivering queued batches",
+        "on SIGTERM/SIGINT, how long to keep delivering queued batches (and the longest a stuck collector can delay the exit)",
     ),
 ];
 
