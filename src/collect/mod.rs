@@ -279,7 +279,12 @@ pub struct CollectError {
     /// How many pieces (sensors, lines, devices, fields) the cycle lost:
     /// 1 for a collector that failed whole, more when `Partial` went on.
     pub skipped: u32,
+    /// The files of the next few pieces skipped (at most `ALSO_NAMED`).
+    pub also: Vec<PathBuf>,
 }
+
+/// How many files of the pieces skipped after the first an error names.
+pub const ALSO_NAMED: usize = 2;
 
 #[derive(Debug)]
 pub enum ErrorKind {
@@ -297,6 +302,7 @@ impl CollectError {
             path: path.into(),
             kind: ErrorKind::Parse(clip(msg.into())),
             skipped: 1,
+            also: Vec::new(),
         }
     }
 
@@ -310,6 +316,7 @@ impl CollectError {
             path: path.into(),
             kind: ErrorKind::Io(e),
             skipped: 1,
+            also: Vec::new(),
         }
     }
 }
@@ -343,7 +350,17 @@ impl fmt::Display for CollectError {
         }?;
         match self.skipped {
             0 | 1 => Ok(()),
-            n => write!(f, " (and {} more pieces skipped)", n - 1),
+            n => {
+                write!(f, " (and {} more pieces skipped", n - 1)?;
+                for (i, p) in self.also.iter().enumerate() {
+                    let sep = if i == 0 { ": " } else { ", " };
+                    write!(f, "{sep}{}", p.display())?;
+                }
+                if self.also.len() + 1 < n as usize {
+                    f.write_str(", …")?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -479,6 +496,7 @@ impl FillError {
                 path: path.to_path_buf(),
                 kind: ErrorKind::TooLarge(MAX_FILE_BYTES),
                 skipped: 1,
+                also: Vec::new(),
             },
         }
     }
@@ -714,10 +732,20 @@ impl Partial {
         }
     }
 
-    /// An error met along the way (kept if it is the first, counted always).
+    /// An error met along the way (kept if it is the first, its file named
+    /// if it is one of the next few, counted always).
     pub fn note(&mut self, e: impl FnOnce() -> CollectError) {
         self.count = self.count.saturating_add(1);
-        self.first.get_or_insert_with(e);
+        match &mut self.first {
+            None => self.first = Some(e()),
+            Some(first) if first.also.len() < ALSO_NAMED => {
+                let path = e().path;
+                if path != first.path && !first.also.contains(&path) {
+                    first.also.push(path);
+                }
+            }
+            Some(_) => {}
+        }
     }
 
     /// The end of the cycle: the first error, if any, with how many pieces
@@ -872,51 +900,91 @@ mod tests {
         rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
     }
 
-    #[test]
-    fn a_fifo_a_device_or_an_endless_file_in_place_of_any_file_never_hangs() {
-        let basic = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/basic");
-        let clean = every_collector_on(basic.clone()).expect("the basic tree");
-        // Its one deliberate flaw: pid 200's stat is cut (processes counts
-        // it as unknown, procstat names it).
-        assert!(
-            clean.len() == 1 && clean[0].starts_with("procstat: ") && clean[0].contains("200/stat"),
-            "the basic tree collects cleanly: {clean:?}"
-        );
+    /// A copy of the tree `base` in a new directory with `rel` replaced
+    /// as `kind` says ("" leaves it), and every collector's errors on it,
+    /// the directory's path written `<tree>`.
+    fn errors_with(base: &Path, all: &[PathBuf], rel: &Path, kind: &str) -> Vec<String> {
+        let dir = testutil::tempdir();
+        for f in all {
+            let p = dir.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            if f != rel || kind.is_empty() {
+                std::fs::copy(base.join(f), &p).unwrap();
+            } else if kind == "fifo" {
+                nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+            } else if kind == "/dev/zero" {
+                std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+            } else {
+                File::create(&p).unwrap().set_len(1 << 30).unwrap();
+            }
+        }
+        let errors = every_collector_on(dir.clone()).unwrap_or_else(|| {
+            panic!(
+                "{}: {} as a {kind}: collection hung",
+                base.display(),
+                rel.display()
+            )
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        let at = dir.display().to_string();
+        errors.iter().map(|e| e.replace(&at, "<tree>")).collect()
+    }
+
+    /// Every file of the tree `base` in turn replaced by each of `kinds`
+    /// (a FIFO, a link to /dev/zero, a sparse 1 GiB file): no hang, and
+    /// every error the tree does not give whole names the file. Returns the
+    /// errors of the tree whole.
+    fn faults_in_place_of_each_file(base: &Path, kinds: &[&str]) -> Vec<String> {
         let mut all = Vec::new();
-        files_under(&basic, Path::new(""), &mut all);
-        assert!(all.len() > 50);
+        files_under(base, Path::new(""), &mut all);
+        assert!(!all.is_empty(), "{}", base.display());
+        let whole = errors_with(base, &all, Path::new(""), "");
         for rel in &all {
-            for kind in ["fifo", "/dev/zero", "sparse 1 GiB"] {
-                let dir = testutil::tempdir();
-                for f in &all {
-                    let p = dir.join(f);
-                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                    if f != rel {
-                        std::fs::copy(basic.join(f), &p).unwrap();
-                    } else if kind == "fifo" {
-                        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
-                    } else if kind == "/dev/zero" {
-                        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
-                    } else {
-                        File::create(&p).unwrap().set_len(1 << 30).unwrap();
-                    }
-                }
-                let errors = every_collector_on(dir.clone())
-                    .unwrap_or_else(|| panic!("{} as a {kind}: collection hung", rel.display()));
+            for kind in kinds {
                 let name = rel.file_name().unwrap().to_string_lossy();
-                // Less the tree's own flaw, found as on the clean tree.
-                for e in errors
+                for e in errors_with(base, &all, rel, kind)
                     .iter()
-                    .filter(|e| !clean.contains(e) && !e.contains("200/stat"))
+                    .filter(|e| !whole.contains(e))
                 {
                     assert!(
                         e.contains(&*name) && e.len() < 400,
-                        "{} as a {kind}: an error that does not name it, or too long: {e}",
+                        "{}: {} as a {kind}: an error that does not name it, or too long: {e}",
+                        base.display(),
                         rel.display()
                     );
                 }
-                std::fs::remove_dir_all(&dir).unwrap();
             }
+        }
+        whole
+    }
+
+    fn fixture_tree(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn a_fifo_a_device_or_an_endless_file_in_place_of_any_file_never_hangs() {
+        let whole = faults_in_place_of_each_file(
+            &fixture_tree("basic"),
+            &["fifo", "/dev/zero", "sparse 1 GiB"],
+        );
+        // The basic tree's one deliberate flaw: pid 200's stat is cut
+        // (processes counts it as unknown, procstat names it).
+        assert!(
+            whole.len() == 1 && whole[0].starts_with("procstat: ") && whole[0].contains("200/stat"),
+            "the basic tree collects cleanly: {whole:?}"
+        );
+    }
+
+    #[test]
+    fn the_same_on_the_other_layouts() {
+        // cgroup v1 hierarchies, thermal zones without hwmon, zones of one
+        // type, sensors that fail in part: trees of one layout, so what they
+        // lack (a /proc/stat) is an error of the tree whole, set aside.
+        for tree in ["cgroup-v1", "thermal-only", "temp-zones", "temp-partial"] {
+            faults_in_place_of_each_file(&fixture_tree(tree), &["fifo", "/dev/zero"]);
         }
     }
 

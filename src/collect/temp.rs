@@ -170,7 +170,9 @@ pub fn parse_millidegrees(path: &Path, text: &[u8]) -> Result<f64, CollectError>
 }
 
 impl Temp {
-    fn refresh(&mut self, files: &Files) {
+    /// Lists the sensors and opens their inputs; an input that is there
+    /// but cannot be opened (not a regular file) is noted in `partial`.
+    fn refresh(&mut self, files: &Files, partial: &mut super::Partial) {
         let sys = files.sys_path("");
         let mut found = hwmon(&sys);
         if found.is_empty() {
@@ -181,7 +183,11 @@ impl Temp {
         self.sensors = found
             .into_iter()
             .filter_map(|(chip, _, label, path)| {
-                let file = crate::host::open_file(&path).ok()?;
+                let file = match crate::host::open_file(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                    Err(e) => return partial.keep(Err(CollectError::io(path, e))),
+                };
                 Some(Sensor {
                     chip,
                     label,
@@ -208,12 +214,12 @@ impl Collector for Temp {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
-            self.refresh(files);
-        }
-        let mut buf = [0u8; 32];
         // One bad sensor loses only itself.
         let mut partial = super::Partial::default();
+        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            self.refresh(files, &mut partial);
+        }
+        let mut buf = [0u8; 32];
         for s in &self.sensors {
             let n = match s.file.read_at(&mut buf, 0) {
                 Ok(n) => n,
