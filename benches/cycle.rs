@@ -36,6 +36,7 @@ fn runner_with(names: &[&str], paths: HostPaths, vars: &[(&str, String)]) -> Run
         paths: paths.clone(),
         facts: Facts::of_this_host(),
         rates: s.collect.rates,
+        names: s.collect.names.names,
     };
     let mut r = Runner::new(s.collect.build(&ctx), paths);
     // Prime the delta-based collectors so every iteration is a full cycle.

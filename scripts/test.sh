@@ -7,7 +7,8 @@
 #     victoria-metrics, prometheus and influxdb (tests/it/backends.rs), and
 #     python3-prometheus-client (tests/it/status.rs), openssl (tests/it/tls.rs
 #     makes its CA and certificates with it), tinyproxy (tests/it/proxy.rs) and
-#     nginx-light (TLS with client certificates in front of VictoriaMetrics).
+#     nginx-light (TLS with client certificates in front of VictoriaMetrics),
+#     prometheus-node-exporter (tests/it/node_exporter.rs compares its series).
 #     Their services are not
 #     started: the tests start their own servers.
 #   - from PyPI, pinned in tests/py/requirements.txt, into target/pydeps:
@@ -24,6 +25,7 @@ missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+[ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     sudo_=()

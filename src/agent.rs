@@ -50,8 +50,17 @@ fn runner(s: &Settings, facts: Facts) -> Runner {
         paths: s.host.paths.clone(),
         facts,
         rates: s.collect.rates,
+        names: s.collect.names.names,
     };
     Runner::new(s.collect.build(&ctx), s.host.paths.clone())
+}
+
+/// The tags every point of a batch carries besides `host`: `PROCSHIP_TAGS`,
+/// and `job` and `instance` with node_exporter's names.
+fn common_tags(s: &Settings, tags: &[(String, String)]) -> Vec<(String, String)> {
+    let mut all = tags.to_vec();
+    all.extend(s.collect.names.labels(&s.host.hostname));
+    all
 }
 
 /// `--once`: one complete snapshot (deltas primed internally, over
@@ -63,7 +72,7 @@ pub fn once(s: &Settings) -> std::io::Result<Vec<u8>> {
     points.clear();
     std::thread::sleep(s.schedule.interval.min(Duration::from_secs(1)));
     runner.collect(now_ns(), &mut points);
-    let mut batcher = Batcher::new(&s.host.hostname, &s.batch.tags, usize::MAX);
+    let mut batcher = Batcher::new(&s.host.hostname, &common_tags(s, &s.batch.tags), usize::MAX);
     batcher.add(&mut points);
     let batch = batcher.flush().unwrap_or_else(|| Batch {
         seq: 1,
@@ -183,13 +192,16 @@ impl Loop {
         let failed = self.runner.collect(now, &mut self.points);
         Stats::add(&self.stats.cycles, 1);
         Stats::add(&self.stats.collector_errors, failed as u64);
-        let agent = self.telemetry.point(
+        let mut agent = self.telemetry.point(
             &self.stats,
             &self.queue.depth(),
             started.elapsed(),
             self.started.elapsed(),
             now,
         );
+        if self.s.collect.names.names == collect::names::Names::NodeExporter {
+            telemetry::counters_total(&mut agent);
+        }
         self.points.push(agent);
         telemetry::collector_points(self.runner.outcomes(), now, &mut self.points);
         if let Some(s) = &self.status {
@@ -259,8 +271,10 @@ impl Loop {
         if plan.touches(crate::deliver::batch::VARS) {
             // What is pending was collected under the old tags.
             self.flush();
-            self.batcher
-                .set_tags(&self.s.host.hostname, &new.batch.tags);
+            self.batcher.set_tags(
+                &self.s.host.hostname,
+                &common_tags(&self.s, &new.batch.tags),
+            );
             self.s.batch.tags = new.batch.tags;
         }
         if plan.touches_collectors() {
@@ -520,8 +534,12 @@ pub fn run(s: Settings, control: Receiver<Control>, reload: Reload) -> Result<Ac
     let facts = Facts::of_this_host();
     let mut l = Loop {
         runner: runner(&s, facts).report_to(stats.clone()),
-        batcher: Batcher::new(&s.host.hostname, &s.batch.tags, s.batch.max_points.get())
-            .first_seq(first_seq),
+        batcher: Batcher::new(
+            &s.host.hostname,
+            &common_tags(&s, &s.batch.tags),
+            s.batch.max_points.get(),
+        )
+        .first_seq(first_seq),
         encoder,
         stats: stats.clone(),
         queue: queue.clone(),

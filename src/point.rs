@@ -36,6 +36,8 @@ pub enum Value {
     Gauge(f64),
     /// An integer gauge (bytes of memory in use, process counts).
     Int(i64),
+    /// A monotonic cumulative counter of a real quantity (CPU seconds).
+    Total(f64),
 }
 
 pub type Tag = (Cow<'static, str>, String);
@@ -92,6 +94,14 @@ impl Point {
     pub fn gauge(mut self, name: impl Into<Name>, v: f64) -> Self {
         if v.is_finite() {
             self.fields.push((name.into(), Value::Gauge(v)));
+        }
+        self
+    }
+
+    /// A cumulative counter of a real quantity; left out when not finite.
+    pub fn total(mut self, name: impl Into<Name>, v: f64) -> Self {
+        if v.is_finite() {
+            self.fields.push((name.into(), Value::Total(v)));
         }
         self
     }

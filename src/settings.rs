@@ -54,6 +54,7 @@ pub fn table() -> Table {
         section("Wire format", encode::VARS),
         section("Collection schedule", schedule::VARS),
         section("Collectors", collect::VARS),
+        section("Series names", collect::names::VARS),
     ];
     sections.extend(
         collect::REGISTRY

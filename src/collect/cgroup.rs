@@ -38,6 +38,7 @@ pub const ENTRY: Entry = Entry {
     title: "cgroup collector (off by default)",
     vars: VARS,
     build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
+    node_help: &[],
 }
 .off_by_default();
 

@@ -6,11 +6,74 @@
 //! guest_nice in nice) by the kernel, so it is subtracted there, as Telegraf does.
 //! A CPU whose counters go backwards (hotplug) is skipped for one cycle.
 
+use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, Files, stat};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("cpu", |_| Box::new(Cpu::default()));
+pub const ENTRY: Entry = Entry::plain("cpu", |ctx| match ctx.names {
+    Names::Telegraf => Box::new(Cpu::default()),
+    Names::NodeExporter => Box::new(CpuNode {
+        hz: ctx.facts.ticks_per_sec.max(1) as f64,
+    }),
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's cpu collector: cumulative seconds per CPU (`cpu="0"`,
+/// no total: a dashboard sums) and mode, as the kernel counts them (user
+/// includes guest), and guest time on its own.
+const NODE_HELP: &[Help] = &[
+    (
+        "node_cpu_seconds_total",
+        "Seconds the CPUs spent in each mode.",
+    ),
+    (
+        "node_cpu_guest_seconds_total",
+        "Seconds the CPUs spent in guests (VMs) for each mode.",
+    ),
+];
+
+/// The modes of /proc/stat's first eight columns, as node_exporter names them.
+const NODE_MODES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
+
+/// `cpu` with node_exporter's names: no deltas, nothing to prime.
+pub struct CpuNode {
+    /// USER_HZ.
+    hz: f64,
+}
+
+impl Collector for CpuNode {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let st = stat::read(files, stat::Cpus::Parse)?;
+        for line in st.cpus.iter().filter(|c| c.name != "cpu") {
+            let cpu = line.name.trim_start_matches("cpu");
+            let series = |name: &'static str, mode: &'static str, ticks: u64| {
+                Point::new(name, now)
+                    .tag("cpu", cpu)
+                    .tag("mode", mode)
+                    .total(WHOLE, ticks as f64 / self.hz)
+            };
+            for (mode, ticks) in NODE_MODES.iter().zip(line.ticks) {
+                out.push(series("node_cpu_seconds_total", mode, ticks));
+            }
+            for (mode, ticks) in ["user", "nice"].iter().zip(&line.ticks[8..]) {
+                out.push(series("node_cpu_guest_seconds_total", mode, *ticks));
+            }
+        }
+        Ok(())
+    }
+}
 
 const FIELDS: [&str; 10] = [
     "usage_user",
@@ -96,6 +159,29 @@ impl Collector for Cpu {
 mod tests {
     use super::*;
     use crate::collect::testutil::*;
+
+    #[test]
+    fn node_exporter_seconds_per_cpu_and_mode() {
+        let pts = run(&mut CpuNode { hz: 100.0 }, "cpu-t0").unwrap();
+        let find = |name: &str, cpu: &str, mode: &str| {
+            pts.iter()
+                .find(|p| {
+                    p.measurement == name
+                        && p.tag_value("cpu") == Some(cpu)
+                        && p.tag_value("mode") == Some(mode)
+                })
+                .and_then(|p| p.field(WHOLE))
+        };
+        use crate::point::Value::Total;
+        assert!(find("node_cpu_seconds_total", "0", "user").is_some());
+        assert!(
+            pts.iter().all(|p| p.tag_value("cpu") != Some("")),
+            "no total"
+        );
+        assert_eq!(pts.len() % 10, 0, "8 modes and 2 guest modes per CPU");
+        let user = find("node_cpu_seconds_total", "3", "idle");
+        assert!(matches!(user, Some(Total(s)) if s > 0.0), "{user:?}");
+    }
 
     #[test]
     fn first_cycle_primes_then_deltas() {

@@ -40,6 +40,7 @@ pub const ENTRY: Entry = Entry {
     title: "Disk collector",
     vars: VARS,
     build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
+    node_help: &[],
 };
 
 pub const VARS: &[Var] = &[

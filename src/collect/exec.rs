@@ -54,6 +54,7 @@ pub const ENTRY: Entry = Entry {
     title: "exec collector (the site's commands)",
     vars: VARS,
     build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
+    node_help: &[],
 };
 
 pub const VARS: &[Var] = &[

@@ -4,11 +4,24 @@
 //! used = total - free - buffered - cached. A field the kernel does not print
 //! is left out; a kernel without MemAvailable (< 3.14) gets free + buffered + cached.
 
-use super::{CollectError, Collector, Entry, Files, kv};
-use crate::point::{Point, Timestamp};
+use super::names::{Help, Names};
+use super::{CollectError, Collector, Entry, Files, Partial, kv};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("mem", |_| Box::new(Mem));
+pub const ENTRY: Entry = Entry::plain("mem", |ctx| match ctx.names {
+    Names::Telegraf => Box::new(Mem),
+    Names::NodeExporter => Box::new(MemNode),
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's meminfo collector: every field of /proc/meminfo as
+/// `node_memory_<Field>[_bytes]` (gauges; `(`/`)` in a key become `_`, as
+/// `Active(anon)` → `Active_anon`; kB values in bytes, with `_bytes`).
+const NODE_HELP: &[Help] = &[(
+    "node_memory_",
+    "Memory information field from /proc/meminfo.",
+)];
 
 /// (meminfo key, field name) for the values shipped as they are.
 const PLAIN: &[(&str, &str)] = &[
@@ -106,9 +119,117 @@ impl Collector for Mem {
     }
 }
 
+/// `mem` with node_exporter's names.
+pub struct MemNode;
+
+/// A meminfo line as node_exporter's (name, value): `Key: n [kB]`.
+fn node_line(
+    path: &std::path::Path,
+    number: usize,
+    line: &str,
+) -> Result<(String, u64), CollectError> {
+    let bad = |what: &str| CollectError::parse(path, format!("line {number}: {what}"));
+    let (key, rest) = line.split_once(':').ok_or_else(|| bad("no `Key:`"))?;
+    let mut words = rest.split_ascii_whitespace();
+    let v: u64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| bad(&format!("{key}: not a number")))?;
+    if key.is_empty()
+        || key.len() > 64
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_()".contains(&b))
+    {
+        return Err(bad("not a meminfo key"));
+    }
+    let mut name = String::with_capacity(key.len() + 18);
+    name.push_str("node_memory_");
+    name.extend(
+        key.chars()
+            .filter(|c| *c != ')')
+            .map(|c| if c == '(' { '_' } else { c }),
+    );
+    match words.next() {
+        Some("kB") => {
+            name.push_str("_bytes");
+            Ok((name, v.saturating_mul(1024)))
+        }
+        None => Ok((name, v)),
+        Some(unit) => Err(bad(&format!("{key}: unknown unit {unit:?}"))),
+    }
+}
+
+impl Collector for MemNode {
+    fn name(&self) -> &'static str {
+        "mem"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let path = files.proc_path("meminfo");
+        let text = files.proc("meminfo")?;
+        let mut partial = Partial::default();
+        let before = out.len();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            if let Some((name, v)) = partial.keep(node_line(&path, i + 1, line)) {
+                out.push(Point::new(name, now).uint(WHOLE, v));
+            }
+        }
+        if out.len() == before {
+            partial.note(|| CollectError::parse(&path, "no fields (empty file?)"));
+        }
+        partial.result()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_exporter_names_every_field() {
+        let pts = crate::collect::testutil::run(&mut MemNode, "basic").unwrap();
+        let get = |n: &str| {
+            pts.iter()
+                .find(|p| p.measurement == n)
+                .and_then(|p| p.field(WHOLE))
+        };
+        use crate::point::Value::Int;
+        assert_eq!(
+            get("node_memory_MemTotal_bytes"),
+            Some(Int(16_000_000 * 1024))
+        );
+        assert!(
+            get("node_memory_HugePages_Total").is_some(),
+            "a count, no _bytes"
+        );
+        assert!(
+            get("node_memory_Active_anon_bytes").is_some(),
+            "Active(anon)"
+        );
+        let (pts, e) = crate::collect::testutil::run_on_partial(
+            &mut MemNode,
+            &[(
+                "proc/meminfo",
+                b"MemTotal: 100 kB\nBad line\nMemFree: x kB\nHugePages_Free: 3\n",
+            )],
+        );
+        assert_eq!(pts.len(), 2, "a bad line loses only itself");
+        let e = e.unwrap();
+        assert!(
+            e.to_string().contains("meminfo: line 2") && e.skipped == 2,
+            "{e}"
+        );
+    }
     use crate::collect::testutil::*;
     use crate::point::Value::{Gauge, Int};
 

@@ -32,6 +32,7 @@ pub mod info;
 pub mod kernel;
 pub mod kv;
 pub mod mem;
+pub mod names;
 pub mod net;
 pub mod netclass;
 pub mod netstat;
@@ -84,6 +85,8 @@ pub struct Entry {
     pub title: &'static str,
     pub vars: &'static [Var],
     pub build: Build,
+    /// The help texts of its node_exporter series (`PROCSHIP_NAMES`).
+    pub node_help: &'static [names::Help],
 }
 
 /// How a collector is built.
@@ -103,7 +106,13 @@ impl Entry {
             title: "",
             vars: &[],
             build: Build::Plain(build),
+            node_help: &[],
         }
+    }
+
+    /// The same row, with the help texts of its node_exporter series.
+    pub const fn node_help(self, node_help: &'static [names::Help]) -> Entry {
+        Entry { node_help, ..self }
     }
 
     /// The same row, left out of the default set (`all` or `+name` runs it).
@@ -174,20 +183,27 @@ impl fmt::Debug for Entry {
 pub struct Options {
     pub chosen: Vec<Chosen>,
     pub rates: bool,
+    /// `PROCSHIP_NAMES`, `PROCSHIP_JOB`, `PROCSHIP_INSTANCE`.
+    pub names: names::Options,
 }
 
 impl Options {
     pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
-        let names = v.get("COLLECTORS", parse_collectors)?;
+        let wanted = v.get("COLLECTORS", parse_collectors)?;
         let rates = v.get("RATES", parse_bool)?;
+        let names = names::Options::parse(v)?;
         let mut chosen = Vec::new();
         for entry in REGISTRY {
             let setup = entry.setup(v)?;
-            if names.contains(&entry.name) {
+            if wanted.contains(&entry.name) {
                 chosen.push(Chosen { entry, setup });
             }
         }
-        Ok(Options { chosen, rates })
+        Ok(Options {
+            chosen,
+            rates,
+            names,
+        })
     }
 
     /// The names of the chosen collectors, in the order they run.
@@ -546,6 +562,8 @@ pub struct Context {
     pub facts: Facts,
     /// `_per_sec` fields beside diskio and net counters.
     pub rates: bool,
+    /// Whose series names (`PROCSHIP_NAMES`).
+    pub names: names::Names,
 }
 
 /// How often a collector that keeps failing the same way is logged again.
@@ -838,15 +856,18 @@ mod tests {
         let mut names: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
         names.dedup();
         assert_eq!(names.len(), REGISTRY.len(), "names are unique");
-        let ctx = Context {
-            paths: testutil::fixture("basic"),
-            facts: Facts::default(),
-            rates: false,
-        };
-        for e in REGISTRY {
-            let setup = e.setup(&mut Values::defaults_of(e.vars)).unwrap();
-            if let Some(c) = setup.build(&ctx) {
-                assert_eq!(c.name(), e.name);
+        for mode in names::Names::ALL {
+            let ctx = Context {
+                paths: testutil::fixture("basic"),
+                facts: Facts::default(),
+                rates: false,
+                names: mode,
+            };
+            for e in REGISTRY {
+                let setup = e.setup(&mut Values::defaults_of(e.vars)).unwrap();
+                if let Some(c) = setup.build(&ctx) {
+                    assert_eq!(c.name(), e.name, "{mode:?}");
+                }
             }
         }
     }
@@ -884,6 +905,7 @@ mod tests {
                 paths: paths.clone(),
                 facts: Facts::default(),
                 rates: false,
+                names: names::Names::Telegraf,
             };
             let mut files = Files::new(paths);
             let (mut points, mut errors) = (Vec::new(), Vec::new());

@@ -13,12 +13,69 @@
 
 use std::path::Path;
 
+use super::names::{Help, Names};
 use super::rates::Rates;
 use super::{CollectError, Collector, Entry, Files};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("net", |ctx| Box::new(Net::new(ctx.rates)));
+pub const ENTRY: Entry = Entry::plain("net", |ctx| match ctx.names {
+    Names::Telegraf => Box::new(Net::new(ctx.rates)),
+    Names::NodeExporter => Box::new(NetNode),
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's netdev collector: every column of /proc/net/dev as
+/// `node_network_{receive,transmit}_<column>_total{device}`, `lo` left out
+/// as node_exporter's default device exclude does.
+const NODE_HELP: &[Help] = &[
+    (
+        "node_network_receive_",
+        "Network device statistic from /proc/net/dev, receive side.",
+    ),
+    (
+        "node_network_transmit_",
+        "Network device statistic from /proc/net/dev, transmit side.",
+    ),
+];
+
+/// `net` with node_exporter's names.
+pub struct NetNode;
+
+impl Collector for NetNode {
+    fn name(&self) -> &'static str {
+        "net"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let path = files.proc_path("net/dev");
+        let (recv, sent, rest) = header(&path, files.proc("net/dev")?)?;
+        let names: Vec<String> = (recv.iter().map(|c| ("receive", c)))
+            .chain(sent.iter().map(|c| ("transmit", c)))
+            .map(|(side, c)| format!("node_network_{side}_{c}_total"))
+            .collect();
+        let mut partial = super::Partial::default();
+        for (i, line) in rest.lines().enumerate() {
+            if let Some(Some((device, values))) =
+                partial.keep(counters(&path, i + 3, line, names.len()))
+            {
+                for (name, v) in names.iter().zip(values) {
+                    out.push(
+                        Point::new(name.clone(), now)
+                            .tag("device", device)
+                            .counter(WHOLE, v),
+                    );
+                }
+            }
+        }
+        partial.result()
+    }
+}
 
 #[derive(Default)]
 pub struct Net {
@@ -104,6 +161,23 @@ const FIELDS: [(&str, bool, &str); 8] = [
 /// does not print it) and how many a line has, from the header; and the
 /// text after the two header lines.
 fn columns<'a>(path: &Path, text: &'a str) -> Result<(Columns, &'a str), CollectError> {
+    let (recv, sent, rest) = header(path, text)?;
+    let mut at = [None; 8];
+    for (slot, (_, rx, name)) in at.iter_mut().zip(FIELDS) {
+        *slot = if rx {
+            recv.iter().position(|c| *c == name)
+        } else {
+            sent.iter().position(|c| *c == name).map(|i| recv.len() + i)
+        };
+    }
+    let count = recv.len() + sent.len();
+    Ok((Columns { at, count }, rest))
+}
+
+/// The header's receive and transmit column names, and the text after it.
+type Header<'a> = (Vec<&'a str>, Vec<&'a str>, &'a str);
+
+fn header<'a>(path: &Path, text: &'a str) -> Result<Header<'a>, CollectError> {
     let bad = || {
         CollectError::parse(
             path,
@@ -118,18 +192,11 @@ fn columns<'a>(path: &Path, text: &'a str) -> Result<(Columns, &'a str), Collect
     );
     let mut sides = names.split('|').skip(1);
     let (recv, sent) = (sides.next().ok_or_else(bad)?, sides.next().ok_or_else(bad)?);
-    let recv: Vec<&str> = recv.split_whitespace().collect();
-    let sent: Vec<&str> = sent.split_whitespace().collect();
-    let mut at = [None; 8];
-    for (slot, (_, rx, name)) in at.iter_mut().zip(FIELDS) {
-        *slot = if rx {
-            recv.iter().position(|c| *c == name)
-        } else {
-            sent.iter().position(|c| *c == name).map(|i| recv.len() + i)
-        };
-    }
-    let count = recv.len() + sent.len();
-    Ok((Columns { at, count }, rest))
+    Ok((
+        recv.split_whitespace().collect(),
+        sent.split_whitespace().collect(),
+        rest,
+    ))
 }
 
 /// An interface's name and its fields (in `FIELDS`' order; `None`: not
@@ -150,6 +217,24 @@ fn interface<'a>(
     line: &'a str,
     cols: &Columns,
 ) -> Result<Option<Interface<'a>>, CollectError> {
+    let Some((name, values)) = counters(path, number, line, cols.count)? else {
+        return Ok(None);
+    };
+    let mut out = [None; 8];
+    for (o, c) in out.iter_mut().zip(cols.at) {
+        *o = c.map(|i| values[i]);
+    }
+    Ok(Some((name, out)))
+}
+
+/// One interface line's name and its `count` counters, `None` for
+/// loopback or a blank line.
+fn counters<'a>(
+    path: &Path,
+    number: usize,
+    line: &'a str,
+    count: usize,
+) -> Result<Option<(&'a str, [u64; 32])>, CollectError> {
     if line.trim().is_empty() {
         return Ok(None);
     }
@@ -173,17 +258,10 @@ fn interface<'a>(
         *values.get_mut(n).ok_or_else(|| bad("too many columns"))? = v;
         n += 1;
     }
-    if n != cols.count {
-        return Err(bad(&format!(
-            "{n} counters where the header names {}",
-            cols.count
-        )));
+    if n != count {
+        return Err(bad(&format!("{n} counters where the header names {count}")));
     }
-    let mut out = [None; 8];
-    for (o, c) in out.iter_mut().zip(cols.at) {
-        *o = c.map(|i| values[i]);
-    }
-    Ok(Some((name, out)))
+    Ok(Some((name, values)))
 }
 
 #[cfg(test)]
@@ -191,6 +269,23 @@ mod tests {
     use super::*;
     use crate::collect::testutil::*;
     use crate::point::Value::Counter;
+
+    #[test]
+    fn node_exporter_every_column_per_device() {
+        let pts = run(&mut NetNode, "basic").unwrap();
+        let get = |name: &str, dev: &str| {
+            pts.iter()
+                .find(|p| p.measurement == name && p.tag_value("device") == Some(dev))
+                .and_then(|p| p.field(WHOLE))
+        };
+        assert_eq!(
+            get("node_network_receive_bytes_total", "eth0"),
+            Some(Counter(123_456_789))
+        );
+        assert!(get("node_network_transmit_colls_total", "eth0").is_some());
+        assert!(get("node_network_receive_bytes_total", "lo").is_none());
+        assert_eq!(pts.len() % 16, 0, "16 columns per device");
+    }
 
     #[test]
     fn interfaces_sorted_without_lo() {

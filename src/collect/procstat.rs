@@ -37,6 +37,7 @@ pub const ENTRY: Entry = Entry {
     title: "procstat collector (off by default)",
     vars: VARS,
     build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
+    node_help: &[],
 }
 .off_by_default();
 

@@ -26,6 +26,8 @@ pub struct Stat<'a> {
     pub btime: Option<u64>,
     pub intr: Option<u64>,
     pub processes: Option<u64>,
+    pub procs_running: Option<u64>,
+    pub procs_blocked: Option<u64>,
 }
 
 /// Whether the per-CPU tick counters are wanted (the cpu collector) or only
@@ -77,6 +79,8 @@ pub fn parse<'a>(path: &Path, text: &'a str, cpus: Cpus) -> Result<Stat<'a>, Col
                 "btime" => &mut st.btime,
                 "intr" => &mut st.intr,
                 "processes" => &mut st.processes,
+                "procs_running" => &mut st.procs_running,
+                "procs_blocked" => &mut st.procs_blocked,
                 _ => continue,
             };
             *slot = Some(num(path, key, it.next())?);

@@ -5,11 +5,48 @@
 
 use std::path::Path;
 
+use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, Files, Partial, num, stat};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("system", |_| Box::new(System));
+pub const ENTRY: Entry = Entry::plain("system", |ctx| match ctx.names {
+    Names::Telegraf => Box::new(System),
+    Names::NodeExporter => Box::new(SystemNode),
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's loadavg collector (its uptime is
+/// `time() - node_boot_time_seconds`, its CPU count that of
+/// `node_cpu_seconds_total{mode="idle"}`: neither has a series of its own).
+const NODE_HELP: &[Help] = &[
+    ("node_load1", "1m load average."),
+    ("node_load5", "5m load average."),
+    ("node_load15", "15m load average."),
+];
+
+/// `system` with node_exporter's names: the load averages.
+pub struct SystemNode;
+
+impl Collector for SystemNode {
+    fn name(&self) -> &'static str {
+        "system"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let path = files.proc_path("loadavg");
+        let loads = parse_loadavg(&path, files.proc("loadavg")?)?;
+        for ((name, _), v) in NODE_HELP.iter().zip(loads) {
+            out.push(Point::new(*name, now).gauge(WHOLE, v));
+        }
+        Ok(())
+    }
+}
 
 pub struct System;
 
@@ -81,6 +118,14 @@ mod tests {
     use super::*;
     use crate::collect::testutil::*;
     use crate::point::Value::{Gauge, Int};
+
+    #[test]
+    fn node_exporter_load() {
+        let pts = run(&mut SystemNode, "basic").unwrap();
+        assert_eq!(pts[0].measurement, "node_load1");
+        assert_eq!(pts[0].field(WHOLE), Some(Gauge(0.52)));
+        assert_eq!(pts.len(), 3);
+    }
 
     #[test]
     fn load_uptime_cpus() {

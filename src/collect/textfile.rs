@@ -35,6 +35,7 @@ pub const ENTRY: Entry = Entry {
     title: "textfile collector (the site's .prom files)",
     vars: VARS,
     build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
+    node_help: &[],
 };
 
 pub const VARS: &[Var] = &[Var::new(

@@ -48,7 +48,7 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch) -> std::io::Result<()> {
             match v {
                 Value::Counter(x) => write!(out, "={}i", (*x).min(i64::MAX as u64))?,
                 Value::Int(x) => write!(out, "={x}i")?,
-                Value::Gauge(x) => write!(out, "={x}")?,
+                Value::Gauge(x) | Value::Total(x) => write!(out, "={x}")?,
             }
         }
         writeln!(out, " {}", p.timestamp)?;

@@ -65,7 +65,7 @@ impl Serialize for Fields<'_> {
             let k = super::promtext::field_key(k);
             match v {
                 Value::Counter(x) => m.serialize_entry(k, x)?,
-                Value::Gauge(x) => m.serialize_entry(k, x)?,
+                Value::Gauge(x) | Value::Total(x) => m.serialize_entry(k, x)?,
                 Value::Int(x) => m.serialize_entry(k, x)?,
             }
         }

@@ -145,10 +145,10 @@ pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result
             let (as_int, as_double) = match *v {
                 Value::Counter(x) => (Some(i64::try_from(x).unwrap_or(i64::MAX)), None),
                 Value::Int(x) => (Some(x), None),
-                Value::Gauge(x) if x.is_finite() => (None, Some(x)),
-                Value::Gauge(_) => continue,
+                Value::Gauge(x) | Value::Total(x) if x.is_finite() => (None, Some(x)),
+                Value::Gauge(_) | Value::Total(_) => continue,
             };
-            let sum = matches!(v, Value::Counter(_));
+            let sum = matches!(v, Value::Counter(_) | Value::Total(_));
             let start = if p.measurement == "agent" { run } else { boot };
             let dp = DataPoint {
                 attributes: Attributes(&batch.common_tags, p),

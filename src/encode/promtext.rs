@@ -3,7 +3,9 @@
 //! `<measurement>_<field>` (the naming every format uses, so a series is
 //! the same whether scraped or pushed), labelled with the point's tags and
 //! the common ones (`host`, `PROCSHIP_TAGS`). Counters are `counter`, the
-//! rest `gauge`; no timestamps (the scrape's time is the sample's). Names
+//! rest `gauge`; each name gets `# HELP` (the collectors' node_exporter
+//! tables, else where the series comes from) and `# TYPE`; no timestamps
+//! (the scrape's time is the sample's). Names
 //! and label names outside Prometheus' character set have the offending
 //! characters replaced by `_`; label values escape `\`, `"` and newline.
 
@@ -65,10 +67,26 @@ fn escape_value(out: &mut String, v: &str) {
     }
 }
 
-/// Renders `points` (with `common` tags) as exposition text.
-pub fn render(common: &[(String, String)], points: &[Point]) -> String {
-    // (name, labels, value, is_counter), grouped by name for the TYPE lines.
-    let mut series: Vec<(String, String, String, bool)> = Vec::new();
+/// The `# HELP` text of a series without one in `help`: where it comes
+/// from in procship's own terms.
+fn default_help(measurement: &str, field: &str) -> String {
+    if field == crate::point::WHOLE {
+        format!("procship: {measurement}.")
+    } else {
+        format!("procship: the {field} field of the {measurement} measurement.")
+    }
+}
+
+/// Renders `points` (with `common` tags) as exposition text, each series
+/// with `# HELP` (from `help`, else where it comes from) and `# TYPE`.
+pub fn render(
+    common: &[(String, String)],
+    points: &[Point],
+    help: &dyn Fn(&str) -> Option<&'static str>,
+) -> String {
+    // (name, labels, value, is_counter, help), grouped by name for the
+    // HELP and TYPE lines.
+    let mut series: Vec<(String, String, String, bool, String)> = Vec::new();
     for p in points {
         let mut labels = String::new();
         for (k, v) in merged_tags(common, &p.tags) {
@@ -79,22 +97,23 @@ pub fn render(common: &[(String, String)], points: &[Point]) -> String {
                 Value::Counter(x) => (x.to_string(), true),
                 Value::Int(x) => (x.to_string(), false),
                 Value::Gauge(x) if x.is_finite() => (x.to_string(), false),
-                Value::Gauge(_) => continue,
+                Value::Total(x) if x.is_finite() => (x.to_string(), true),
+                Value::Gauge(_) | Value::Total(_) => continue,
             };
-            series.push((
-                series_name(&p.measurement, field),
-                labels.clone(),
-                text,
-                counter,
-            ));
+            let name = series_name(&p.measurement, field);
+            let text_help =
+                help(&name).map_or_else(|| default_help(&p.measurement, field), str::to_string);
+            series.push((name, labels.clone(), text, counter, text_help));
         }
     }
     series.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     let mut out = String::new();
     let mut last: Option<&str> = None;
-    for (name, labels, value, counter) in &series {
+    for (name, labels, value, counter, help) in &series {
         if last != Some(name.as_str()) {
             let kind = if *counter { "counter" } else { "gauge" };
+            let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+            let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             last = Some(name);
         }
@@ -127,15 +146,20 @@ mod tests {
                 .gauge("usage_idle", f64::NAN),
             Point::new("9weird.m", 1).int("a-b", 1),
         ];
-        let text = render(&common, &points);
+        let help = |name: &str| (name == "net_bytes_recv").then_some("Bytes received.");
+        let text = render(&common, &points, &help);
         assert_eq!(
             text,
-            "# TYPE _weird_m_a_b gauge\n\
+            "# HELP _weird_m_a_b procship: the a-b field of the 9weird.m measurement.\n\
+             # TYPE _weird_m_a_b gauge\n\
              _weird_m_a_b{host=\"h1\"} 1\n\
+             # HELP disk_used procship: the used field of the disk measurement.\n\
              # TYPE disk_used gauge\n\
              disk_used{host=\"h1\",path=\"/data \\\"x\\\"\\\\y\"} 5\n\
+             # HELP disk_used_percent procship: the used_percent field of the disk measurement.\n\
              # TYPE disk_used_percent gauge\n\
              disk_used_percent{host=\"h1\",path=\"/data \\\"x\\\"\\\\y\"} 12.5\n\
+             # HELP net_bytes_recv Bytes received.\n\
              # TYPE net_bytes_recv counter\n\
              net_bytes_recv{host=\"h1\",interface=\"eth0\"} 7\n"
         );

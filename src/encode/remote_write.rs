@@ -61,7 +61,7 @@ fn value(v: Value) -> f64 {
     match v {
         Value::Counter(x) => x as f64,
         Value::Int(x) => x as f64,
-        Value::Gauge(x) => x,
+        Value::Gauge(x) | Value::Total(x) => x,
     }
 }
 

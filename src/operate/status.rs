@@ -317,7 +317,7 @@ fn route(sh: &Shared, method: &str, path: &str) -> Reply {
             Reply(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                promtext::render(&snap.common, &snap.points),
+                promtext::render(&snap.common, &snap.points, &crate::collect::names::help),
             )
         }
         _ => Reply(

@@ -104,6 +104,17 @@ impl SelfStats {
     }
 }
 
+/// With node_exporter's names (`PROCSHIP_NAMES`), the agent's counters end
+/// in `_total` as Prometheus' conventions (and `promtool check metrics`)
+/// want: `agent_sent_total`, `agent_dropped_queue_full_total`, ….
+pub fn counters_total(p: &mut Point) {
+    for (name, v) in &mut p.fields {
+        if matches!(v, crate::point::Value::Counter(_)) {
+            *name = std::borrow::Cow::Owned(format!("{name}_total"));
+        }
+    }
+}
+
 /// One `agent_collector` point per collector of the last cycle.
 pub fn collector_points(outcomes: &[Outcome], now: Timestamp, out: &mut Vec<Point>) {
     out.extend(outcomes.iter().map(|o| {

@@ -806,3 +806,47 @@ fn victoria_metrics_behind_nginx_with_client_certificates() {
     );
     assert!(vm_export(&vm, "{host=\"no-cert-host\"}").is_empty());
 }
+
+/// With node_exporter's names, the expressions node_exporter dashboards
+/// use (CPU busy, memory available, network rate) return data for the
+/// host from VictoriaMetrics fed over remote write, by `instance`.
+#[test]
+fn node_exporter_names_answer_node_exporter_dashboards_queries() {
+    let vm = Server::victoria_metrics();
+    ship(
+        &format!("{}/api/v1/write", vm.base),
+        "prometheus",
+        "ne-host",
+        &[
+            ("PROCSHIP_NAMES", "node_exporter".into()),
+            ("PROCSHIP_COLLECTORS", "cpu,mem,system,kernel,net".into()),
+        ],
+    );
+    let sel = r#"instance="ne-host",job="node""#;
+    for (title, q) in [
+        (
+            "CPU busy",
+            format!(
+                r#"100 * (1 - avg by (instance) (rate(node_cpu_seconds_total{{mode="idle",{sel}}}[1m])))"#
+            ),
+        ),
+        (
+            "memory available",
+            format!(
+                "node_memory_MemAvailable_bytes{{{sel}}} / node_memory_MemTotal_bytes{{{sel}}}"
+            ),
+        ),
+        (
+            "network rate",
+            format!("rate(node_network_receive_bytes_total{{{sel}}}[1m])"),
+        ),
+        ("load", format!("node_load1{{{sel}}}")),
+        (
+            "uptime",
+            format!("time() - node_boot_time_seconds{{{sel}}}"),
+        ),
+    ] {
+        let series = returns_data(&vm, title, &q, "ne-host");
+        eprintln!("{title}: {q} → {series} series");
+    }
+}

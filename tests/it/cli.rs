@@ -68,6 +68,9 @@ const BAD: &[(&str, &str)] = &[
     ("PROXY", "socks5://127.0.0.1:1080"),
     ("DRAIN_MAX_BYTES", "17MiB"),
     ("DRAIN_PACE", "2m"),
+    ("NAMES", "prometheus"),
+    ("JOB", "a\tb"),
+    ("INSTANCE", "web\u{1}1"),
 ];
 
 #[test]

@@ -9,6 +9,7 @@ mod cli;
 mod delivery;
 mod formats;
 mod layers;
+mod node_exporter;
 mod notify;
 mod proxy;
 mod reload;

@@ -1,0 +1,203 @@
+//! `PROCSHIP_NAMES=node_exporter` against the real node_exporter from
+//! Debian (`prometheus-node-exporter`), on this host: both started on
+//! 127.0.0.1 and scraped a moment apart. For each compared collector every
+//! series node_exporter exposes (name, label names, label values) must be
+//! in procship's /metrics, constants equal and counters close; the few
+//! deliberate differences are listed with their reason. And `promtool
+//! check metrics` finds nothing in procship's text that it does not find in
+//! node_exporter's own (node_exporter's meminfo names are camelCase and its
+//! entropy is in bits: procship keeps those names, since dashboards use them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// node_exporter's collectors compared, and procship's that match them.
+const NODE_COLLECTORS: &[&str] = &["cpu", "meminfo", "loadavg", "stat", "netdev", "entropy"];
+const PROCSHIP_COLLECTORS: &str = "cpu,mem,system,kernel,net";
+
+/// Series node_exporter has and procship does not, and why.
+const DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "node_network_receive_nohandler_total",
+        "node_exporter reads it over netlink; /proc/net/dev has no such column",
+    ),
+    (
+        "node_scrape_collector_",
+        "a scrape's own bookkeeping: procship reports agent_collector_*",
+    ),
+    ("node_exporter_build_info", "the exporter's own build"),
+];
+
+/// name → labels → value, from exposition text.
+type Series = BTreeMap<String, BTreeMap<BTreeMap<String, String>, f64>>;
+
+fn parse(text: &str) -> Series {
+    let mut out = Series::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (head, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match head.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (head, ""),
+        };
+        let labels: BTreeMap<String, String> = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect();
+        out.entry(name.to_string())
+            .or_default()
+            .insert(labels, value.parse().unwrap());
+    }
+    out
+}
+
+/// GET /metrics (ureq: node_exporter answers HTTP/1.1 chunked, kept alive).
+fn scrape(port: u16) -> String {
+    let mut r = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
+        .call()
+        .unwrap_or_else(|e| panic!("scrape 127.0.0.1:{port}: {e}"));
+    r.body_mut().read_to_string().unwrap()
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn node_exporter() -> (Process, u16) {
+    let bin = Path::new("/usr/bin/prometheus-node-exporter");
+    assert!(
+        bin.exists(),
+        "apt-get install prometheus-node-exporter (scripts/test.sh does it)"
+    );
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--collector.disable-defaults");
+    for c in NODE_COLLECTORS {
+        cmd.arg(format!("--collector.{c}"));
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let p = Process(child);
+    wait_for("node_exporter answers", Duration::from_secs(20), || {
+        listening(port) && scrape(port).contains("node_")
+    });
+    (p, port)
+}
+
+fn procship_node() -> (Agent, u16) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = Agent::start(&[
+        ("PROCSHIP_NAMES", "node_exporter"),
+        ("PROCSHIP_COLLECTORS", PROCSHIP_COLLECTORS),
+        ("PROCSHIP_STATUS_ADDR", &addr),
+        ("PROCSHIP_INTERVAL", "0.5"),
+        ("PROCSHIP_HOSTNAME", "ne-host"),
+    ]);
+    wait_for("procship's /metrics", Duration::from_secs(20), || {
+        listening(port) && scrape(port).contains("node_cpu_seconds_total")
+    });
+    (agent, port)
+}
+
+fn deliberate(name: &str) -> bool {
+    DIFFERENCES
+        .iter()
+        .any(|(d, _)| name == *d || (d.ends_with('_') && name.starts_with(d)))
+}
+
+#[test]
+fn every_node_exporter_series_is_there_with_its_labels_and_values() {
+    let (_ne, ne_port) = node_exporter();
+    let (agent, ps_port) = procship_node();
+    let ps_text = scrape(ps_port);
+    let ne_text = scrape(ne_port);
+    let (ne, ps) = (parse(&ne_text), parse(&ps_text));
+    let mut compared = 0;
+    for (name, series) in ne
+        .iter()
+        .filter(|(n, _)| n.starts_with("node_") && !deliberate(n))
+    {
+        let mine = ps
+            .get(name)
+            .unwrap_or_else(|| panic!("procship has no {name}"));
+        for (labels, value) in series {
+            // procship adds host (and job, instance, which a scrape adds).
+            let (_, got) = mine
+                .iter()
+                .find(|(l, _)| labels.iter().all(|(k, v)| l.get(k) == Some(v)))
+                .unwrap_or_else(|| panic!("procship has no {name}{labels:?}: {mine:?}"));
+            let constant = name.starts_with("node_memory_") && name.contains("Total")
+                || name == "node_memory_Hugepagesize_bytes";
+            if constant {
+                assert_eq!(got, value, "{name}{labels:?}");
+            } else if name == "node_boot_time_seconds" {
+                assert!((got - value).abs() <= 1.0, "{name}: {got} vs {value}");
+            } else if name.ends_with("_total") {
+                // A counter read a moment apart.
+                assert!(
+                    *got >= value * 0.9 - 1.0 && *got <= value * 1.1 + 100_000.0,
+                    "{name}{labels:?}: procship {got}, node_exporter {value}"
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared > 100, "only {compared} series compared");
+    for labels in ps["node_cpu_seconds_total"].keys() {
+        assert_eq!(labels.get("job").map(String::as_str), Some("node"));
+        assert_eq!(labels.get("instance").map(String::as_str), Some("ne-host"));
+    }
+    let (status, _, err) = agent.stop(Duration::from_secs(10));
+    assert!(status.success(), "{err}");
+}
+
+/// `promtool check metrics` over exposition text: its complaints.
+fn promtool_lint(text: &str) -> BTreeSet<String> {
+    use std::io::Write;
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn promtool_finds_nothing_node_exporter_does_not_share() {
+    let (_ne, ne_port) = node_exporter();
+    let (agent, ps_port) = procship_node();
+    let ne = promtool_lint(&scrape(ne_port));
+    let ps = promtool_lint(&scrape(ps_port));
+    let own: Vec<_> = ps.difference(&ne).collect();
+    assert!(own.is_empty(), "promtool on procship's /metrics: {own:?}");
+    let (status, _, err) = agent.stop(Duration::from_secs(10));
+    assert!(status.success(), "{err}");
+}
