@@ -28,10 +28,11 @@ use std::time::Duration;
 use procfs_core::FromBufRead;
 use procfs_core::process::MountInfos;
 
+use super::names::{Help, Names};
 use super::{Build, CollectError, Collector, Context, Entry, Files, Setup};
 use crate::config::{ConfigError, Values, Var, parse_bool, parse_positive_duration, split_list};
 use crate::host::HostPaths;
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
 pub const ENTRY: Entry = Entry {
@@ -40,8 +41,40 @@ pub const ENTRY: Entry = Entry {
     title: "Disk collector",
     vars: VARS,
     build: Build::Configured(|v| Ok(std::sync::Arc::new(Options::parse(v)?))),
-    node_help: &[],
+    node_help: NODE_HELP,
 };
+
+/// node_exporter's filesystem collector: labels device (the mount source,
+/// as mounted: `/dev/sda1`), fstype and mountpoint; every mount its default
+/// excludes leave (`NODE_MOUNTS_EXCLUDE`, `NODE_FS_TYPES_EXCLUDE`: tmpfs is
+/// in, bind mounts each count), network filesystems bounded as here.
+const NODE_HELP: &[Help] = &[
+    ("node_filesystem_size_bytes", "Filesystem size in bytes."),
+    (
+        "node_filesystem_free_bytes",
+        "Filesystem free space in bytes.",
+    ),
+    (
+        "node_filesystem_avail_bytes",
+        "Filesystem space available to non-root users in bytes.",
+    ),
+    ("node_filesystem_files", "Filesystem total file nodes."),
+    (
+        "node_filesystem_files_free",
+        "Filesystem total free file nodes.",
+    ),
+    ("node_filesystem_readonly", "Filesystem read-only status."),
+    (
+        "node_filesystem_device_error",
+        "Whether an error occurred while getting statistics for the given device.",
+    ),
+];
+
+/// node_exporter's (Debian's build) `--collector.filesystem.mount-points-exclude`.
+const NODE_MOUNTS_EXCLUDE: &str =
+    r"^/(dev|proc|run|sys|mnt|media|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+/// node_exporter's `--collector.filesystem.fs-types-exclude`.
+const NODE_FS_TYPES_EXCLUDE: &str = r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$";
 
 pub const VARS: &[Var] = &[
     Var::new(
@@ -83,7 +116,11 @@ impl Options {
 
 impl Setup for Options {
     fn build(&self, ctx: &Context) -> Option<Box<dyn Collector>> {
-        Some(Box::new(Disk::new(self, &ctx.paths)))
+        let mut disk = Disk::new(self, &ctx.paths);
+        if ctx.names == Names::NodeExporter {
+            disk.node = NodeFilter::new();
+        }
+        Some(Box::new(disk))
     }
 }
 
@@ -201,9 +238,75 @@ pub fn unescape_octal(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mount {
     pub path: PathBuf,
+    /// The source without `/dev/` (Telegraf's device tag).
     pub device: String,
+    /// The source as mounted (node_exporter's device label).
+    pub source: String,
     pub fstype: String,
     pub read_only: bool,
+}
+
+/// node_exporter's mount filters, with its names.
+pub struct NodeFilter {
+    mounts: regex_lite::Regex,
+    fs_types: regex_lite::Regex,
+}
+
+impl NodeFilter {
+    fn new() -> Option<NodeFilter> {
+        Some(NodeFilter {
+            mounts: regex_lite::Regex::new(NODE_MOUNTS_EXCLUDE).ok()?,
+            fs_types: regex_lite::Regex::new(NODE_FS_TYPES_EXCLUDE).ok()?,
+        })
+    }
+}
+
+/// The mounts of a mountinfo text that node_exporter's default excludes
+/// leave, every one (no de-duplication by device).
+pub fn node_mounts(path: &Path, text: &str, f: &NodeFilter) -> Result<Vec<Mount>, CollectError> {
+    if text.trim().is_empty() {
+        return Err(CollectError::parse(path, "empty: no mounts"));
+    }
+    let infos = MountInfos::from_buf_read(Cursor::new(text))
+        .map_err(|e| super::procfs_error(path, "mount table", &e))?;
+    Ok(infos
+        .into_iter()
+        .map(|m| {
+            let source = unescape_octal(&m.mount_source.unwrap_or_default());
+            Mount {
+                device: source.strip_prefix("/dev/").unwrap_or(&source).to_string(),
+                source,
+                read_only: m.mount_options.contains_key("ro"),
+                path: PathBuf::from(unescape_octal(&m.mount_point.to_string_lossy())),
+                fstype: m.fs_type,
+            }
+        })
+        .filter(|m| {
+            !f.fs_types.is_match(&m.fstype) && !f.mounts.is_match(&m.path.to_string_lossy())
+        })
+        .collect())
+}
+
+/// A mount's series in node_exporter's names; `None`: its statvfs failed.
+fn node_points(m: &Mount, s: Option<&FsStats>, now: Timestamp, out: &mut Vec<Point>) {
+    let point = |name: &'static str| {
+        Point::new(name, now)
+            .tag("device", m.source.as_str())
+            .tag("fstype", m.fstype.as_str())
+            .tag("mountpoint", m.path.to_string_lossy().into_owned())
+    };
+    out.push(point("node_filesystem_device_error").int(WHOLE, i64::from(s.is_none())));
+    let Some(s) = s else { return };
+    out.push(point("node_filesystem_readonly").int(WHOLE, i64::from(m.read_only)));
+    for (name, v) in [
+        ("node_filesystem_size_bytes", s.total),
+        ("node_filesystem_free_bytes", s.total.saturating_sub(s.used)),
+        ("node_filesystem_avail_bytes", s.free),
+        ("node_filesystem_files", s.inodes_total),
+        ("node_filesystem_files_free", s.inodes_free),
+    ] {
+        out.push(point(name).uint(WHOLE, v));
+    }
 }
 
 /// The real mounts of a mountinfo text, filtered and de-duplicated.
@@ -235,6 +338,7 @@ pub fn real_mounts(
         let source = unescape_octal(&m.mount_source.unwrap_or_default());
         out.push(Mount {
             device: source.strip_prefix("/dev/").unwrap_or(&source).to_string(),
+            source: source.clone(),
             read_only: m.mount_options.contains_key("ro"),
             path: PathBuf::from(unescape_octal(&m.mount_point.to_string_lossy())),
             fstype: m.fs_type,
@@ -258,6 +362,8 @@ pub struct Disk {
     /// collector's own work).
     last_mountinfo: String,
     mounts: Vec<Mount>,
+    /// With node_exporter's names: its filters and series.
+    node: Option<NodeFilter>,
 }
 
 impl Disk {
@@ -272,6 +378,7 @@ impl Disk {
             pending: HashMap::new(),
             last_mountinfo: String::new(),
             mounts: Vec::new(),
+            node: None,
         }
     }
 
@@ -338,7 +445,10 @@ impl Collector for Disk {
         let path = files.proc_path(self.mountinfo);
         let text = files.proc(self.mountinfo)?;
         if text != self.last_mountinfo || self.last_mountinfo.is_empty() {
-            self.mounts = real_mounts(&path, text, &self.ignore_fs, self.network_fs)?;
+            self.mounts = match &self.node {
+                Some(f) => node_mounts(&path, text, f)?,
+                None => real_mounts(&path, text, &self.ignore_fs, self.network_fs)?,
+            };
             self.last_mountinfo.clear();
             self.last_mountinfo.push_str(text);
         }
@@ -354,6 +464,10 @@ impl Collector for Disk {
             } else {
                 statfs(&full)
             };
+            if self.node.is_some() {
+                node_points(m, result.as_ref().ok(), now, out);
+                continue;
+            }
             let s = match result {
                 Ok(s) => s,
                 Err(e) => {
@@ -421,6 +535,49 @@ mod tests {
                 .iter()
                 .any(|m| m.fstype == "nfs4" && m.path == Path::new("/mnt/nfs"))
         );
+    }
+
+    #[test]
+    fn node_exporter_filters_and_series() {
+        let dir = fixture("basic").proc;
+        let text = std::fs::read_to_string(dir.join("1/mountinfo")).unwrap();
+        let f = NodeFilter::new().unwrap();
+        let m = node_mounts(&dir.join("1/mountinfo"), &text, &f).unwrap();
+        let paths: Vec<_> = m.iter().map(|m| m.path.to_str().unwrap()).collect();
+        assert!(paths.contains(&"/"), "{paths:?}");
+        assert!(
+            !paths
+                .iter()
+                .any(|p| p.starts_with("/proc") || p.starts_with("/sys"))
+        );
+        assert!(
+            !m.iter()
+                .any(|m| m.fstype == "overlay" || m.fstype == "devtmpfs")
+        );
+        assert!(m.iter().all(|m| !m.source.is_empty()));
+        let stats = FsStats {
+            total: 100,
+            free: 40,
+            used: 50,
+            inodes_total: 10,
+            inodes_free: 7,
+        };
+        let mut out = Vec::new();
+        node_points(&m[0], Some(&stats), 1, &mut out);
+        let get = |n: &str| {
+            out.iter()
+                .find(|p| p.measurement == n)
+                .and_then(|p| p.field(WHOLE))
+        };
+        use crate::point::Value::Int;
+        assert_eq!(get("node_filesystem_size_bytes"), Some(Int(100)));
+        assert_eq!(get("node_filesystem_free_bytes"), Some(Int(50)));
+        assert_eq!(get("node_filesystem_avail_bytes"), Some(Int(40)));
+        assert_eq!(get("node_filesystem_device_error"), Some(Int(0)));
+        assert_eq!(out[0].tag_value("mountpoint"), Some("/"));
+        out.clear();
+        node_points(&m[0], None, 1, &mut out);
+        assert_eq!(out.len(), 1, "only device_error when statvfs fails");
     }
 
     #[test]

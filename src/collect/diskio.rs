@@ -11,12 +11,148 @@ use std::time::{Duration, Instant};
 
 use procfs_core::DiskStat;
 
+use super::names::{Help, Names};
 use super::rates::Rates;
 use super::{CollectError, Collector, Entry, Files};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("diskio", |ctx| Box::new(DiskIo::new(ctx.rates)));
+pub const ENTRY: Entry = Entry::plain("diskio", |ctx| match ctx.names {
+    Names::Telegraf => Box::new(DiskIo::new(ctx.rates)),
+    Names::NodeExporter => Box::new(DiskIoNode::new()),
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's diskstats collector: the columns of /proc/diskstats
+/// after the name, in order, as (series, how a raw number becomes its
+/// value); a kernel that prints fewer (before 4.18: no discards, before
+/// 5.5: no flushes) has fewer series. Devices as node_exporter's default
+/// exclude leaves them (`NODE_EXCLUDE`: partitions, loop, ram, fd).
+const NODE_COLUMNS: [(&str, Unit); 17] = [
+    ("node_disk_reads_completed_total", Unit::Count),
+    ("node_disk_reads_merged_total", Unit::Count),
+    ("node_disk_read_bytes_total", Unit::Sectors),
+    ("node_disk_read_time_seconds_total", Unit::Millis),
+    ("node_disk_writes_completed_total", Unit::Count),
+    ("node_disk_writes_merged_total", Unit::Count),
+    ("node_disk_written_bytes_total", Unit::Sectors),
+    ("node_disk_write_time_seconds_total", Unit::Millis),
+    ("node_disk_io_now", Unit::Gauge),
+    ("node_disk_io_time_seconds_total", Unit::Millis),
+    ("node_disk_io_time_weighted_seconds_total", Unit::Millis),
+    ("node_disk_discards_completed_total", Unit::Count),
+    ("node_disk_discards_merged_total", Unit::Count),
+    ("node_disk_discarded_sectors_total", Unit::Count),
+    ("node_disk_discard_time_seconds_total", Unit::Millis),
+    ("node_disk_flush_requests_total", Unit::Count),
+    ("node_disk_flush_requests_time_seconds_total", Unit::Millis),
+];
+
+/// node_exporter's `--collector.diskstats.device-exclude` default.
+const NODE_EXCLUDE: &str = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
+
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Count,
+    /// 512-byte sectors, shipped in bytes.
+    Sectors,
+    /// Milliseconds, shipped in seconds.
+    Millis,
+    Gauge,
+}
+
+const NODE_HELP: &[Help] = &[
+    ("node_disk_info", "Info of /sys/block/<block_device>."),
+    ("node_disk_", "Disk statistic from /proc/diskstats."),
+];
+
+/// `diskio` with node_exporter's names.
+pub struct DiskIoNode {
+    exclude: Option<regex_lite::Regex>,
+}
+
+impl DiskIoNode {
+    fn new() -> Self {
+        DiskIoNode {
+            exclude: regex_lite::Regex::new(NODE_EXCLUDE).ok(),
+        }
+    }
+
+    /// One diskstats line's series.
+    fn line(
+        &self,
+        path: &std::path::Path,
+        number: usize,
+        line: &str,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let bad = |what: String| CollectError::parse(path, format!("line {number}: {what}"));
+        let mut words = line.split_ascii_whitespace();
+        let (Some(major), Some(minor), Some(device)) = (words.next(), words.next(), words.next())
+        else {
+            return Err(bad("fewer than 3 columns".into()));
+        };
+        if self.exclude.as_ref().is_some_and(|re| re.is_match(device)) {
+            return Ok(());
+        }
+        let mut values = Vec::with_capacity(NODE_COLUMNS.len());
+        for w in words.take(NODE_COLUMNS.len()) {
+            values.push(
+                w.parse::<u64>()
+                    .map_err(|_| bad(format!("{device}: {w:?} is not a counter")))?,
+            );
+        }
+        if values.len() < 11 {
+            return Err(bad(format!(
+                "{device}: {} counters, at least 11 expected",
+                values.len()
+            )));
+        }
+        out.push(
+            Point::new("node_disk_info", now)
+                .tag("device", device)
+                .tag("major", major)
+                .tag("minor", minor)
+                .int(WHOLE, 1),
+        );
+        for ((name, unit), v) in NODE_COLUMNS.iter().zip(values) {
+            let p = Point::new(*name, now).tag("device", device);
+            out.push(match unit {
+                Unit::Count => p.counter(WHOLE, v),
+                Unit::Sectors => p.counter(WHOLE, v.saturating_mul(SECTOR)),
+                Unit::Millis => p.total(WHOLE, v as f64 / 1000.0),
+                Unit::Gauge => p.uint(WHOLE, v),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Collector for DiskIoNode {
+    fn name(&self) -> &'static str {
+        "diskio"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let path = files.proc_path("diskstats");
+        let text = files.proc("diskstats")?;
+        let mut partial = super::Partial::default();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            partial.keep(self.line(&path, i + 1, line, now, out));
+        }
+        partial.result()
+    }
+}
 
 /// How long the cached device list is trusted before /sys/block is read again.
 pub const REFRESH: Duration = Duration::from_secs(60);
@@ -179,6 +315,40 @@ mod tests {
     use super::*;
     use crate::collect::testutil::*;
     use crate::point::Value::Counter;
+
+    #[test]
+    fn node_exporter_columns_units_and_excludes() {
+        let pts = run(&mut DiskIoNode::new(), "basic").unwrap();
+        let get = |name: &str, dev: &str| {
+            pts.iter()
+                .find(|p| p.measurement == name && p.tag_value("device") == Some(dev))
+                .and_then(|p| p.field(WHOLE))
+        };
+        use crate::point::Value::{Counter, Int, Total};
+        assert_eq!(
+            get("node_disk_read_bytes_total", "nvme0n1"),
+            Some(Counter(400_000 * 512))
+        );
+        assert_eq!(
+            get("node_disk_read_time_seconds_total", "nvme0n1"),
+            Some(Total(3.0))
+        );
+        assert_eq!(
+            get("node_disk_flush_requests_total", "nvme0n1"),
+            Some(Counter(10))
+        );
+        assert_eq!(get("node_disk_io_now", "sda"), Some(Int(0)));
+        assert!(
+            get("node_disk_discards_completed_total", "sda").is_none(),
+            "an 11-column line"
+        );
+        assert!(get("node_disk_info", "nvme0n1p1").is_none(), "a partition");
+        let info = pts
+            .iter()
+            .find(|p| p.measurement == "node_disk_info")
+            .unwrap();
+        assert_eq!(info.tag_value("major"), Some("259"));
+    }
 
     #[test]
     fn whole_devices_only() {

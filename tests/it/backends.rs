@@ -808,7 +808,8 @@ fn victoria_metrics_behind_nginx_with_client_certificates() {
 }
 
 /// With node_exporter's names, the expressions node_exporter dashboards
-/// use (CPU busy, memory available, network rate) return data for the
+/// use (CPU busy, memory available, filesystem fill, network and disk
+/// rates) return data for the
 /// host from VictoriaMetrics fed over remote write, by `instance`.
 #[test]
 fn node_exporter_names_answer_node_exporter_dashboards_queries() {
@@ -819,7 +820,10 @@ fn node_exporter_names_answer_node_exporter_dashboards_queries() {
         "ne-host",
         &[
             ("PROCSHIP_NAMES", "node_exporter".into()),
-            ("PROCSHIP_COLLECTORS", "cpu,mem,system,kernel,net".into()),
+            (
+                "PROCSHIP_COLLECTORS",
+                "cpu,mem,system,kernel,net,disk,diskio".into(),
+            ),
         ],
     );
     let sel = r#"instance="ne-host",job="node""#;
@@ -841,6 +845,16 @@ fn node_exporter_names_answer_node_exporter_dashboards_queries() {
             format!("rate(node_network_receive_bytes_total{{{sel}}}[1m])"),
         ),
         ("load", format!("node_load1{{{sel}}}")),
+        (
+            "filesystem fill",
+            format!(
+                r#"100 - node_filesystem_avail_bytes{{fstype!="tmpfs",{sel}}} * 100 / node_filesystem_size_bytes{{fstype!="tmpfs",{sel}}}"#
+            ),
+        ),
+        (
+            "disk throughput",
+            format!("rate(node_disk_read_bytes_total{{{sel}}}[1m])"),
+        ),
         (
             "uptime",
             format!("time() - node_boot_time_seconds{{{sel}}}"),

@@ -313,6 +313,10 @@ fn normalize(s: &str) -> String {
 }
 
 fn golden(format: &str, file: &str) {
+    golden_with(format, file, &[]);
+}
+
+fn golden_with(format: &str, file: &str, extra: &[(&str, &str)]) {
     let fx = fixture("basic");
     let vars = [
         ("PROCSHIP_HOST_PROC", fx.join("proc")),
@@ -329,6 +333,9 @@ fn golden(format: &str, file: &str) {
         ("PROCSHIP_COLLECTORS", "all,-disk,-timex"),
     ]);
     for (k, v) in &vars {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
         cmd.env(k, v);
     }
     let out = run(cmd.arg("--once"));
@@ -358,6 +365,15 @@ fn once_golden_json() {
 #[test]
 fn once_golden_prometheus() {
     golden("prometheus", "once.prom");
+}
+
+#[test]
+fn once_golden_prometheus_with_node_exporter_names() {
+    golden_with(
+        "prometheus",
+        "once.node.prom",
+        &[("PROCSHIP_NAMES", "node_exporter")],
+    );
 }
 
 #[test]

@@ -16,8 +16,17 @@ use std::time::Duration;
 use crate::util::*;
 
 /// node_exporter's collectors compared, and procship's that match them.
-const NODE_COLLECTORS: &[&str] = &["cpu", "meminfo", "loadavg", "stat", "netdev", "entropy"];
-const PROCSHIP_COLLECTORS: &str = "cpu,mem,system,kernel,net";
+const NODE_COLLECTORS: &[&str] = &[
+    "cpu",
+    "meminfo",
+    "loadavg",
+    "stat",
+    "netdev",
+    "entropy",
+    "filesystem",
+    "diskstats",
+];
+const PROCSHIP_COLLECTORS: &str = "cpu,mem,system,kernel,net,disk,diskio";
 
 /// Series node_exporter has and procship does not, and why.
 const DIFFERENCES: &[(&str, &str)] = &[
@@ -74,6 +83,10 @@ fn listening(port: u16) -> bool {
 }
 
 fn node_exporter() -> (Process, u16) {
+    node_exporter_with(NODE_COLLECTORS, &[])
+}
+
+fn node_exporter_with(collectors: &[&str], args: &[String]) -> (Process, u16) {
     let bin = Path::new("/usr/bin/prometheus-node-exporter");
     assert!(
         bin.exists(),
@@ -83,9 +96,10 @@ fn node_exporter() -> (Process, u16) {
     let mut cmd = Command::new(bin);
     cmd.arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--collector.disable-defaults");
-    for c in NODE_COLLECTORS {
+    for c in collectors {
         cmd.arg(format!("--collector.{c}"));
     }
+    cmd.args(args);
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -99,15 +113,21 @@ fn node_exporter() -> (Process, u16) {
 }
 
 fn procship_node() -> (Agent, u16) {
+    procship_node_with(PROCSHIP_COLLECTORS, &[])
+}
+
+fn procship_node_with(collectors: &str, vars: &[(&str, &str)]) -> (Agent, u16) {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let agent = Agent::start(&[
+    let mut all = vec![
         ("PROCSHIP_NAMES", "node_exporter"),
-        ("PROCSHIP_COLLECTORS", PROCSHIP_COLLECTORS),
+        ("PROCSHIP_COLLECTORS", collectors),
         ("PROCSHIP_STATUS_ADDR", &addr),
         ("PROCSHIP_INTERVAL", "0.5"),
         ("PROCSHIP_HOSTNAME", "ne-host"),
-    ]);
+    ];
+    all.extend_from_slice(vars);
+    let agent = Agent::start(&all);
     wait_for("procship's /metrics", Duration::from_secs(20), || {
         listening(port) && scrape(port).contains("node_cpu_seconds_total")
     });
@@ -120,13 +140,16 @@ fn deliberate(name: &str) -> bool {
         .any(|(d, _)| name == *d || (d.ends_with('_') && name.starts_with(d)))
 }
 
-#[test]
-fn every_node_exporter_series_is_there_with_its_labels_and_values() {
-    let (_ne, ne_port) = node_exporter();
-    let (agent, ps_port) = procship_node();
-    let ps_text = scrape(ps_port);
-    let ne_text = scrape(ne_port);
-    let (ne, ps) = (parse(&ne_text), parse(&ps_text));
+/// Every node_exporter series but the deliberate differences, found in
+/// procship's by name and labels (procship adds host, and job and instance,
+/// which a scrape adds; an empty label is no label: node_disk_info's udev
+/// facts); `check(name, labels, procship's value, node_exporter's)` on each.
+/// Returns how many were compared.
+fn compare(
+    ne: &Series,
+    ps: &Series,
+    check: impl Fn(&str, &BTreeMap<String, String>, f64, f64),
+) -> usize {
     let mut compared = 0;
     for (name, series) in ne
         .iter()
@@ -136,27 +159,51 @@ fn every_node_exporter_series_is_there_with_its_labels_and_values() {
             .get(name)
             .unwrap_or_else(|| panic!("procship has no {name}"));
         for (labels, value) in series {
-            // procship adds host (and job, instance, which a scrape adds).
             let (_, got) = mine
                 .iter()
-                .find(|(l, _)| labels.iter().all(|(k, v)| l.get(k) == Some(v)))
+                .find(|(l, _)| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| v.is_empty() || l.get(k) == Some(v))
+                })
                 .unwrap_or_else(|| panic!("procship has no {name}{labels:?}: {mine:?}"));
-            let constant = name.starts_with("node_memory_") && name.contains("Total")
-                || name == "node_memory_Hugepagesize_bytes";
-            if constant {
-                assert_eq!(got, value, "{name}{labels:?}");
-            } else if name == "node_boot_time_seconds" {
-                assert!((got - value).abs() <= 1.0, "{name}: {got} vs {value}");
-            } else if name.ends_with("_total") {
-                // A counter read a moment apart.
-                assert!(
-                    *got >= value * 0.9 - 1.0 && *got <= value * 1.1 + 100_000.0,
-                    "{name}{labels:?}: procship {got}, node_exporter {value}"
-                );
-            }
+            check(name, labels, *got, *value);
             compared += 1;
         }
     }
+    compared
+}
+
+#[test]
+fn every_node_exporter_series_is_there_with_its_labels_and_values() {
+    let (_ne, ne_port) = node_exporter();
+    let (agent, ps_port) = procship_node();
+    let ps_text = scrape(ps_port);
+    let ne_text = scrape(ne_port);
+    let (ne, ps) = (parse(&ne_text), parse(&ps_text));
+    let compared = compare(&ne, &ps, |name, labels, got, value| {
+        let constant = name.starts_with("node_memory_") && name.contains("Total")
+            || [
+                "node_memory_Hugepagesize_bytes",
+                "node_filesystem_size_bytes",
+                "node_filesystem_files",
+                "node_filesystem_readonly",
+                "node_filesystem_device_error",
+                "node_disk_info",
+            ]
+            .contains(&name);
+        if constant {
+            assert_eq!(got, value, "{name}{labels:?}");
+        } else if name == "node_boot_time_seconds" {
+            assert!((got - value).abs() <= 1.0, "{name}: {got} vs {value}");
+        } else if name.ends_with("_total") {
+            // A counter read a moment apart.
+            assert!(
+                got >= value * 0.9 - 1.0 && got <= value * 1.1 + 100_000.0,
+                "{name}{labels:?}: procship {got}, node_exporter {value}"
+            );
+        }
+    });
     assert!(compared > 100, "only {compared} series compared");
     for labels in ps["node_cpu_seconds_total"].keys() {
         assert_eq!(labels.get("job").map(String::as_str), Some("node"));
@@ -198,6 +245,46 @@ fn promtool_finds_nothing_node_exporter_does_not_share() {
     let ps = promtool_lint(&scrape(ps_port));
     let own: Vec<_> = ps.difference(&ne).collect();
     assert!(own.is_empty(), "promtool on procship's /metrics: {own:?}");
+    let (status, _, err) = agent.stop(Duration::from_secs(10));
+    assert!(status.success(), "{err}");
+}
+
+/// The same on the basic fixture tree, both programs pointed at it with
+/// their path flags: every value equal, whatever machine runs the test
+/// (filesystems are left out: statvfs would ask the machine's disks).
+#[test]
+fn on_a_fixture_tree_every_value_is_equal() {
+    let fx = fixture("basic");
+    let (proc_, sys) = (fx.join("proc"), fx.join("sys"));
+    let collectors = [
+        "cpu",
+        "meminfo",
+        "loadavg",
+        "stat",
+        "netdev",
+        "entropy",
+        "diskstats",
+    ];
+    let args = [
+        format!("--path.procfs={}", proc_.display()),
+        format!("--path.sysfs={}", sys.display()),
+        // Over netlink it would read this machine's interfaces, not the tree's.
+        "--no-collector.netdev.netlink".into(),
+    ];
+    let (_ne, ne_port) = node_exporter_with(&collectors, &args);
+    let (p, s) = (proc_.display().to_string(), sys.display().to_string());
+    let (agent, ps_port) = procship_node_with(
+        "cpu,mem,system,kernel,net,diskio",
+        &[("PROCSHIP_HOST_PROC", &p), ("PROCSHIP_HOST_SYS", &s)],
+    );
+    let (ne, ps) = (parse(&scrape(ne_port)), parse(&scrape(ps_port)));
+    let compared = compare(&ne, &ps, |name, labels, got, value| {
+        assert!(
+            (got - value).abs() <= value.abs() * 1e-9,
+            "{name}{labels:?}: procship {got}, node_exporter {value}"
+        );
+    });
+    assert!(compared > 80, "only {compared} series compared");
     let (status, _, err) = agent.stop(Duration::from_secs(10));
     assert!(status.success(), "{err}");
 }
