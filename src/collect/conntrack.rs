@@ -5,17 +5,48 @@
 //! table full, dropping packet"). Without the nf_conntrack module the files
 //! are not there: then nothing, not an error.
 
+use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, Files, Partial, num};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("conntrack", |_| Box::new(Conntrack));
+pub const ENTRY: Entry = Entry::plain("conntrack", |ctx| {
+    Box::new(Conntrack {
+        node: ctx.names == Names::NodeExporter,
+    })
+})
+.node_help(NODE_HELP);
 
-pub struct Conntrack;
+/// node_exporter's conntrack collector (its `node_nf_conntrack_stat_*`,
+/// from /proc/net/stat/nf_conntrack, are not read).
+const NODE_HELP: &[Help] = &[
+    (
+        "node_nf_conntrack_entries",
+        "Number of currently allocated flow entries for connection tracking.",
+    ),
+    (
+        "node_nf_conntrack_entries_limit",
+        "Maximum size of connection tracking table.",
+    ),
+];
 
-const FILES: [(&str, &str); 2] = [
-    ("sys/net/netfilter/nf_conntrack_count", "ip_conntrack_count"),
-    ("sys/net/netfilter/nf_conntrack_max", "ip_conntrack_max"),
+pub struct Conntrack {
+    /// node_exporter's names.
+    node: bool,
+}
+
+/// (file, Telegraf's field, node_exporter's series).
+const FILES: [(&str, &str, &str); 2] = [
+    (
+        "sys/net/netfilter/nf_conntrack_count",
+        "ip_conntrack_count",
+        NODE_HELP[0].0,
+    ),
+    (
+        "sys/net/netfilter/nf_conntrack_max",
+        "ip_conntrack_max",
+        NODE_HELP[1].0,
+    ),
 ];
 
 impl Collector for Conntrack {
@@ -31,7 +62,7 @@ impl Collector for Conntrack {
     ) -> Result<(), CollectError> {
         let mut p = Point::new("conntrack", now);
         let mut partial = Partial::default();
-        for (rel, field) in FILES {
+        for (rel, field, node) in FILES {
             let path = files.proc_path(rel);
             let v = files
                 .proc(rel)
@@ -39,8 +70,10 @@ impl Collector for Conntrack {
             if matches!(&v, Err(e) if e.is_not_found()) {
                 continue;
             }
-            if let Some(v) = partial.keep(v) {
-                p = p.uint(field, v);
+            match partial.keep(v) {
+                Some(v) if self.node => out.push(Point::new(node, now).uint(WHOLE, v)),
+                Some(v) => p = p.uint(field, v),
+                None => {}
             }
         }
         partial.push(p, out)
@@ -55,16 +88,20 @@ mod tests {
 
     #[test]
     fn count_and_limit() {
-        let p = &run(&mut Conntrack, "basic").unwrap()[0];
+        let p = &run(&mut Conntrack { node: false }, "basic").unwrap()[0];
         assert_eq!(p.field("ip_conntrack_count"), Some(Int(123)));
         assert_eq!(p.field("ip_conntrack_max"), Some(Int(262_144)));
     }
 
     #[test]
     fn without_the_module_nothing_and_a_bad_file_loses_only_itself() {
-        assert!(run(&mut Conntrack, "empty").unwrap().is_empty());
+        assert!(
+            run(&mut Conntrack { node: false }, "empty")
+                .unwrap()
+                .is_empty()
+        );
         let (pts, e) = run_on_partial(
-            &mut Conntrack,
+            &mut Conntrack { node: false },
             &[
                 ("proc/sys/net/netfilter/nf_conntrack_count", b"lots\n"),
                 ("proc/sys/net/netfilter/nf_conntrack_max", b"65536\n"),

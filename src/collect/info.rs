@@ -18,11 +18,52 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, Files, Partial, read_text};
-use crate::point::{Point, Tag, Timestamp};
+use crate::point::{Point, Tag, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("info", |_| Box::new(Info::default()));
+pub const ENTRY: Entry = Entry::plain("info", |ctx| {
+    Box::new(Info {
+        node: ctx.names == Names::NodeExporter,
+        ..Info::default()
+    })
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's uname and os collectors: uname(2) of the running
+/// kernel (the host's; `nodename` is the container's without
+/// `--uts=host`), and the host's os-release.
+const NODE_HELP: &[Help] = &[
+    (
+        "node_uname_info",
+        "Labeled system information as provided by the uname system call.",
+    ),
+    (
+        "node_os_info",
+        "A metric with a constant '1' value labeled by build_id, id, id_like, image_id, image_version, name, pretty_name, variant, variant_id, version, version_codename, version_id.",
+    ),
+    (
+        "node_os_version",
+        "Metric containing the major.minor part of the OS version.",
+    ),
+];
+
+/// node_os_info's labels: (os-release key, label).
+const NODE_OS: [(&str, &str); 12] = [
+    ("BUILD_ID", "build_id"),
+    ("ID", "id"),
+    ("ID_LIKE", "id_like"),
+    ("IMAGE_ID", "image_id"),
+    ("IMAGE_VERSION", "image_version"),
+    ("NAME", "name"),
+    ("PRETTY_NAME", "pretty_name"),
+    ("VARIANT", "variant"),
+    ("VARIANT_ID", "variant_id"),
+    ("VERSION", "version"),
+    ("VERSION_CODENAME", "version_codename"),
+    ("VERSION_ID", "version_id"),
+];
 
 /// How long the facts are trusted.
 const REFRESH: Duration = Duration::from_secs(300);
@@ -41,6 +82,9 @@ const OS_RELEASE: [(&str, &str); 3] = [
 pub struct Info {
     tags: Vec<Tag>,
     read: Option<Instant>,
+    /// node_exporter's names: its three series, ready.
+    node: bool,
+    node_points: Vec<Point>,
 }
 
 impl Collector for Info {
@@ -55,6 +99,17 @@ impl Collector for Info {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let mut partial = Partial::default();
+        if self.node {
+            if self.read.is_none_or(|t| t.elapsed() >= REFRESH) {
+                self.node_points = node_facts(files, &mut partial);
+                self.read = Some(Instant::now());
+            }
+            out.extend(self.node_points.iter().map(|p| Point {
+                timestamp: now,
+                ..p.clone()
+            }));
+            return partial.result();
+        }
         if self.read.is_none_or(|t| t.elapsed() >= REFRESH) {
             self.tags = facts(files, &mut partial);
             self.read = Some(Instant::now());
@@ -95,6 +150,50 @@ fn facts(files: &Files, partial: &mut Partial) -> Vec<Tag> {
         }
     }
     p.tags
+}
+
+/// node_uname_info, node_os_info and node_os_version (the last only with a
+/// numeric VERSION_ID), with timestamp 0.
+fn node_facts(files: &Files, partial: &mut Partial) -> Vec<Point> {
+    let mut out = Vec::new();
+    if let Ok(u) = nix::sys::utsname::uname() {
+        let s = |v: &std::ffi::OsStr| clip(&v.to_string_lossy()).to_string();
+        out.push(
+            Point::new(NODE_HELP[0].0, 0)
+                .tag("sysname", s(u.sysname()))
+                .tag("nodename", s(u.nodename()))
+                .tag("release", s(u.release()))
+                .tag("version", s(u.version()))
+                .tag("machine", s(u.machine()))
+                .tag("domainname", s(u.domainname()))
+                .int(WHOLE, 1),
+        );
+    }
+    let Some(text) = os_release(&files.paths.root, partial) else {
+        return out;
+    };
+    let value = |key| os_release_value(&text, key).map(|v| clip(&v).to_string());
+    let mut info = Point::new(NODE_HELP[1].0, 0).int(WHOLE, 1);
+    for (key, label) in NODE_OS {
+        if let Some(v) = value(key) {
+            info = info.tag(label, v);
+        }
+    }
+    out.push(info);
+    let version = value("VERSION_ID").and_then(|v| {
+        let major_minor: String = v.split('.').take(2).collect::<Vec<_>>().join(".");
+        major_minor.parse::<f64>().ok()
+    });
+    if let Some(v) = version {
+        let mut p = Point::new(NODE_HELP[2].0, 0).gauge(WHOLE, v);
+        for (key, label) in [("ID", "id"), ("ID_LIKE", "id_like"), ("NAME", "name")] {
+            if let Some(v) = value(key) {
+                p = p.tag(label, v);
+            }
+        }
+        out.push(p);
+    }
+    out
 }
 
 /// The host's os-release text, from the first of its two places that has one.
@@ -165,6 +264,25 @@ mod tests {
             p.tag_value("os_name"),
             Some("Debian GNU/Linux 12 (bookworm)")
         );
+    }
+
+    #[test]
+    fn node_exporter_uname_and_os() {
+        let mut c = Info {
+            node: true,
+            ..Info::default()
+        };
+        let pts = run(&mut c, "basic").unwrap();
+        let get = |n: &str| pts.iter().find(|p| p.measurement == n).unwrap();
+        assert!(get("node_uname_info").tag_value("release").is_some());
+        let os = get("node_os_info");
+        assert_eq!(os.tag_value("id"), Some("debian"));
+        assert_eq!(os.tag_value("version_codename"), Some("bookworm"));
+        assert_eq!(
+            get("node_os_version").field(WHOLE),
+            Some(crate::point::Value::Gauge(12.0))
+        );
+        assert!(pts.iter().all(|p| p.timestamp == 1_000));
     }
 
     #[test]

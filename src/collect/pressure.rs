@@ -12,11 +12,60 @@
 
 use std::path::Path;
 
+use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, ErrorKind, Files, num};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("pressure", |_| Box::new(Pressure::default()));
+pub const ENTRY: Entry = Entry::plain("pressure", |ctx| {
+    Box::new(Pressure {
+        node: ctx.names == Names::NodeExporter,
+        ..Pressure::default()
+    })
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's pressure collector: the cumulative stall time of each
+/// line, in seconds (`some` is waiting, `full` stalled; the cpu `full` line
+/// of newer kernels is left out, as node_exporter does). No averages: a
+/// dashboard takes `rate()` of these.
+const NODE_HELP: &[Help] = &[
+    (
+        "node_pressure_cpu_waiting_seconds_total",
+        "Total time in seconds that processes have waited for CPU time",
+    ),
+    (
+        "node_pressure_io_waiting_seconds_total",
+        "Total time in seconds that processes have waited due to IO congestion",
+    ),
+    (
+        "node_pressure_io_stalled_seconds_total",
+        "Total time in seconds no process could make progress due to IO congestion",
+    ),
+    (
+        "node_pressure_memory_waiting_seconds_total",
+        "Total time in seconds that processes have waited for memory",
+    ),
+    (
+        "node_pressure_memory_stalled_seconds_total",
+        "Total time in seconds no process could make progress due to memory congestion",
+    ),
+];
+
+/// A line's series in node_exporter's names, if it has one.
+fn node_name(resource: &str, kind: &str) -> Option<&'static str> {
+    let (name, _) = NODE_HELP.iter().find(|(name, _)| {
+        let wanted = match kind {
+            "some" => "waiting",
+            "full" => "stalled",
+            _ => return false,
+        };
+        name.strip_prefix("node_pressure_")
+            .and_then(|n| n.strip_prefix(resource))
+            .is_some_and(|n| n == format!("_{wanted}_seconds_total"))
+    })?;
+    Some(name)
+}
 
 const RESOURCES: [(&str, &str); 3] = [
     ("cpu", "pressure/cpu"),
@@ -28,6 +77,8 @@ const RESOURCES: [(&str, &str); 3] = [
 pub struct Pressure {
     /// Set once the kernel turned out to lack PSI (said once).
     absent: bool,
+    /// node_exporter's names.
+    node: bool,
 }
 
 /// One line of a pressure file: `some avg10=0.00 avg60=0.21 avg300=0.51 total=103234065`.
@@ -134,6 +185,12 @@ impl Collector for Pressure {
                 continue;
             };
             for l in lines {
+                if self.node {
+                    if let Some(name) = node_name(resource, l.kind) {
+                        out.push(Point::new(name, now).total(WHOLE, l.total as f64 / 1e6));
+                    }
+                    continue;
+                }
                 let mut p = Point::new("pressure", now)
                     .tag("resource", resource)
                     .tag("type", l.kind);
@@ -162,6 +219,24 @@ mod tests {
     use super::*;
     use crate::collect::testutil::*;
     use crate::point::Value::{Counter, Gauge};
+
+    #[test]
+    fn node_exporter_stall_seconds() {
+        let mut c = Pressure {
+            node: true,
+            ..Pressure::default()
+        };
+        let pts = run(&mut c, "basic").unwrap();
+        let names: Vec<_> = pts.iter().map(|p| p.measurement.as_ref()).collect();
+        assert_eq!(names.len(), 5, "no cpu full: {names:?}");
+        let io = pts
+            .iter()
+            .find(|p| p.measurement == "node_pressure_io_stalled_seconds_total");
+        assert_eq!(
+            io.unwrap().field(WHOLE),
+            Some(crate::point::Value::Total(78.845918))
+        );
+    }
 
     #[test]
     fn three_resources_some_and_full() {

@@ -13,13 +13,83 @@
 //! `PROCSHIP_HOST_PROC`. The syscall is the module's only `unsafe`; what
 //! it returns is turned into a point by a pure function, tested on values.
 
+use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, Files};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("timex", |_| Box::new(Timex));
+pub const ENTRY: Entry = Entry::plain("timex", |ctx| {
+    Box::new(Timex {
+        node: ctx.names == Names::NodeExporter,
+    })
+})
+.node_help(NODE_HELP);
 
-pub struct Timex;
+/// node_exporter's timex collector, every series of it (its formulas:
+/// frequencies are scaled ppm, 2^-16 ppm, as ratios or hertz).
+const NODE_HELP: &[Help] = &[
+    (
+        "node_timex_offset_seconds",
+        "Time offset in between local system and reference clock.",
+    ),
+    (
+        "node_timex_frequency_adjustment_ratio",
+        "Local clock frequency adjustment.",
+    ),
+    ("node_timex_maxerror_seconds", "Maximum error in seconds."),
+    (
+        "node_timex_estimated_error_seconds",
+        "Estimated error in seconds.",
+    ),
+    ("node_timex_status", "Value of the status array bits."),
+    (
+        "node_timex_loop_time_constant",
+        "Phase-locked loop time constant.",
+    ),
+    ("node_timex_tick_seconds", "Seconds between clock ticks."),
+    (
+        "node_timex_pps_frequency_hertz",
+        "Pulse per second frequency.",
+    ),
+    ("node_timex_pps_jitter_seconds", "Pulse per second jitter."),
+    (
+        "node_timex_pps_shift_seconds",
+        "Pulse per second interval duration.",
+    ),
+    (
+        "node_timex_pps_stability_hertz",
+        "Pulse per second stability, average of recent frequency changes.",
+    ),
+    (
+        "node_timex_pps_jitter_total",
+        "Pulse per second count of jitter limit exceeded events.",
+    ),
+    (
+        "node_timex_pps_calibration_total",
+        "Pulse per second count of calibration intervals.",
+    ),
+    (
+        "node_timex_pps_error_total",
+        "Pulse per second count of calibration errors.",
+    ),
+    (
+        "node_timex_pps_stability_exceeded_total",
+        "Pulse per second count of stability limit exceeded events.",
+    ),
+    (
+        "node_timex_tai_offset_seconds",
+        "International Atomic Time (TAI) offset.",
+    ),
+    (
+        "node_timex_sync_status",
+        "Is clock synchronized to a reliable server (1 = yes, 0 = no).",
+    ),
+];
+
+pub struct Timex {
+    /// node_exporter's names.
+    node: bool,
+}
 
 /// `STA_UNSYNC`: the clock is not synchronised.
 const STA_UNSYNC: i64 = 0x0040;
@@ -45,6 +115,18 @@ pub struct Reading {
     pub constant: i64,
     /// s.
     pub tai: i64,
+    /// µs between ticks.
+    pub tick: i64,
+    /// The PPS signal's: frequency (scaled ppm), jitter (µs or ns),
+    /// interval (log2 s), stability (scaled ppm), and its event counts.
+    pub ppsfreq: i64,
+    pub jitter: i64,
+    pub shift: i64,
+    pub stabil: i64,
+    pub jitcnt: i64,
+    pub calcnt: i64,
+    pub errcnt: i64,
+    pub stbcnt: i64,
 }
 
 /// The kernel's clock state now (read only: `modes` is 0).
@@ -66,7 +148,48 @@ fn read() -> std::io::Result<Reading> {
         esterror: t.esterror as i64,
         constant: t.constant as i64,
         tai: i64::from(t.tai),
+        tick: t.tick as i64,
+        ppsfreq: t.ppsfreq as i64,
+        jitter: t.jitter as i64,
+        shift: i64::from(t.shift),
+        stabil: t.stabil as i64,
+        jitcnt: t.jitcnt as i64,
+        calcnt: t.calcnt as i64,
+        errcnt: t.errcnt as i64,
+        stbcnt: t.stbcnt as i64,
     })
+}
+
+/// A reading's series in node_exporter's names, in `NODE_HELP`'s order.
+pub fn node_points(r: &Reading, now: Timestamp, out: &mut Vec<Point>) {
+    const PPM16: f64 = 1e6 * 65_536.0;
+    let unit = if r.status & STA_NANO != 0 { 1e9 } else { 1e6 };
+    let synced = r.status & STA_UNSYNC == 0 && r.state != TIME_ERROR;
+    let gauges = [
+        r.offset as f64 / unit,
+        1.0 + r.freq as f64 / PPM16,
+        r.maxerror as f64 / 1e6,
+        r.esterror as f64 / 1e6,
+        r.status as f64,
+        r.constant as f64,
+        r.tick as f64 / 1e6,
+        r.ppsfreq as f64 / PPM16,
+        r.jitter as f64 / unit,
+        r.shift as f64,
+        r.stabil as f64 / PPM16,
+    ];
+    let counters = [r.jitcnt, r.calcnt, r.errcnt, r.stbcnt];
+    let (g, rest) = NODE_HELP.split_at(gauges.len());
+    let (c, ints) = rest.split_at(counters.len());
+    for ((name, _), v) in g.iter().zip(gauges) {
+        out.push(Point::new(*name, now).gauge(WHOLE, v));
+    }
+    for ((name, _), v) in c.iter().zip(counters) {
+        out.push(Point::new(*name, now).counter(WHOLE, u64::try_from(v).unwrap_or(0)));
+    }
+    for ((name, _), v) in ints.iter().zip([r.tai, i64::from(synced)]) {
+        out.push(Point::new(*name, now).int(WHOLE, v));
+    }
 }
 
 /// The `timex` point of a reading.
@@ -96,7 +219,11 @@ impl Collector for Timex {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let r = read().map_err(|e| CollectError::io("adjtimex(2)", e))?;
-        out.push(point(&r, now));
+        if self.node {
+            node_points(&r, now, out);
+        } else {
+            out.push(point(&r, now));
+        }
         Ok(())
     }
 }
@@ -117,6 +244,8 @@ mod tests {
             esterror: 500,
             constant: 7,
             tai: 37,
+            tick: 10_000,
+            ..Reading::default()
         };
         let p = point(&r, 1);
         assert_eq!(p.field("sync_status"), Some(Int(1)));
@@ -126,6 +255,38 @@ mod tests {
         assert_eq!(p.field("tai_offset_seconds"), Some(Int(37)));
         let micro = point(&Reading { status: 1, ..r }, 1);
         assert_eq!(micro.field("offset_seconds"), Some(Gauge(-0.25)));
+    }
+
+    #[test]
+    fn node_exporter_every_series_in_its_units() {
+        let r = Reading {
+            status: 0x2001,
+            offset: 1_500_000,
+            freq: 65_536 * 2,
+            tick: 10_000,
+            jitcnt: 4,
+            tai: 37,
+            ..Reading::default()
+        };
+        let mut out = Vec::new();
+        node_points(&r, 1, &mut out);
+        assert_eq!(out.len(), NODE_HELP.len());
+        let get = |n: &str| {
+            out.iter()
+                .find(|p| p.measurement == n)
+                .and_then(|p| p.field(WHOLE))
+        };
+        assert_eq!(get("node_timex_offset_seconds"), Some(Gauge(0.0015)));
+        assert_eq!(
+            get("node_timex_frequency_adjustment_ratio"),
+            Some(Gauge(1.000_002))
+        );
+        assert_eq!(get("node_timex_tick_seconds"), Some(Gauge(0.01)));
+        assert_eq!(
+            get("node_timex_pps_jitter_total"),
+            Some(crate::point::Value::Counter(4))
+        );
+        assert_eq!(get("node_timex_sync_status"), Some(Int(1)));
     }
 
     #[test]
@@ -146,7 +307,9 @@ mod tests {
     fn the_running_kernel_answers() {
         let mut out = Vec::new();
         let mut files = Files::new(crate::host::HostPaths::default());
-        Timex.collect(&mut files, 1, &mut out).unwrap();
+        Timex { node: false }
+            .collect(&mut files, 1, &mut out)
+            .unwrap();
         assert!(matches!(out[0].field("sync_status"), Some(Int(0 | 1))));
     }
 }

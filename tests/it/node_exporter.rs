@@ -25,8 +25,16 @@ const NODE_COLLECTORS: &[&str] = &[
     "entropy",
     "filesystem",
     "diskstats",
+    "pressure",
+    "vmstat",
+    "filefd",
+    "conntrack",
+    "timex",
+    "uname",
+    "os",
 ];
-const PROCSHIP_COLLECTORS: &str = "cpu,mem,system,kernel,net,disk,diskio";
+const PROCSHIP_COLLECTORS: &str =
+    "cpu,mem,system,kernel,net,disk,diskio,pressure,vmstat,filefd,conntrack,timex,info";
 
 /// Series node_exporter has and procship does not, and why.
 const DIFFERENCES: &[(&str, &str)] = &[
@@ -39,6 +47,10 @@ const DIFFERENCES: &[(&str, &str)] = &[
         "a scrape's own bookkeeping: procship reports agent_collector_*",
     ),
     ("node_exporter_build_info", "the exporter's own build"),
+    (
+        "node_nf_conntrack_stat_",
+        "per-CPU conntrack event counters from /proc/net/stat/nf_conntrack, not read yet",
+    ),
 ];
 
 /// name → labels → value, from exposition text.
@@ -190,6 +202,15 @@ fn every_node_exporter_series_is_there_with_its_labels_and_values() {
                 "node_filesystem_readonly",
                 "node_filesystem_device_error",
                 "node_disk_info",
+                "node_uname_info",
+                "node_os_info",
+                "node_os_version",
+                "node_filefd_maximum",
+                "node_nf_conntrack_entries_limit",
+                "node_timex_tick_seconds",
+                "node_timex_status",
+                "node_timex_sync_status",
+                "node_entropy_pool_size_bits",
             ]
             .contains(&name);
         if constant {
@@ -264,18 +285,34 @@ fn on_a_fixture_tree_every_value_is_equal() {
         "netdev",
         "entropy",
         "diskstats",
+        "pressure",
+        "vmstat",
+        "filefd",
+        "conntrack",
+        "uname",
+        "os",
     ];
+    let root = fx.join("root");
     let args = [
         format!("--path.procfs={}", proc_.display()),
         format!("--path.sysfs={}", sys.display()),
+        format!("--path.rootfs={}", root.display()),
         // Over netlink it would read this machine's interfaces, not the tree's.
         "--no-collector.netdev.netlink".into(),
     ];
     let (_ne, ne_port) = node_exporter_with(&collectors, &args);
-    let (p, s) = (proc_.display().to_string(), sys.display().to_string());
+    let (p, s, r) = (
+        proc_.display().to_string(),
+        sys.display().to_string(),
+        root.display().to_string(),
+    );
     let (agent, ps_port) = procship_node_with(
-        "cpu,mem,system,kernel,net,diskio",
-        &[("PROCSHIP_HOST_PROC", &p), ("PROCSHIP_HOST_SYS", &s)],
+        "cpu,mem,system,kernel,net,diskio,pressure,vmstat,filefd,conntrack,info",
+        &[
+            ("PROCSHIP_HOST_PROC", &p),
+            ("PROCSHIP_HOST_SYS", &s),
+            ("PROCSHIP_HOST_ROOT", &r),
+        ],
     );
     let (ne, ps) = (parse(&scrape(ne_port)), parse(&scrape(ps_port)));
     let compared = compare(&ne, &ps, |name, labels, got, value| {
@@ -285,6 +322,19 @@ fn on_a_fixture_tree_every_value_is_equal() {
         );
     });
     assert!(compared > 80, "only {compared} series compared");
+    for family in [
+        "node_pressure_io_stalled_seconds_total",
+        "node_vmstat_pgfault",
+        "node_filefd_allocated",
+        "node_nf_conntrack_entries",
+        "node_os_info",
+        "node_disk_read_bytes_total",
+    ] {
+        assert!(
+            ne.contains_key(family),
+            "node_exporter gave no {family} on the tree"
+        );
+    }
     let (status, _, err) = agent.stop(Duration::from_secs(10));
     assert!(status.success(), "{err}");
 }
