@@ -168,6 +168,7 @@ def rows(peers, site):
         ("floor", [FLOOR], {}, None),
         ("procship", [PROCSHIP], env, "push"),
         ("procship -processes", [PROCSHIP], dict(env, PROCSHIP_COLLECTORS="default,-processes"), "push"),
+        ("procship node_exporter names", [PROCSHIP], dict(env, PROCSHIP_NAMES="node_exporter"), "push"),
     ]
     if site:
         _, text, cmds = site
@@ -233,7 +234,7 @@ def fmt(values, unit=""):
 def table(results, runs):
     med = {n: statistics.median(r["cpu_us"] for r in rs) for n, rs in results.items()}
     floor_of = {"procship": "floor-procs", "procship -processes": "floor",
-                "procship + site": "procship"}
+                "procship node_exporter names": "floor-procs", "procship + site": "procship"}
     print(f"\n| row (1 s cadence, {runs} rounds) | CPU µs/cycle, median (min–max) | vs floor | "
           "peak RSS | anon RSS | wire B/cycle | threads |")
     print("|---|---|---|---|---|---|---|")
