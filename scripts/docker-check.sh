@@ -14,8 +14,10 @@
 #    total, host name, the root filesystem), run as uid 65532, and keep its
 #    spool across a kill while the backend is down: started again with a
 #    backend, every batch of the first run arrives.
-#  - the same env file read by the agent itself and through
-#    `docker run --env-file` gives the same configuration.
+#  - the same env file read by the agent itself, through
+#    `docker run --env-file` and through systemd's own parser (its
+#    environment.d generator, which needs no systemd PID 1) gives the same
+#    configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '== docker-check: %s\n' "$*"; }
@@ -144,7 +146,7 @@ assert seqs == want, f"missing batches {sorted(want - seqs)}"
 print("batches received per run:", sorted(len(s) for s in runs.values()))
 PY
 
-say "one env file, read by the agent and through docker run --env-file"
+say "one env file, read by the agent, through docker run --env-file and by systemd's parser"
 cat >"$work/test.env" <<'ENV'
 # comments on lines of their own
 PROCSHIP_INGEST_URL=https://metrics.example.com/write
@@ -159,4 +161,16 @@ direct=$(target/release/procship --env-file "$work/test.env" --check-config | va
 viadocker=$(run --env-file "$work/test.env" procship:ci --check-config | values)
 [ "$(wc -l <<<"$direct")" = 5 ] || fail "the agent read: $direct"
 diff <(echo "$direct") <(echo "$viadocker") || fail "the agent and docker --env-file read the file differently"
+# systemd's own env-file parser (the one EnvironmentFile= uses), run without
+# a systemd PID 1: its environment.d generator prints what it read.
+gen=/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator
+[ -x "$gen" ] || fail "no $gen (apt-get install systemd)"
+mkdir -p "$work/xdg/environment.d"
+cp "$work/test.env" "$work/xdg/environment.d/procship.conf"
+# (It prints a value with shell characters in double quotes; this file has none.)
+mapfile -t sysenv < <(env -i XDG_CONFIG_HOME="$work/xdg" HOME="$work/xdg" "$gen" | grep '^PROCSHIP_' |
+  sed -E 's/^([A-Z_]+)="(.*)"$/\1=\2/')
+: >"$work/empty.env"
+viasystemd=$(env -i "${sysenv[@]}" target/release/procship --env-file "$work/empty.env" --check-config | values)
+diff <(echo "$direct") <(echo "$viasystemd") || fail "the agent and systemd's parser read the file differently"
 say "ok"

@@ -21,11 +21,210 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, Files, Partial};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("netclass", |_| Box::new(NetClass::default()));
+pub const ENTRY: Entry = Entry::plain("netclass", |ctx| match ctx.names {
+    Names::Telegraf => Box::new(NetClass::default()),
+    Names::NodeExporter => Box::new(NetClassNode::default()),
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's netclass collector: (attribute file, series, how its
+/// text is read), for every interface, `lo` included as node_exporter has
+/// it; an attribute the interface cannot tell is left out.
+const NODE_ATTRS: [(&str, &str, NodeKind); 17] = [
+    (
+        "addr_assign_type",
+        "node_network_address_assign_type",
+        NodeKind::Dec,
+    ),
+    ("carrier", "node_network_carrier", NodeKind::Dec),
+    (
+        "carrier_changes",
+        "node_network_carrier_changes_total",
+        NodeKind::Counter,
+    ),
+    (
+        "carrier_up_count",
+        "node_network_carrier_up_changes_total",
+        NodeKind::Counter,
+    ),
+    (
+        "carrier_down_count",
+        "node_network_carrier_down_changes_total",
+        NodeKind::Counter,
+    ),
+    ("dev_id", "node_network_device_id", NodeKind::Hex),
+    ("dormant", "node_network_dormant", NodeKind::Dec),
+    ("flags", "node_network_flags", NodeKind::Hex),
+    ("ifindex", "node_network_iface_id", NodeKind::Dec),
+    ("iflink", "node_network_iface_link", NodeKind::Dec),
+    ("link_mode", "node_network_iface_link_mode", NodeKind::Dec),
+    ("mtu", "node_network_mtu_bytes", NodeKind::Dec),
+    (
+        "name_assign_type",
+        "node_network_name_assign_type",
+        NodeKind::Dec,
+    ),
+    ("netdev_group", "node_network_net_dev_group", NodeKind::Dec),
+    ("speed", "node_network_speed_bytes", NodeKind::MbitToBytes),
+    (
+        "tx_queue_len",
+        "node_network_transmit_queue_length",
+        NodeKind::Dec,
+    ),
+    ("type", "node_network_protocol_type", NodeKind::Dec),
+];
+
+/// node_network_info's labels: (attribute file, label).
+const NODE_INFO: [(&str, &str); 5] = [
+    ("address", "address"),
+    ("broadcast", "broadcast"),
+    ("duplex", "duplex"),
+    ("ifalias", "ifalias"),
+    ("operstate", "operstate"),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum NodeKind {
+    Dec,
+    Hex,
+    Counter,
+    /// Mb/s as bytes per second (-1, unknown, stays negative, as there).
+    MbitToBytes,
+}
+
+const NODE_HELP: &[Help] = &[
+    (
+        "node_network_up",
+        "Value is 1 if operstate is 'up', 0 otherwise.",
+    ),
+    (
+        "node_network_info",
+        "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
+    ),
+    (
+        "node_network_",
+        "Network device property from /sys/class/net/<iface>.",
+    ),
+];
+
+/// `netclass` with node_exporter's names.
+#[derive(Default)]
+pub struct NetClassNode {
+    /// (name, directory) of every interface.
+    links: Vec<(String, PathBuf)>,
+    refreshed: Option<Instant>,
+}
+
+/// An attribute's trimmed text; `Ok(None)` when the file is not there or
+/// the kernel cannot tell (EINVAL).
+fn node_attr(path: &Path) -> Result<Option<String>, CollectError> {
+    match super::read_text(path) {
+        Ok(t) => Ok(Some(t.trim().to_string())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(CollectError {
+            kind: super::ErrorKind::Io(io),
+            ..
+        }) if io.raw_os_error() == Some(nix::libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn node_value(
+    path: &Path,
+    kind: NodeKind,
+    text: &str,
+) -> Result<crate::point::Value, CollectError> {
+    use crate::point::Value;
+    let bad = || CollectError::parse(path, format!("{text:?} is not what the kernel prints"));
+    Ok(match kind {
+        NodeKind::Dec => Value::Int(text.parse().map_err(|_| bad())?),
+        NodeKind::Hex => {
+            let digits = text.strip_prefix("0x").ok_or_else(bad)?;
+            Value::Int(i64::from_str_radix(digits, 16).map_err(|_| bad())?)
+        }
+        NodeKind::Counter => Value::Counter(text.parse().map_err(|_| bad())?),
+        NodeKind::MbitToBytes => {
+            let mbit: i64 = text.parse().map_err(|_| bad())?;
+            Value::Int(mbit.saturating_mul(125_000))
+        }
+    })
+}
+
+impl NetClassNode {
+    /// One interface's series.
+    fn link(
+        &self,
+        name: &str,
+        dir: &Path,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+        partial: &mut Partial,
+    ) {
+        let mut info = Point::new("node_network_info", now)
+            .tag("device", name)
+            .int(WHOLE, 1);
+        for (file, label) in NODE_INFO {
+            if let Some(Some(v)) = partial.keep(node_attr(&dir.join(file))) {
+                if file == "operstate" {
+                    out.push(
+                        Point::new("node_network_up", now)
+                            .tag("device", name)
+                            .int(WHOLE, i64::from(v == "up")),
+                    );
+                }
+                info = info.tag(label, v);
+            }
+        }
+        out.push(info);
+        for (file, series, kind) in NODE_ATTRS {
+            let path = dir.join(file);
+            let Some(Some(text)) = partial.keep(node_attr(&path)) else {
+                continue;
+            };
+            if let Some(v) = partial.keep(node_value(&path, kind, &text)) {
+                let mut p = Point::new(series, now).tag("device", name);
+                p.fields.push((WHOLE.into(), v));
+                out.push(p);
+            }
+        }
+    }
+}
+
+impl Collector for NetClassNode {
+    fn name(&self) -> &'static str {
+        "netclass"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            let base = files.sys_path("class/net");
+            self.links = interfaces(&base, true)
+                .into_iter()
+                .map(|n| (n.clone(), base.join(n)))
+                .collect();
+            self.refreshed = Some(Instant::now());
+        }
+        let mut partial = Partial::default();
+        for (name, dir) in &self.links {
+            if !dir.exists() {
+                self.refreshed = None;
+                continue;
+            }
+            self.link(name, dir, now, out, &mut partial);
+        }
+        partial.result()
+    }
+}
 
 /// How long the discovered interface list is trusted.
 const REFRESH: Duration = Duration::from_secs(60);
@@ -69,12 +268,12 @@ pub struct NetClass {
     refreshed: Option<Instant>,
 }
 
-/// The interfaces under `base`, sorted, without `lo`.
-fn interfaces(base: &Path) -> Vec<String> {
+/// The interfaces under `base`, sorted; `lo` too when `with_lo`.
+fn interfaces(base: &Path, with_lo: bool) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(base)
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n != "lo")
+                .filter(|n| with_lo || n != "lo")
                 .collect()
         })
         .unwrap_or_default();
@@ -87,7 +286,7 @@ impl NetClass {
     /// but cannot be opened (not a regular file) is the error.
     fn refresh(&mut self, files: &Files, partial: &mut Partial) {
         let base = files.sys_path("class/net");
-        self.links = interfaces(&base)
+        self.links = interfaces(&base, false)
             .into_iter()
             .map(|name| {
                 let dir = base.join(&name);
@@ -207,6 +406,33 @@ mod tests {
     use super::*;
     use crate::collect::testutil::*;
     use crate::point::Value::{Counter, Int};
+
+    #[test]
+    fn node_exporter_attributes_and_info_with_loopback() {
+        let pts = run(&mut NetClassNode::default(), "basic").unwrap();
+        let get = |n: &str, dev: &str| {
+            pts.iter()
+                .find(|p| p.measurement == n && p.tag_value("device") == Some(dev))
+        };
+        use crate::point::Value::Int;
+        assert_eq!(
+            get("node_network_up", "eth0").and_then(|p| p.field(WHOLE)),
+            Some(Int(1))
+        );
+        assert_eq!(
+            get("node_network_speed_bytes", "eth0").and_then(|p| p.field(WHOLE)),
+            Some(Int(10_000 * 125_000))
+        );
+        assert_eq!(
+            get("node_network_info", "eth0").and_then(|p| p.tag_value("operstate")),
+            Some("up")
+        );
+        assert!(get("node_network_mtu_bytes", "lo").is_some(), "lo included");
+        assert!(
+            get("node_network_carrier", "docker0").is_none(),
+            "a down interface cannot tell"
+        );
+    }
 
     #[test]
     fn each_interface_s_link_without_loopback() {

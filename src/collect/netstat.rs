@@ -23,11 +23,167 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::{CollectError, Collector, Entry, Files};
-use crate::point::{Point, Timestamp};
+use super::names::{Help, Names};
+use super::{CollectError, Collector, Entry, Files, Partial};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("netstat", |_| Box::new(Netstat::default())).off_by_default();
+pub const ENTRY: Entry = Entry::plain("netstat", |ctx| match ctx.names {
+    Names::Telegraf => Box::new(Netstat::default()),
+    Names::NodeExporter => Box::new(NetstatNode::new(ctx.facts.page_size)),
+})
+.off_by_default()
+.node_help(NODE_HELP);
+
+/// node_exporter's netstat collector (its default fields, `NODE_FIELDS`, of
+/// /proc/net/netstat, snmp and snmp6, as `node_netstat_<Section>_<Name>`,
+/// gauges where it leaves them untyped) and its sockstat collector (every
+/// key of /proc/net/sockstat and sockstat6 as `node_sockstat_<PROTO>_<key>`,
+/// `mem` also in bytes as `_mem_bytes`, and `node_sockstat_sockets_used`).
+const NODE_HELP: &[Help] = &[
+    (
+        "node_netstat_",
+        "Statistic from /proc/net/netstat, snmp or snmp6.",
+    ),
+    (
+        "node_sockstat_",
+        "Socket statistic from /proc/net/sockstat or sockstat6.",
+    ),
+];
+
+/// node_exporter's `--collector.netstat.fields` default.
+const NODE_FIELDS: &str = r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)|TcpExt_(Listen.*|Syncookies.*|TCPSynRetrans|TCPTimeouts)|Tcp_(ActiveOpens|InSegs|OutSegs|OutRsts|PassiveOpens|RetransSegs|CurrEstab)|Udp6?_(InDatagrams|OutDatagrams|NoPorts|RcvbufErrors|SndbufErrors))$";
+
+/// /proc/net/snmp6's protocols, the longer prefix first.
+const SNMP6: [&str; 4] = ["UdpLite6", "Icmp6", "Udp6", "Ip6"];
+
+/// `netstat` with node_exporter's names.
+pub struct NetstatNode {
+    fields: Option<regex_lite::Regex>,
+    page_size: u64,
+}
+
+impl NetstatNode {
+    fn new(page_size: u64) -> Self {
+        NetstatNode {
+            fields: regex_lite::Regex::new(NODE_FIELDS).ok(),
+            page_size,
+        }
+    }
+
+    fn push(&self, section: &str, name: &str, v: i64, now: Timestamp, out: &mut Vec<Point>) {
+        let key = format!("{section}_{name}");
+        if self.fields.as_ref().is_some_and(|re| re.is_match(&key)) {
+            out.push(Point::new(format!("node_netstat_{key}"), now).int(WHOLE, v));
+        }
+    }
+
+    /// node_sockstat_* of a sockstat text (`PROTO: key value key value …`,
+    /// `sockets: used N`).
+    fn sockstat(
+        &self,
+        path: &Path,
+        text: &str,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (proto, rest) = line.split_once(':').ok_or_else(|| {
+                CollectError::parse(path, format!("{line:?}: expected PROTO: key value …"))
+            })?;
+            let words: Vec<&str> = rest.split_ascii_whitespace().collect();
+            for kv in words.chunks(2) {
+                let [key, value] = kv else {
+                    return Err(CollectError::parse(
+                        path,
+                        format!("{proto}: a key without a value"),
+                    ));
+                };
+                let v: u64 = value.parse().map_err(|_| {
+                    CollectError::parse(path, format!("{proto} {key}: {value:?} is not a count"))
+                })?;
+                let name = if proto == "sockets" {
+                    format!("node_sockstat_sockets_{key}")
+                } else {
+                    format!("node_sockstat_{proto}_{key}")
+                };
+                if *key == "mem" {
+                    out.push(
+                        Point::new(format!("{name}_bytes"), now)
+                            .uint(WHOLE, v.saturating_mul(self.page_size)),
+                    );
+                }
+                out.push(Point::new(name, now).uint(WHOLE, v));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Collector for NetstatNode {
+    fn name(&self) -> &'static str {
+        "netstat"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        // Each file loses only itself; snmp6 and sockstat6 are absent without IPv6.
+        let mut partial = Partial::default();
+        for rel in ["net/netstat", "net/snmp"] {
+            let path = files.proc_path(rel);
+            let pairs = files.proc(rel).and_then(|t| pairs(&path, t));
+            for (section, name, value) in partial.keep(pairs).into_iter().flatten() {
+                match value.parse::<i64>() {
+                    Ok(v) => self.push(section, name, v, now, out),
+                    Err(_) => partial.note(|| {
+                        CollectError::parse(
+                            &path,
+                            format!("{section} {name}: {value:?} is not a number"),
+                        )
+                    }),
+                }
+            }
+        }
+        let path = files.proc_path("net/snmp6");
+        match files.proc("net/snmp6") {
+            Err(e) if e.is_not_found() => {}
+            r => {
+                for line in partial.keep(r).unwrap_or("").lines() {
+                    let mut w = line.split_ascii_whitespace();
+                    let (Some(key), Some(value)) = (w.next(), w.next()) else {
+                        continue;
+                    };
+                    let Some(proto) = SNMP6.iter().find(|p| key.starts_with(*p)) else {
+                        continue;
+                    };
+                    match value.parse::<i64>() {
+                        Ok(v) => self.push(proto, &key[proto.len()..], v, now, out),
+                        Err(_) => partial.note(|| {
+                            CollectError::parse(&path, format!("{key}: {value:?} is not a number"))
+                        }),
+                    }
+                }
+            }
+        }
+        for rel in ["net/sockstat", "net/sockstat6"] {
+            let path = files.proc_path(rel);
+            match files.proc(rel) {
+                Err(e) if e.is_not_found() && rel.ends_with('6') => {}
+                r => {
+                    if let Some(text) = partial.keep(r) {
+                        let r = self.sockstat(&path, text, now, out);
+                        partial.keep(r);
+                    }
+                }
+            }
+        }
+        partial.result()
+    }
+}
 
 /// The kernel's TCP states (include/net/tcp_states.h), 1-based, by field name.
 const STATES: [&str; 11] = [
@@ -80,12 +236,33 @@ impl Default for Netstat {
 }
 
 /// The counters of a /proc/net/snmp or /proc/net/netstat text that
-/// `COUNTERS` names: pairs of `Section: Name Name …` / `Section: 1 2 …` lines.
+/// `COUNTERS` names.
 pub fn parse_pairs(
     path: &Path,
     text: &str,
     into: &mut Vec<(&'static str, u64)>,
 ) -> Result<(), CollectError> {
+    for (section, name, value) in pairs(path, text)? {
+        if let Some((_, _, field)) = COUNTERS
+            .iter()
+            .find(|(s, n, _)| *s == section && *n == name)
+        {
+            let v: u64 = value.parse().map_err(|_| {
+                CollectError::parse(path, format!("{section} {name}: {value:?} is not a count"))
+            })?;
+            into.push((field, v));
+        }
+    }
+    Ok(())
+}
+
+/// Every (section, name, value) of a /proc/net/snmp or /proc/net/netstat
+/// text: pairs of `Section: Name Name …` / `Section: 1 2 …` lines.
+pub fn pairs<'a>(
+    path: &Path,
+    text: &'a str,
+) -> Result<Vec<(&'a str, &'a str, &'a str)>, CollectError> {
+    let mut out = Vec::new();
     let mut lines = text.lines();
     while let Some(names) = lines.next() {
         let Some((section, names)) = names.split_once(':') else {
@@ -115,18 +292,9 @@ pub fn parse_pairs(
                 ),
             ));
         }
-        for (name, value) in names.iter().zip(values) {
-            if let Some((_, _, field)) =
-                COUNTERS.iter().find(|(s, n, _)| *s == section && n == name)
-            {
-                let v: u64 = value.parse().map_err(|_| {
-                    CollectError::parse(path, format!("{section} {name}: {value:?} is not a count"))
-                })?;
-                into.push((field, v));
-            }
-        }
+        out.extend(names.iter().zip(values).map(|(n, v)| (section, *n, v)));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// (udp sockets in use, tcp orphans, tcp allocated) from /proc/net/sockstat.
@@ -265,6 +433,27 @@ mod tests {
     use super::*;
     use crate::collect::testutil::*;
     use crate::point::Value::{Counter, Int};
+
+    #[test]
+    fn node_exporter_default_fields_and_sockstat() {
+        let pts = run(&mut NetstatNode::new(4096), "basic").unwrap();
+        let get = |n: &str| {
+            pts.iter()
+                .find(|p| p.measurement == n)
+                .and_then(|p| p.field(WHOLE))
+        };
+        assert_eq!(get("node_netstat_Tcp_InSegs"), Some(Int(98_765)));
+        assert!(
+            get("node_netstat_Tcp_AttemptFails").is_none(),
+            "not a default field"
+        );
+        assert_eq!(get("node_sockstat_TCP_alloc"), Some(Int(9)));
+        let mem = get("node_sockstat_TCP_mem").zip(get("node_sockstat_TCP_mem_bytes"));
+        assert!(
+            matches!(mem, Some((Int(p), Int(b))) if b == p * 4096),
+            "{mem:?}"
+        );
+    }
 
     #[test]
     fn states_sockstat_and_counters() {

@@ -3,7 +3,7 @@
 //! output of the fixture tree (UPDATE_GOLDEN=1 rewrites the golden files).
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use crate::util::*;
 
@@ -253,6 +253,84 @@ fn an_inline_comment_in_the_env_file_is_refused_saying_why() {
     );
 }
 
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// systemd's own env-file parser (the one `EnvironmentFile=` uses), run
+/// without a systemd PID 1: its environment.d generator prints what it read.
+const SYSTEMD_ENV_GENERATOR: &str =
+    "/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator";
+
+#[test]
+fn the_env_file_means_the_same_to_the_agent_and_to_systemd() {
+    assert!(
+        Path::new(SYSTEMD_ENV_GENERATOR).exists(),
+        "{SYSTEMD_ENV_GENERATOR}: apt-get install systemd (scripts/test.sh does it)"
+    );
+    let dir = tempdir("envfile-systemd");
+    let text = "# the fleet's file\n\
+                PROCSHIP_INGEST_URL=http://127.0.0.1:8428/api/v2/write?org=o&bucket=b\n\
+                PROCSHIP_FORMAT=influx\n\
+                PROCSHIP_TAGS=dc=ams1,role=db\n\
+                PROCSHIP_HEADERS=X-Scope-OrgID=team-a\n\
+                \n\
+                PROCSHIP_INTERVAL=15s\n\
+                PROCSHIP_COLLECTORS=default,-processes\n";
+    let file = dir.join("procship.env");
+    std::fs::write(&file, text).unwrap();
+    std::fs::create_dir_all(dir.join("environment.d")).unwrap();
+    std::fs::write(dir.join("environment.d/procship.conf"), text).unwrap();
+    let generated = Command::new(SYSTEMD_ENV_GENERATOR)
+        .env_clear()
+        .env("XDG_CONFIG_HOME", &dir)
+        .env("HOME", &dir)
+        .output()
+        .unwrap();
+    // The generator prints what it read as an environment generator's
+    // output: a value with shell characters in double quotes, escaped.
+    let unquote = |v: &str| -> String {
+        let Some(inner) = v.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+            return v.to_string();
+        };
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            out.extend(if c == '\\' { chars.next() } else { Some(c) });
+        }
+        out
+    };
+    let systemd: Vec<(String, String)> = text_of(&generated.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("PROCSHIP_"))
+        .map(|(k, v)| (k.to_string(), unquote(v)))
+        .collect();
+    assert_eq!(systemd.len(), 6, "{systemd:?}");
+    let settings = |out: std::process::Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", text_of(&out.stderr));
+        text_of(&out.stdout)
+            .lines()
+            .filter(|l| systemd.iter().any(|(k, _)| l.starts_with(&format!("{k}="))))
+            .map(|l| l.split("  #").next().unwrap_or(l).to_string())
+            .collect()
+    };
+    let direct = settings(run(procship(&[])
+        .arg("--check-config")
+        .arg("--env-file")
+        .arg(&file)));
+    let empty = dir.join("empty.env");
+    std::fs::write(&empty, "").unwrap();
+    let mut via = procship(&[]);
+    via.envs(systemd.iter().map(|(k, v)| (k, v)));
+    let via_systemd = settings(run(via.arg("--check-config").arg("--env-file").arg(&empty)));
+    assert_eq!(direct.len(), 6, "{direct:?}");
+    assert_eq!(
+        direct, via_systemd,
+        "read directly, and as systemd reads it"
+    );
+}
+
 #[test]
 fn version_and_help() {
     let out = run(procship(&[]).arg("--version"));
@@ -369,10 +447,14 @@ fn once_golden_prometheus() {
 
 #[test]
 fn once_golden_prometheus_with_node_exporter_names() {
+    // uname(2) is the test machine's.
     golden_with(
         "prometheus",
         "once.node.prom",
-        &[("PROCSHIP_NAMES", "node_exporter")],
+        &[
+            ("PROCSHIP_NAMES", "node_exporter"),
+            ("PROCSHIP_COLLECTORS", "all,-disk,-timex,-info"),
+        ],
     );
 }
 

@@ -32,9 +32,11 @@ const NODE_COLLECTORS: &[&str] = &[
     "timex",
     "uname",
     "os",
+    "netstat",
+    "sockstat",
+    "netclass",
 ];
-const PROCSHIP_COLLECTORS: &str =
-    "cpu,mem,system,kernel,net,disk,diskio,pressure,vmstat,filefd,conntrack,timex,info";
+const PROCSHIP_COLLECTORS: &str = "cpu,mem,system,kernel,net,disk,diskio,pressure,vmstat,filefd,conntrack,timex,info,netstat,netclass";
 
 /// Series node_exporter has and procship does not, and why.
 const DIFFERENCES: &[(&str, &str)] = &[
@@ -112,6 +114,8 @@ fn node_exporter_with(collectors: &[&str], args: &[String]) -> (Process, u16) {
         cmd.arg(format!("--collector.{c}"));
     }
     cmd.args(args);
+    // Both read sysfs, as procship does (not netlink).
+    cmd.arg("--no-collector.netclass.netlink");
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -291,6 +295,9 @@ fn on_a_fixture_tree_every_value_is_equal() {
         "conntrack",
         "uname",
         "os",
+        "netstat",
+        "sockstat",
+        "netclass",
     ];
     let root = fx.join("root");
     let args = [
@@ -307,7 +314,7 @@ fn on_a_fixture_tree_every_value_is_equal() {
         root.display().to_string(),
     );
     let (agent, ps_port) = procship_node_with(
-        "cpu,mem,system,kernel,net,diskio,pressure,vmstat,filefd,conntrack,info",
+        "cpu,mem,system,kernel,net,diskio,pressure,vmstat,filefd,conntrack,info,netstat,netclass",
         &[
             ("PROCSHIP_HOST_PROC", &p),
             ("PROCSHIP_HOST_SYS", &s),
@@ -329,6 +336,9 @@ fn on_a_fixture_tree_every_value_is_equal() {
         "node_nf_conntrack_entries",
         "node_os_info",
         "node_disk_read_bytes_total",
+        "node_netstat_Tcp_InSegs",
+        "node_sockstat_TCP_alloc",
+        "node_network_mtu_bytes",
     ] {
         assert!(
             ne.contains_key(family),
