@@ -19,11 +19,214 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{CollectError, Collector, Entry, Files};
-use crate::point::{Point, Timestamp};
+use super::names::{Help, Names};
+use super::{CollectError, Collector, Entry, Files, Partial};
+use crate::point::{Point, Timestamp, WHOLE};
 
 /// The registry row.
-pub const ENTRY: Entry = Entry::plain("temp", |_| Box::new(Temp::default()));
+pub const ENTRY: Entry = Entry::plain("temp", |ctx| match ctx.names {
+    Names::Telegraf => Box::new(Temp::default()),
+    Names::NodeExporter => Box::new(TempNode::default()),
+})
+.node_help(NODE_HELP);
+
+/// node_exporter's hwmon (temperatures) and thermal_zone collectors: every
+/// hwmon chip named as it names them (`chip_name`), each `tempN` with its
+/// value, limits and label, and every thermal zone.
+const NODE_HELP: &[Help] = &[
+    (
+        "node_hwmon_chip_names",
+        "Annotation metric for human-readable chip names",
+    ),
+    ("node_hwmon_sensor_label", "Label for given chip and sensor"),
+    (
+        "node_hwmon_temp_celsius",
+        "Hardware monitor for temperature (input)",
+    ),
+    (
+        "node_hwmon_temp_max_celsius",
+        "Hardware monitor for temperature (max)",
+    ),
+    (
+        "node_hwmon_temp_crit_celsius",
+        "Hardware monitor for temperature (crit)",
+    ),
+    (
+        "node_hwmon_temp_min_celsius",
+        "Hardware monitor for temperature (min)",
+    ),
+    ("node_thermal_zone_temp", "Zone temperature in Celsius"),
+];
+
+/// The `tempN_<file>` values node_exporter reports, and their series.
+const NODE_TEMP_FILES: [(&str, &str); 4] = [
+    ("input", "node_hwmon_temp_celsius"),
+    ("max", "node_hwmon_temp_max_celsius"),
+    ("crit", "node_hwmon_temp_crit_celsius"),
+    ("min", "node_hwmon_temp_min_celsius"),
+];
+
+/// node_exporter's name cleaning: lower case, `[^a-z0-9:_]` as `_`,
+/// trimmed of `_`.
+fn node_clean(s: &str) -> String {
+    let lower: String = s
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == ':' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    lower.trim_matches('_').to_string()
+}
+
+/// A hwmon directory's chip as node_exporter names it: `<type>_<device>`
+/// from its `device` link (stable across boots), else its `name`, else the
+/// directory's own name.
+fn node_chip(dir: &Path, mon: &str) -> String {
+    if let Ok(device) = std::fs::canonicalize(dir.join("device")) {
+        let name = device
+            .file_name()
+            .map(|n| node_clean(&n.to_string_lossy()))
+            .unwrap_or_default();
+        let kind = device
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| node_clean(&n.to_string_lossy()))
+            .unwrap_or_default();
+        match (kind.is_empty(), name.is_empty()) {
+            (false, false) => return format!("{kind}_{name}"),
+            (true, false) => return name,
+            _ => {}
+        }
+    }
+    read_trimmed(&dir.join("name"))
+        .map(|n| node_clean(&n))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| node_clean(mon))
+}
+
+/// `temp` with node_exporter's names.
+#[derive(Default)]
+pub struct TempNode {
+    /// (chip, its name file's text, directory) of every hwmon directory.
+    chips: Vec<(String, Option<String>, PathBuf)>,
+    refreshed: Option<Instant>,
+}
+
+impl TempNode {
+    fn refresh(&mut self, sys: &Path) {
+        let base = sys.join("class/hwmon");
+        self.chips.clear();
+        for mon in entries(&base, "hwmon") {
+            let dir = base.join(&mon);
+            let mut chip = node_chip(&dir, &mon);
+            // Two chips of one name (two NVMe drives without a device link)
+            // would collide, and node_exporter then drops one: the later
+            // ones here keep theirs apart by their directory.
+            if self.chips.iter().any(|(c, _, _)| *c == chip) {
+                chip = format!("{chip}_{}", node_clean(&mon));
+            }
+            let name = read_trimmed(&dir.join("name")).map(|n| node_clean(&n));
+            self.chips.push((chip, name, dir));
+        }
+        self.refreshed = Some(Instant::now());
+    }
+
+    /// One chip's series.
+    fn chip(
+        &self,
+        chip: &str,
+        name: Option<&str>,
+        dir: &Path,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+        partial: &mut Partial,
+    ) {
+        if let Some(name) = name {
+            out.push(
+                Point::new(NODE_HELP[0].0, now)
+                    .tag("chip", chip)
+                    .tag("chip_name", name)
+                    .int(WHOLE, 1),
+            );
+        }
+        for f in entries(dir, "temp") {
+            let Some(sensor) = f.strip_suffix("_input") else {
+                continue;
+            };
+            for (suffix, series) in NODE_TEMP_FILES {
+                let path = dir.join(format!("{sensor}_{suffix}"));
+                let Ok(text) = super::read_text(&path) else {
+                    continue;
+                };
+                if let Some(c) = partial.keep(parse_millidegrees(&path, text.as_bytes())) {
+                    out.push(
+                        Point::new(series, now)
+                            .tag("chip", chip)
+                            .tag("sensor", sensor)
+                            .gauge(WHOLE, c),
+                    );
+                }
+            }
+            if let Some(label) = read_trimmed(&dir.join(format!("{sensor}_label"))) {
+                out.push(
+                    Point::new(NODE_HELP[1].0, now)
+                        .tag("chip", chip)
+                        .tag("label", label)
+                        .tag("sensor", sensor)
+                        .int(WHOLE, 1),
+                );
+            }
+        }
+    }
+}
+
+impl Collector for TempNode {
+    fn name(&self) -> &'static str {
+        "temp"
+    }
+
+    fn collect(
+        &mut self,
+        files: &mut Files,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) -> Result<(), CollectError> {
+        let sys = files.sys_path("");
+        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            self.refresh(&sys);
+        }
+        let mut partial = Partial::default();
+        for (chip, name, dir) in &self.chips {
+            self.chip(chip, name.as_deref(), dir, now, out, &mut partial);
+        }
+        let base = sys.join("class/thermal");
+        for zone in entries(&base, "thermal_zone") {
+            let dir = base.join(&zone);
+            let (Some(kind), Ok(text)) = (
+                read_trimmed(&dir.join("type")),
+                super::read_text(&dir.join("temp")),
+            ) else {
+                continue;
+            };
+            let path = dir.join("temp");
+            if let Some(c) = partial.keep(parse_millidegrees(&path, text.as_bytes())) {
+                out.push(
+                    Point::new(NODE_HELP[6].0, now)
+                        .tag("type", kind)
+                        .tag("zone", zone.trim_start_matches("thermal_zone"))
+                        .gauge(WHOLE, c),
+                );
+            }
+        }
+        partial.result()
+    }
+}
 
 /// How long the discovered sensor list is trusted.
 const REFRESH: Duration = Duration::from_secs(60);
@@ -311,6 +514,44 @@ mod tests {
                 ("nvme-hwmon2".into(), "Composite".into(), 36.85),
                 ("acpitz".into(), "temp1".into(), 27.8),
             ]
+        );
+    }
+
+    #[test]
+    fn node_exporter_chips_sensors_labels_and_zones() {
+        let pts = run(&mut TempNode::default(), "basic").unwrap();
+        let get = |n: &str, chip: &str, sensor: &str| {
+            pts.iter()
+                .find(|p| {
+                    p.measurement == n
+                        && p.tag_value("chip") == Some(chip)
+                        && p.tag_value("sensor") == Some(sensor)
+                })
+                .and_then(|p| p.field(WHOLE))
+        };
+        assert_eq!(
+            get("node_hwmon_temp_celsius", "coretemp", "temp1"),
+            Some(Gauge(48.0))
+        );
+        assert_eq!(
+            get("node_hwmon_temp_celsius", "nvme", "temp1"),
+            Some(Gauge(38.85))
+        );
+        assert_eq!(
+            get("node_hwmon_temp_celsius", "nvme_hwmon2", "temp1"),
+            Some(Gauge(36.85))
+        );
+        assert!(
+            pts.iter()
+                .any(|p| p.measurement == "node_hwmon_sensor_label"
+                    && p.tag_value("label") == Some("Core 0"))
+        );
+        let zones = run(&mut TempNode::default(), "thermal-only").unwrap();
+        assert!(
+            zones
+                .iter()
+                .any(|p| p.measurement == "node_thermal_zone_temp"
+                    && p.tag_value("zone") == Some("0"))
         );
     }
 

@@ -35,8 +35,10 @@ const NODE_COLLECTORS: &[&str] = &[
     "netstat",
     "sockstat",
     "netclass",
+    "hwmon",
+    "thermal_zone",
 ];
-const PROCSHIP_COLLECTORS: &str = "cpu,mem,system,kernel,net,disk,diskio,pressure,vmstat,filefd,conntrack,timex,info,netstat,netclass";
+const PROCSHIP_COLLECTORS: &str = "cpu,mem,system,kernel,net,disk,diskio,pressure,vmstat,filefd,conntrack,timex,info,netstat,netclass,temp";
 
 /// Series node_exporter has and procship does not, and why.
 const DIFFERENCES: &[(&str, &str)] = &[
@@ -49,6 +51,10 @@ const DIFFERENCES: &[(&str, &str)] = &[
         "a scrape's own bookkeeping: procship reports agent_collector_*",
     ),
     ("node_exporter_build_info", "the exporter's own build"),
+    (
+        "node_cooling_device_",
+        "thermal_zone's cooling devices (fan and throttle states) are not read",
+    ),
     (
         "node_nf_conntrack_stat_",
         "per-CPU conntrack event counters from /proc/net/stat/nf_conntrack, not read yet",
@@ -298,6 +304,8 @@ fn on_a_fixture_tree_every_value_is_equal() {
         "netstat",
         "sockstat",
         "netclass",
+        "hwmon",
+        "thermal_zone",
     ];
     let root = fx.join("root");
     let args = [
@@ -314,7 +322,7 @@ fn on_a_fixture_tree_every_value_is_equal() {
         root.display().to_string(),
     );
     let (agent, ps_port) = procship_node_with(
-        "cpu,mem,system,kernel,net,diskio,pressure,vmstat,filefd,conntrack,info,netstat,netclass",
+        "cpu,mem,system,kernel,net,diskio,pressure,vmstat,filefd,conntrack,info,netstat,netclass,temp",
         &[
             ("PROCSHIP_HOST_PROC", &p),
             ("PROCSHIP_HOST_SYS", &s),
@@ -339,6 +347,7 @@ fn on_a_fixture_tree_every_value_is_equal() {
         "node_netstat_Tcp_InSegs",
         "node_sockstat_TCP_alloc",
         "node_network_mtu_bytes",
+        "node_hwmon_temp_celsius",
     ] {
         assert!(
             ne.contains_key(family),
