@@ -21,7 +21,7 @@ use crate::point::{Point, Timestamp, WHOLE};
 /// The registry row.
 pub const ENTRY: Entry = Entry::plain("net", |ctx| match ctx.names {
     Names::Telegraf => Box::new(Net::new(ctx.rates)),
-    Names::NodeExporter => Box::new(NetNode),
+    Names::NodeExporter => Box::new(NetNode::default()),
 })
 .node_help(NODE_HELP);
 
@@ -40,7 +40,13 @@ const NODE_HELP: &[Help] = &[
 ];
 
 /// `net` with node_exporter's names.
-pub struct NetNode;
+#[derive(Default)]
+pub struct NetNode {
+    /// The header line the series names were made from, and those names:
+    /// made again only when the header changes.
+    header: String,
+    names: Vec<String>,
+}
 
 impl Collector for NetNode {
     fn name(&self) -> &'static str {
@@ -54,11 +60,17 @@ impl Collector for NetNode {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let path = files.proc_path("net/dev");
-        let (recv, sent, rest) = header(&path, files.proc("net/dev")?)?;
-        let names: Vec<String> = (recv.iter().map(|c| ("receive", c)))
-            .chain(sent.iter().map(|c| ("transmit", c)))
-            .map(|(side, c)| format!("node_network_{side}_{c}_total"))
-            .collect();
+        let text = files.proc("net/dev")?;
+        let (recv, sent, rest) = header(&path, text)?;
+        let head = &text[..text.len() - rest.len()];
+        if head != self.header {
+            self.names = (recv.iter().map(|c| ("receive", c)))
+                .chain(sent.iter().map(|c| ("transmit", c)))
+                .map(|(side, c)| format!("node_network_{side}_{c}_total"))
+                .collect();
+            self.header = head.to_string();
+        }
+        let names = &self.names;
         let mut partial = super::Partial::default();
         for (i, line) in rest.lines().enumerate() {
             if let Some(Some((device, values))) =
@@ -272,7 +284,7 @@ mod tests {
 
     #[test]
     fn node_exporter_every_column_per_device() {
-        let pts = run(&mut NetNode, "basic").unwrap();
+        let pts = run(&mut NetNode::default(), "basic").unwrap();
         let get = |name: &str, dev: &str| {
             pts.iter()
                 .find(|p| p.measurement == name && p.tag_value("device") == Some(dev))

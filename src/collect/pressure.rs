@@ -52,19 +52,22 @@ const NODE_HELP: &[Help] = &[
     ),
 ];
 
+/// (resource, line, series): the lines node_exporter reports, in
+/// `NODE_HELP`'s order.
+const NODE_LINES: [(&str, &str, usize); 5] = [
+    ("cpu", "some", 0),
+    ("io", "some", 1),
+    ("io", "full", 2),
+    ("memory", "some", 3),
+    ("memory", "full", 4),
+];
+
 /// A line's series in node_exporter's names, if it has one.
 fn node_name(resource: &str, kind: &str) -> Option<&'static str> {
-    let (name, _) = NODE_HELP.iter().find(|(name, _)| {
-        let wanted = match kind {
-            "some" => "waiting",
-            "full" => "stalled",
-            _ => return false,
-        };
-        name.strip_prefix("node_pressure_")
-            .and_then(|n| n.strip_prefix(resource))
-            .is_some_and(|n| n == format!("_{wanted}_seconds_total"))
-    })?;
-    Some(name)
+    NODE_LINES
+        .iter()
+        .find(|(r, k, _)| *r == resource && *k == kind)
+        .map(|(_, _, i)| NODE_HELP[*i].0)
 }
 
 const RESOURCES: [(&str, &str); 3] = [
