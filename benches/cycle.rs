@@ -168,6 +168,16 @@ fn encoding(c: &mut Criterion) {
             b.iter(|| black_box(enc.encode(&batch).map(|e| e.body.len())))
         });
     }
+    // Bytes against CPU for each gzip level (printed once, timed by criterion).
+    for level in [1, 2, 4, 6, 9] {
+        let mut enc = Encoder::new(Format::Json, Compression::Gzip, id.clone()).gzip_level(level);
+        if let Ok(e) = enc.encode(&batch) {
+            eprintln!("json gzip level {level}: {} bytes", e.body.len());
+        }
+        g.bench_function(format!("json_gzip_level_{level}"), |b| {
+            b.iter(|| black_box(enc.encode(&batch).map(|e| e.body.len())))
+        });
+    }
     // Remote write before snappy: what building and encoding the protobuf costs.
     g.bench_function("prometheus_protobuf", |b| {
         let mut out = Vec::new();

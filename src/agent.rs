@@ -37,7 +37,8 @@ const TLS_CHECK_EVERY: Duration = Duration::from_secs(60);
 /// How often systemd's STATUS= line is refreshed (at most).
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
-fn identity(s: &Settings) -> Identity {
+/// Who this run is: the host, the run id (its start, ns) and the boot time.
+pub fn identity(s: &Settings) -> Identity {
     Identity {
         host: s.host.hostname.clone(),
         run: u64::try_from(now_ns()).unwrap_or(0),
@@ -151,7 +152,7 @@ fn open_spool(s: &Settings, stats: &Arc<Stats>) -> Result<Option<Spool>, RunErro
 }
 
 /// The collection side of a run: what a cycle, a flush and a reload touch.
-struct Loop {
+pub struct Loop {
     s: Settings,
     facts: Facts,
     stats: Arc<Stats>,
@@ -174,7 +175,44 @@ struct Loop {
 }
 
 impl Loop {
+    /// The collection side of a run on this host, delivering into `queue`
+    /// through `encoder`, its batches numbered from `first_seq`.
+    pub fn new(
+        s: Settings,
+        stats: Arc<Stats>,
+        queue: Arc<Queue>,
+        encoder: Encoder,
+        first_seq: u64,
+    ) -> Loop {
+        let facts = Facts::of_this_host();
+        Loop {
+            runner: runner(&s, facts).report_to(stats.clone()),
+            batcher: Batcher::new(
+                &s.host.hostname,
+                &common_tags(&s, &s.batch.tags),
+                s.batch.max_points.get(),
+            )
+            .first_seq(first_seq),
+            encoder,
+            stats,
+            queue,
+            points: Vec::new(),
+            telemetry: SelfStats::new(facts.page_size),
+            started: Instant::now(),
+            status: None,
+            target: Arc::new(ship::Target::default()),
+            tls_error: None,
+            slow: Default::default(),
+            stalled: Default::default(),
+            facts,
+            s,
+        }
+    }
+
     fn enqueue(&mut self, batch: Batch) {
+        if let Some(body) = self.queue.spare_body() {
+            self.encoder.reuse(body);
+        }
         match self.encoder.encode(&batch) {
             Ok(e) => self.queue.push(e),
             Err(err) => {
@@ -183,10 +221,11 @@ impl Loop {
                     .drop_points(DropReason::OutputError, batch.points.len() as u64);
             }
         }
+        self.batcher.reuse(batch.points);
     }
 
     /// One collection; returns how many points it took.
-    fn cycle(&mut self) -> usize {
+    pub fn cycle(&mut self) -> usize {
         let started = Instant::now();
         let now = now_ns();
         let failed = self.runner.collect(now, &mut self.points);
@@ -342,7 +381,8 @@ impl Loop {
         line
     }
 
-    fn flush(&mut self) {
+    /// Cuts, encodes and queues what is pending.
+    pub fn flush(&mut self) {
         if let Some(b) = self.batcher.flush() {
             self.enqueue(b);
         }
@@ -531,29 +571,9 @@ pub fn run(s: Settings, control: Receiver<Control>, reload: Reload) -> Result<Ac
             exit_stuck(&stats, &queue, timeout)
         })?
     };
-    let facts = Facts::of_this_host();
-    let mut l = Loop {
-        runner: runner(&s, facts).report_to(stats.clone()),
-        batcher: Batcher::new(
-            &s.host.hostname,
-            &common_tags(&s, &s.batch.tags),
-            s.batch.max_points.get(),
-        )
-        .first_seq(first_seq),
-        encoder,
-        stats: stats.clone(),
-        queue: queue.clone(),
-        points: Vec::new(),
-        telemetry: SelfStats::new(facts.page_size),
-        started: Instant::now(),
-        status,
-        target,
-        tls_error: None,
-        slow: Default::default(),
-        stalled: Default::default(),
-        facts,
-        s,
-    };
+    let mut l = Loop::new(s, stats.clone(), queue.clone(), encoder, first_seq);
+    l.status = status;
+    l.target = target;
     let mut wait = Waiter {
         control: &control,
         stop: false,

@@ -61,25 +61,47 @@ pub struct Point {
 }
 
 impl Point {
+    /// A point without tags or fields; its vectors come from this thread's
+    /// pool of recycled points (`recycle`), so a steady cycle reuses the
+    /// memory of the last one instead of allocating.
     pub fn new(measurement: impl Into<Name>, timestamp: Timestamp) -> Self {
-        Point {
-            measurement: measurement.into(),
-            tags: Vec::new(),
-            fields: Vec::new(),
-            timestamp,
+        let measurement = measurement.into();
+        match POOL.with(|p| p.borrow_mut().points.pop()) {
+            Some(mut p) => {
+                p.measurement = measurement;
+                p.timestamp = timestamp;
+                p
+            }
+            None => Point {
+                measurement,
+                tags: Vec::new(),
+                fields: Vec::new(),
+                timestamp,
+            },
         }
     }
 
     /// Adds a tag, keeping the tags sorted; an empty value is left out
     /// (line protocol cannot carry it) and a repeated key replaces the value.
-    pub fn tag(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
-        let (key, value) = (key.into(), value.into());
+    /// The value is copied into a recycled string.
+    pub fn tag(mut self, key: impl Into<Cow<'static, str>>, value: impl AsRef<str>) -> Self {
+        let (key, value) = (key.into(), value.as_ref());
         if value.is_empty() {
             return self;
         }
-        match self.tags.binary_search_by(|(k, _)| k.as_ref().cmp(&key)) {
-            Ok(i) => self.tags[i].1 = value,
-            Err(i) => self.tags.insert(i, (key, value)),
+        let i = self.tags.binary_search_by(|(k, _)| k.as_ref().cmp(&key));
+        match i {
+            Ok(i) => {
+                self.tags[i].1.clear();
+                self.tags[i].1.push_str(value);
+            }
+            Err(i) => {
+                let mut s = POOL
+                    .with(|p| p.borrow_mut().strings.pop())
+                    .unwrap_or_default();
+                s.push_str(value);
+                self.tags.insert(i, (key, s));
+            }
         }
         self
     }
@@ -129,6 +151,48 @@ impl Point {
 }
 
 /// Tags every point of a batch carries: `host` plus `PROCSHIP_TAGS`, sorted.
+/// Points and tag strings kept for reuse on this thread, bounded.
+struct Pool {
+    points: Vec<Point>,
+    strings: Vec<String>,
+}
+
+/// At most this many points (and tag strings) wait in a thread's pool: a
+/// few cycles of a busy host's points; beyond it they are freed.
+const POOL_MAX: usize = 4096;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Pool> = const {
+        std::cell::RefCell::new(Pool { points: Vec::new(), strings: Vec::new() })
+    };
+}
+
+/// Gives `points`' memory back to this thread's pool, for the next
+/// `Point::new` and `Point::tag` (the agent calls it once a batch is
+/// encoded); `points` is left empty, with its capacity.
+pub fn recycle(points: &mut Vec<Point>) {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        // Kept in reverse, so the next cycle's points (made in the same
+        // order) get back the memory of the same points: each vector is
+        // already as large as its point needs.
+        for mut p in points.drain(..).rev() {
+            if pool.points.len() >= POOL_MAX {
+                continue;
+            }
+            for (_, mut v) in p.tags.drain(..).rev() {
+                if pool.strings.len() < POOL_MAX {
+                    v.clear();
+                    pool.strings.push(v);
+                }
+            }
+            p.fields.clear();
+            p.measurement = Cow::Borrowed("");
+            pool.points.push(p);
+        }
+    });
+}
+
 pub type CommonTags = Arc<Vec<(String, String)>>;
 
 /// A cut of points on its way to the queue, numbered per host and run.

@@ -92,6 +92,8 @@ const FIELDS: [&str; 10] = [
 pub struct Cpu {
     /// Last cycle's counters by CPU name.
     last: Vec<(String, [u64; 10])>,
+    /// The last cycle's parsed lines' memory (`stat::read_into`).
+    lines: Vec<stat::CpuLine<'static>>,
 }
 
 /// Usage percentages between two readings of one CPU, or `None` when no
@@ -127,7 +129,8 @@ impl Collector for Cpu {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let st = stat::read(files, stat::Cpus::Parse)?;
+        let lines = std::mem::take(&mut self.lines);
+        let st = stat::read_into(files, stat::Cpus::Parse, lines)?;
         for line in &st.cpus {
             let prev = self.last.iter_mut().find(|(n, _)| n == line.name);
             let Some((_, prev)) = prev else {
@@ -151,6 +154,7 @@ impl Collector for Cpu {
         // Forget CPUs that went away (hotplug), so a returning one primes again.
         self.last
             .retain(|(n, _)| st.cpus.iter().any(|c| c.name == n));
+        self.lines = super::recycle_vec(st.cpus);
         Ok(())
     }
 }

@@ -293,7 +293,7 @@ fn node_points(m: &Mount, s: Option<&FsStats>, now: Timestamp, out: &mut Vec<Poi
         Point::new(name, now)
             .tag("device", m.source.as_str())
             .tag("fstype", m.fstype.as_str())
-            .tag("mountpoint", m.path.to_string_lossy().into_owned())
+            .tag("mountpoint", m.path.to_string_lossy())
     };
     out.push(point("node_filesystem_device_error").int(WHOLE, i64::from(s.is_none())));
     let Some(s) = s else { return };
@@ -362,6 +362,8 @@ pub struct Disk {
     /// collector's own work).
     last_mountinfo: String,
     mounts: Vec<Mount>,
+    /// Each mount's path as seen from here (under `root`), in `mounts`' order.
+    full: Vec<PathBuf>,
     /// With node_exporter's names: its filters and series.
     node: Option<NodeFilter>,
 }
@@ -378,6 +380,7 @@ impl Disk {
             pending: HashMap::new(),
             last_mountinfo: String::new(),
             mounts: Vec::new(),
+            full: Vec::new(),
             node: None,
         }
     }
@@ -451,18 +454,25 @@ impl Collector for Disk {
             };
             self.last_mountinfo.clear();
             self.last_mountinfo.push_str(text);
+            // Where each mount is seen from here: made once per change.
+            self.full = self
+                .mounts
+                .iter()
+                .map(|m| self.root.join(m.path.strip_prefix("/").unwrap_or(&m.path)))
+                .collect();
         }
         // Taken out for the loop (statvfs of a network mount needs &mut self), put back after.
         let mounts = std::mem::take(&mut self.mounts);
-        for m in &mounts {
-            let full = self.root.join(m.path.strip_prefix("/").unwrap_or(&m.path));
+        let fulls = std::mem::take(&mut self.full);
+        for (m, full) in mounts.iter().zip(&fulls) {
             let result = if is_network(&m.fstype) {
+                let full = full.clone();
                 match self.bounded_statfs(&m.path, move || statfs(&full)) {
                     Some(r) => r,
                     None => continue,
                 }
             } else {
-                statfs(&full)
+                statfs(full)
             };
             if self.node.is_some() {
                 node_points(m, result.as_ref().ok(), now, out);
@@ -487,7 +497,7 @@ impl Collector for Disk {
             let inodes_used = s.inodes_total.saturating_sub(s.inodes_free);
             out.push(
                 Point::new("disk", now)
-                    .tag("path", m.path.to_string_lossy().into_owned())
+                    .tag("path", m.path.to_string_lossy())
                     .tag("device", m.device.as_str())
                     .tag("fstype", m.fstype.as_str())
                     .tag("mode", if m.read_only { "ro" } else { "rw" })
@@ -502,6 +512,7 @@ impl Collector for Disk {
             );
         }
         self.mounts = mounts;
+        self.full = fulls;
         Ok(())
     }
 }

@@ -287,7 +287,7 @@ impl Collector for DiskIo {
                 continue;
             };
             let p = Point::new("diskio", now)
-                .tag("name", d.name.clone())
+                .tag("name", &d.name)
                 .counter("reads", d.reads)
                 .counter("writes", d.writes)
                 .counter("read_bytes", d.sectors_read.saturating_mul(SECTOR))

@@ -115,7 +115,9 @@ impl Collector for Info {
             self.read = Some(Instant::now());
         }
         let mut p = Point::new("host", now).int("info", 1);
-        p.tags.clone_from(&self.tags);
+        for (k, v) in &self.tags {
+            p = p.tag(k.clone(), v);
+        }
         out.push(p);
         partial.result()
     }
@@ -124,7 +126,7 @@ impl Collector for Info {
 /// The host's facts as sorted tags.
 fn facts(files: &Files, partial: &mut Partial) -> Vec<Tag> {
     let mut p = Point::new("", 0);
-    let mut one = |rel: &str| {
+    let mut one = |rel: &'static str| {
         let path = files.proc_path(rel);
         match read_text(&path) {
             Err(e) if e.is_not_found() => None,
@@ -145,7 +147,7 @@ fn facts(files: &Files, partial: &mut Partial) -> Vec<Tag> {
     if let Some(text) = os_release(&files.paths.root, partial) {
         for (key, tag) in OS_RELEASE {
             if let Some(v) = os_release_value(&text, key) {
-                p = p.tag(tag, clip(&v).to_string());
+                p = p.tag(tag, clip(&v));
             }
         }
     }

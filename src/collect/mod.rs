@@ -313,9 +313,9 @@ impl CollectError {
     /// A parse error; the message is cut to `MAX_MESSAGE` bytes, so a
     /// hostile value it quotes (a megabyte-long number) cannot make a
     /// megabyte-long log line.
-    pub fn parse(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+    pub fn parse(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
         CollectError {
-            path: path.into(),
+            path: path.as_ref().to_path_buf(),
             kind: ErrorKind::Parse(clip(msg.into())),
             skipped: 1,
             also: Vec::new(),
@@ -327,9 +327,9 @@ impl CollectError {
         matches!(&self.kind, ErrorKind::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
     }
 
-    pub fn io(path: impl Into<PathBuf>, e: std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<Path>, e: std::io::Error) -> Self {
         CollectError {
-            path: path.into(),
+            path: path.as_ref().to_path_buf(),
             kind: ErrorKind::Io(e),
             skipped: 1,
             also: Vec::new(),
@@ -395,8 +395,11 @@ pub const MAX_FILE_BYTES: usize = 4 << 20;
 pub struct Files {
     pub paths: HostPaths,
     open: Vec<(&'static str, File)>,
-    cache: Vec<(&'static str, Vec<u8>)>,
+    /// This cycle's contents: `buf[..len]` of each file read.
+    cache: Vec<(&'static str, Vec<u8>, usize)>,
     spare: Vec<Vec<u8>>,
+    /// Paths made for error messages (`proc_path`, `sys_path`): under sys?, rel, path.
+    named: std::cell::RefCell<Vec<(bool, &'static str, Arc<Path>)>>,
 }
 
 impl Files {
@@ -406,65 +409,102 @@ impl Files {
             open: Vec::new(),
             cache: Vec::new(),
             spare: Vec::new(),
+            named: Default::default(),
         }
     }
 
     /// Forgets the cached contents (keeping their memory) at the start of a cycle.
     pub fn new_cycle(&mut self) {
-        for (_, s) in self.cache.drain(..) {
+        for (_, s, _) in self.cache.drain(..) {
             self.spare.push(s);
         }
     }
 
-    pub fn proc_path(&self, rel: &str) -> PathBuf {
-        self.paths.proc.join(rel)
+    /// `rel` under the proc root, for error messages: made once per file
+    /// and shared (a steady cycle allocates no path).
+    pub fn proc_path(&self, rel: &'static str) -> Arc<Path> {
+        self.named(false, rel)
     }
 
-    pub fn sys_path(&self, rel: &str) -> PathBuf {
-        self.paths.sys.join(rel)
+    /// `rel` under the sys root, as `proc_path`.
+    pub fn sys_path(&self, rel: &'static str) -> Arc<Path> {
+        self.named(true, rel)
+    }
+
+    fn named(&self, sys: bool, rel: &'static str) -> Arc<Path> {
+        let mut named = self.named.borrow_mut();
+        if let Some((_, _, p)) = named.iter().find(|(s, r, _)| *s == sys && *r == rel) {
+            return p.clone();
+        }
+        let root = if sys {
+            &self.paths.sys
+        } else {
+            &self.paths.proc
+        };
+        let p: Arc<Path> = root.join(rel).into();
+        named.push((sys, rel, p.clone()));
+        p
     }
 
     /// A file under the proc root, read at most once per cycle.
     pub fn proc(&mut self, rel: &'static str) -> Result<&str, CollectError> {
-        let i = match self.cache.iter().position(|(k, _)| *k == rel) {
+        let i = match self.cache.iter().position(|(k, _, _)| *k == rel) {
             Some(i) => i,
-            None => {
-                let mut buf = self.spare.pop().unwrap_or_default();
-                let path = self.proc_path(rel);
-                let result = match self.open.iter().position(|(k, _)| *k == rel) {
-                    Some(h) => {
-                        let r = fill(&mut buf, |dst, off| self.open[h].1.read_at(dst, off));
-                        if r.is_err() {
-                            self.open.swap_remove(h);
-                        }
-                        r
-                    }
-                    None => match crate::host::open_file(&path) {
-                        Ok(f) => {
-                            let r = fill(&mut buf, |dst, off| f.read_at(dst, off));
-                            if r.is_ok() {
-                                self.open.push((rel, f));
-                            }
-                            r
-                        }
-                        Err(e) => Err(FillError::Io(e)),
-                    },
-                };
-                if let Err(e) = result {
-                    self.spare.push(buf);
-                    return Err(e.into_collect(&path));
-                }
-                self.cache.push((rel, buf));
-                self.cache.len() - 1
-            }
+            None => self.read(rel)?,
         };
-        std::str::from_utf8(&self.cache[i].1).map_err(|e| {
+        let (_, buf, len) = &self.cache[i];
+        std::str::from_utf8(&buf[..*len]).map_err(|e| {
             CollectError::parse(
                 self.proc_path(rel),
                 format!("not UTF-8 text at byte {}", e.valid_up_to()),
             )
         })
     }
+
+    /// Reads `rel` into the cache, through its kept-open handle (opened
+    /// on the first read); returns its place in the cache.
+    fn read(&mut self, rel: &'static str) -> Result<usize, CollectError> {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        let result = match self.open.iter().position(|(k, _)| *k == rel) {
+            Some(h) => {
+                let r = fill(&mut buf, |dst, off| self.open[h].1.read_at(dst, off));
+                if r.is_err() {
+                    self.open.swap_remove(h);
+                }
+                r
+            }
+            None => match crate::host::open_file(&self.proc_path(rel)) {
+                Ok(f) => {
+                    let r = fill(&mut buf, |dst, off| f.read_at(dst, off));
+                    if r.is_ok() {
+                        self.open.push((rel, f));
+                    }
+                    r
+                }
+                Err(e) => Err(FillError::Io(e)),
+            },
+        };
+        match result {
+            Ok(len) => {
+                self.cache.push((rel, buf, len));
+                Ok(self.cache.len() - 1)
+            }
+            Err(e) => {
+                self.spare.push(buf);
+                Err(e.into_collect(&self.proc_path(rel)))
+            }
+        }
+    }
+}
+
+/// An empty vector for items of another lifetime (or type of the same
+/// layout) in `v`'s memory: a parser's borrowed lines of this cycle kept in
+/// the last cycle's vector. The standard library collects a vector's own
+/// iterator in place when the layouts match, so this allocates nothing
+/// (the allocation test holds it to that).
+pub fn recycle_vec<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 /// All of a small file of the host's trees, as text: opened so that it
@@ -472,7 +512,8 @@ impl Files {
 pub fn read_text(path: &Path) -> Result<String, CollectError> {
     let f = crate::host::open_file(path).map_err(|e| CollectError::io(path, e))?;
     let mut buf = Vec::new();
-    fill(&mut buf, |dst, off| f.read_at(dst, off)).map_err(|e| e.into_collect(path))?;
+    let len = fill(&mut buf, |dst, off| f.read_at(dst, off)).map_err(|e| e.into_collect(path))?;
+    buf.truncate(len);
     String::from_utf8(buf).map_err(|e| {
         CollectError::parse(
             path,
@@ -493,6 +534,7 @@ pub fn open_dir(path: &Path) -> Result<File, CollectError> {
 }
 
 /// Why a bounded read failed.
+#[derive(Debug)]
 enum FillError {
     Io(std::io::Error),
     TooLarge,
@@ -518,38 +560,38 @@ impl FillError {
     }
 }
 
-/// Reads a whole file from offset 0 into `buf` through `read_at`. A read
-/// that does not fill the space offered is the end: /proc seq_files and
-/// sysfs attributes return everything that fits in one read, so no extra
-/// read is spent to see end-of-file.
+/// Reads a whole file from offset 0 into `buf` through `read_at`; its
+/// contents are `buf[..n]` for the `n` returned. A read that does not fill
+/// the space offered is the end: /proc seq_files and sysfs attributes
+/// return everything that fits in one read, so no extra read is spent to
+/// see end-of-file. `buf` keeps its length (zeroed once, when it grows) from
+/// one read to the next: a steady cycle neither allocates nor clears it.
 fn fill(
     buf: &mut Vec<u8>,
     mut read_at: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
-) -> Result<(), FillError> {
-    buf.clear();
+) -> Result<usize, FillError> {
+    if buf.len() < 4096 {
+        buf.resize(4096, 0);
+    }
+    let mut len = 0;
     loop {
-        let want = buf.capacity().max(4096) - buf.len();
-        let len = buf.len();
-        buf.resize(len + want, 0);
+        let want = buf.len() - len;
         let n = loop {
             match read_at(&mut buf[len..], len as u64) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    buf.truncate(len);
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
         };
-        buf.truncate(len + n);
-        if buf.len() > MAX_FILE_BYTES {
-            buf.clear();
+        len += n;
+        if len > MAX_FILE_BYTES {
+            *buf = Vec::new(); // not kept: megabytes of a hostile file
             return Err(FillError::TooLarge);
         }
         if n < want {
-            return Ok(());
+            return Ok(len);
         }
-        buf.reserve(buf.len());
+        buf.resize(buf.len() * 2, 0);
     }
 }
 
@@ -1115,8 +1157,10 @@ mod tests {
         for size in [0, 10, 4095, 4096, 4097, 100_000] {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let mut buf = Vec::new();
-            assert!(fill(&mut buf, source(&data)).is_ok());
-            assert_eq!(buf, data, "size {size}");
+            let n = fill(&mut buf, source(&data)).unwrap();
+            assert_eq!(buf[..n], data[..], "size {size}");
+            let n = fill(&mut buf, source(&data[..size / 2])).unwrap();
+            assert_eq!(buf[..n], data[..size / 2], "again, shorter: {size}");
         }
     }
 
@@ -1128,7 +1172,6 @@ mod tests {
             fill(&mut buf, source(&huge)),
             Err(FillError::TooLarge)
         ));
-        assert!(buf.is_empty());
         let failing = |_: &mut [u8], _: u64| -> std::io::Result<usize> {
             Err(std::io::ErrorKind::PermissionDenied.into())
         };

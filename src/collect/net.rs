@@ -64,8 +64,8 @@ impl Collector for NetNode {
         let (recv, sent, rest) = header(&path, text)?;
         let head = &text[..text.len() - rest.len()];
         if head != self.header {
-            self.names = (recv.iter().map(|c| ("receive", c)))
-                .chain(sent.iter().map(|c| ("transmit", c)))
+            self.names = (recv.split_whitespace().map(|c| ("receive", c)))
+                .chain(sent.split_whitespace().map(|c| ("transmit", c)))
                 .map(|(side, c)| format!("node_network_{side}_{c}_total"))
                 .collect();
             self.header = head.to_string();
@@ -92,6 +92,8 @@ impl Collector for NetNode {
 #[derive(Default)]
 pub struct Net {
     rates: Rates,
+    /// The last cycle's interface list's memory (`super::recycle_vec`).
+    devs: Vec<Interface<'static>>,
 }
 
 const RATE_NAMES: &[(&str, &str)] = &[
@@ -109,6 +111,7 @@ impl Net {
     pub fn new(rates: bool) -> Self {
         Net {
             rates: Rates::new(rates),
+            devs: Vec::new(),
         }
     }
 }
@@ -133,7 +136,7 @@ impl Collector for Net {
             ));
         }
         let (cols, rest) = columns(&path, text)?;
-        let mut devs = Vec::new();
+        let mut devs: Vec<Interface<'_>> = super::recycle_vec(std::mem::take(&mut self.devs));
         let mut partial = super::Partial::default();
         for (i, line) in rest.lines().enumerate() {
             if let Some(Some(d)) = partial.keep(interface(&path, i + 3, line, &cols)) {
@@ -142,8 +145,8 @@ impl Collector for Net {
         }
         devs.sort_by(|a, b| a.0.cmp(b.0));
         self.rates.start_cycle();
-        for (name, fields) in devs {
-            let mut p = Point::new("net", now).tag("interface", name.to_string());
+        for &(name, fields) in &devs {
+            let mut p = Point::new("net", now).tag("interface", name);
             for (field, v) in FIELDS.iter().zip(fields) {
                 if let Some(v) = v {
                     p = p.counter(field.0, v);
@@ -152,6 +155,7 @@ impl Collector for Net {
             out.push(self.rates.apply(name, p, RATE_NAMES));
         }
         self.rates.end_cycle();
+        self.devs = super::recycle_vec(devs);
         partial.result()
     }
 }
@@ -174,20 +178,24 @@ const FIELDS: [(&str, bool, &str); 8] = [
 /// text after the two header lines.
 fn columns<'a>(path: &Path, text: &'a str) -> Result<(Columns, &'a str), CollectError> {
     let (recv, sent, rest) = header(path, text)?;
+    let n_recv = recv.split_whitespace().count();
     let mut at = [None; 8];
     for (slot, (_, rx, name)) in at.iter_mut().zip(FIELDS) {
         *slot = if rx {
-            recv.iter().position(|c| *c == name)
+            recv.split_whitespace().position(|c| c == name)
         } else {
-            sent.iter().position(|c| *c == name).map(|i| recv.len() + i)
+            sent.split_whitespace()
+                .position(|c| c == name)
+                .map(|i| n_recv + i)
         };
     }
-    let count = recv.len() + sent.len();
+    let count = n_recv + sent.split_whitespace().count();
     Ok((Columns { at, count }, rest))
 }
 
-/// The header's receive and transmit column names, and the text after it.
-type Header<'a> = (Vec<&'a str>, Vec<&'a str>, &'a str);
+/// The header's receive and transmit column names (each side's text), and
+/// the text after it.
+type Header<'a> = (&'a str, &'a str, &'a str);
 
 fn header<'a>(path: &Path, text: &'a str) -> Result<Header<'a>, CollectError> {
     let bad = || {
@@ -204,11 +212,7 @@ fn header<'a>(path: &Path, text: &'a str) -> Result<Header<'a>, CollectError> {
     );
     let mut sides = names.split('|').skip(1);
     let (recv, sent) = (sides.next().ok_or_else(bad)?, sides.next().ok_or_else(bad)?);
-    Ok((
-        recv.split_whitespace().collect(),
-        sent.split_whitespace().collect(),
-        rest,
-    ))
+    Ok((recv, sent, rest))
 }
 
 /// An interface's name and its fields (in `FIELDS`' order; `None`: not

@@ -308,10 +308,14 @@ impl NetClass {
 
 /// One attribute's field value from its text; `Ok(None)` when the kernel
 /// says it does not know.
-fn value(path: &Path, kind: Kind, text: &str) -> Result<Option<crate::point::Value>, CollectError> {
+fn value(
+    path: impl Fn() -> PathBuf,
+    kind: Kind,
+    text: &str,
+) -> Result<Option<crate::point::Value>, CollectError> {
     use crate::point::Value;
     let text = text.trim();
-    let bad = || CollectError::parse(path, format!("{text:?} is not what the kernel prints"));
+    let bad = || CollectError::parse(path(), format!("{text:?} is not what the kernel prints"));
     Ok(match kind {
         Kind::Up => Some(Value::Int(i64::from(text == "up"))),
         Kind::Duplex => match text {
@@ -359,7 +363,7 @@ impl Link {
             };
             let path = || self.dir.join(file);
             let v = match std::str::from_utf8(bytes) {
-                Ok(text) if bytes.len() < ATTR_MAX => value(&path(), *kind, text),
+                Ok(text) if bytes.len() < ATTR_MAX => value(path, *kind, text),
                 _ => Err(CollectError::parse(path(), "not a short line of text")),
             };
             if let Some(Some(v)) = partial.keep(v) {

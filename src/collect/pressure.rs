@@ -95,9 +95,15 @@ pub struct Line<'a> {
     pub bad: Option<&'static str>,
 }
 
-pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Vec<Line<'a>>, CollectError> {
-    let mut out = Vec::with_capacity(2);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Lines<'a>, CollectError> {
+    let mut out = Lines::default();
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        if i >= out.0.len() {
+            return Err(CollectError::parse(
+                path,
+                "more than a some and a full line",
+            ));
+        }
         let mut words = line.split_ascii_whitespace();
         let kind = match words.next() {
             Some(k @ ("some" | "full")) => k,
@@ -127,17 +133,41 @@ pub fn parse<'a>(path: &Path, text: &'a str) -> Result<Vec<Line<'a>>, CollectErr
             }
         }
         let total: u64 = num(path, "total", Some(field("total")?))?;
-        out.push(Line {
+        out.0[i] = Some(Line {
             kind,
             avg,
             total,
             bad,
         });
     }
-    if out.is_empty() {
+    if out.0[0].is_none() {
         return Err(CollectError::parse(path, "empty"));
     }
     Ok(out)
+}
+
+/// A PSI file's lines: `some`, and `full` where the kernel has it (held
+/// in place: a cycle allocates nothing for them).
+#[derive(Debug, Default)]
+pub struct Lines<'a>(pub [Option<Line<'a>>; 2]);
+
+#[cfg(test)]
+impl<'a> std::ops::Index<usize> for Lines<'a> {
+    type Output = Line<'a>;
+    fn index(&self, i: usize) -> &Line<'a> {
+        match &self.0[i] {
+            Some(l) => l,
+            None => panic!("no line {i}"),
+        }
+    }
+}
+
+impl<'a> IntoIterator for Lines<'a> {
+    type Item = Line<'a>;
+    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<Line<'a>>, 2>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().flatten()
+    }
 }
 
 /// True for the errors of a kernel without PSI.

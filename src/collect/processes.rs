@@ -26,13 +26,24 @@ const STAT_MAX: usize = 4096;
 pub struct Processes {
     buf: Box<[u8; STAT_MAX]>,
     path: Vec<u8>,
+    /// The proc root, listed (rewound before each walk) and opened relative
+    /// to, kept open across cycles.
+    root: Option<std::fs::File>,
+    /// The buffer `getdents64` fills (rustix's `RawDir`: entries are read in
+    /// place, where a libc or nix directory stream copies every name).
+    dents: Vec<u8>,
 }
+
+/// Bytes of directory entries read per `getdents64` call.
+const DENTS: usize = 32 * 1024;
 
 impl Default for Processes {
     fn default() -> Self {
         Processes {
             buf: Box::new([0; STAT_MAX]),
             path: Vec::with_capacity(32),
+            root: None,
+            dents: Vec::with_capacity(DENTS),
         }
     }
 }
@@ -86,45 +97,63 @@ impl Counts {
 
 impl Processes {
     pub fn count(&mut self, proc_root: &Path) -> Result<Counts, CollectError> {
-        let io = |e: nix::Error| CollectError::io(proc_root, e.into());
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let mut dir = nix::dir::Dir::open(proc_root, flags, Mode::empty()).map_err(io)?;
-        let root = super::open_dir(proc_root)?;
-        let mut c = Counts::default();
-        for entry in dir.iter() {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name().to_bytes();
-            if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-                continue;
-            }
-            self.path.clear();
-            self.path.extend_from_slice(name);
-            self.path.extend_from_slice(b"/stat");
-            // A process that exits between readdir and open is simply gone.
-            let Ok(fd) = openat(
-                &root,
-                self.path.as_slice(),
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-                Mode::empty(),
-            ) else {
-                continue;
-            };
-            let Ok(n) = nix::unistd::read(&fd, &mut self.buf[..]) else {
-                continue;
-            };
-            match parse_pid_stat(&self.buf[..n]).filter(|_| n < STAT_MAX) {
-                Some((state, threads)) => c.add(state, threads),
-                None => c.add(0, 0),
+        let root = match &mut self.root {
+            Some(root) => root,
+            None => self.root.insert(super::open_dir(proc_root)?),
+        };
+        let walked = walk(root, &mut self.dents, &mut self.path, &mut self.buf);
+        match walked {
+            Ok(c) if c.total > 0 => Ok(c),
+            other => {
+                // Opened again next cycle: perhaps the mount was replaced.
+                self.root = None;
+                Err(match other {
+                    Err(e) => CollectError::io(proc_root, e.into()),
+                    Ok(_) => CollectError::parse(proc_root, "no process found: is this a procfs?"),
+                })
             }
         }
-        if c.total == 0 {
-            return Err(CollectError::parse(
-                proc_root,
-                "no process found: is this a procfs?",
-            ));
-        }
-        Ok(c)
     }
+}
+
+/// Counts every process of the open proc root `root`: listed from its
+/// start (rewound first), each `[pid]/stat` opened relative to it.
+fn walk(
+    root: &std::fs::File,
+    dents: &mut Vec<u8>,
+    path: &mut Vec<u8>,
+    buf: &mut [u8; STAT_MAX],
+) -> rustix::io::Result<Counts> {
+    rustix::fs::seek(root, rustix::fs::SeekFrom::Start(0))?;
+    let mut c = Counts::default();
+    let mut dir = rustix::fs::RawDir::new(root, dents.spare_capacity_mut());
+    while let Some(entry) = dir.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        path.clear();
+        path.extend_from_slice(name);
+        path.extend_from_slice(b"/stat");
+        // A process that exits between readdir and open is simply gone.
+        let Ok(fd) = openat(
+            root,
+            path.as_slice(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let Ok(n) = nix::unistd::read(&fd, &mut buf[..]) else {
+            continue;
+        };
+        match parse_pid_stat(&buf[..n]).filter(|_| n < STAT_MAX) {
+            Some((state, threads)) => c.add(state, threads),
+            None => c.add(0, 0),
+        }
+    }
+    Ok(c)
 }
 
 impl Collector for Processes {

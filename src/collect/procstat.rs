@@ -20,7 +20,7 @@
 //! the first is named in the collector's error.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
@@ -419,7 +419,7 @@ impl Collector for Procstat {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let proc_root: PathBuf = files.proc_path("");
+        let proc_root = files.proc_path("");
         let root = super::open_dir(&proc_root)?;
         let mut partial = super::Partial::default();
         let seen = self.walk(&proc_root, &root, now, &mut partial)?;
@@ -439,6 +439,7 @@ mod tests {
     use super::*;
     use crate::collect::testutil::*;
     use crate::point::Value::{Gauge, Int};
+    use std::path::PathBuf;
 
     fn stat_line(pid: u32, name: &str, ticks: u64, rss: u64) -> Vec<u8> {
         format!("{pid} ({name}) S 1 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 3 0 555 1000 {rss} 0\n")

@@ -40,7 +40,21 @@ pub enum Cpus {
 }
 
 pub fn parse<'a>(path: &Path, text: &'a str, cpus: Cpus) -> Result<Stat<'a>, CollectError> {
-    let mut st = Stat::default();
+    parse_into(path, text, cpus, Vec::new())
+}
+
+/// `parse`, with the CPU lines in `spare`'s memory (the last cycle's
+/// `Stat::cpus`, given back with `super::recycle_vec`): no allocation.
+pub fn parse_into<'a>(
+    path: &Path,
+    text: &'a str,
+    cpus: Cpus,
+    spare: Vec<CpuLine<'static>>,
+) -> Result<Stat<'a>, CollectError> {
+    let mut st = Stat {
+        cpus: super::recycle_vec(spare),
+        ..Stat::default()
+    };
     let mut total_line = false;
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();
@@ -101,9 +115,18 @@ pub fn parse<'a>(path: &Path, text: &'a str, cpus: Cpus) -> Result<Stat<'a>, Col
 
 /// Reads and parses `<proc>/stat` through the per-cycle cache.
 pub fn read(files: &mut super::Files, cpus: Cpus) -> Result<Stat<'_>, CollectError> {
+    read_into(files, cpus, Vec::new())
+}
+
+/// `read`, with the CPU lines in `spare`'s memory (`parse_into`).
+pub fn read_into<'f>(
+    files: &'f mut super::Files,
+    cpus: Cpus,
+    spare: Vec<CpuLine<'static>>,
+) -> Result<Stat<'f>, CollectError> {
     let path = files.proc_path("stat");
     let text = files.proc("stat")?;
-    parse(&path, text, cpus)
+    parse_into(&path, text, cpus, spare)
 }
 
 /// A required field of /proc/stat, or an error naming it.

@@ -83,6 +83,10 @@ fn parse_tags(s: &str) -> Result<Vec<(String, String)>, String> {
 
 pub struct Batcher {
     pending: Vec<Point>,
+    /// Emptied point vectors of encoded batches (`reuse`), for the next cut.
+    spare: Vec<Vec<Point>>,
+    /// Points left out for want of fields, on their way to the pool.
+    empty: Vec<Point>,
     max_points: usize,
     next_seq: u64,
     common: CommonTags,
@@ -95,6 +99,8 @@ impl Batcher {
         common.sort();
         Batcher {
             pending: Vec::new(),
+            spare: Vec::new(),
+            empty: Vec::new(),
             max_points: max_points.max(1),
             next_seq: 1,
             common: CommonTags::new(common),
@@ -102,7 +108,8 @@ impl Batcher {
     }
 
     fn cut(&mut self, n: usize) -> Batch {
-        let rest = self.pending.split_off(n);
+        let mut rest = self.spare.pop().unwrap_or_default();
+        rest.extend(self.pending.drain(n..));
         let points = std::mem::replace(&mut self.pending, rest);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -110,6 +117,15 @@ impl Batcher {
             seq,
             common_tags: self.common.clone(),
             points,
+        }
+    }
+
+    /// An encoded batch's points, given back: their memory goes to the
+    /// point pool (`point::recycle`) and the vector to the next cut.
+    pub fn reuse(&mut self, mut points: Vec<Point>) {
+        crate::point::recycle(&mut points);
+        if self.spare.len() < 2 {
+            self.spare.push(points);
         }
     }
 
@@ -138,8 +154,14 @@ impl Batcher {
     /// Returns how many points were taken, and the batches.
     pub fn add(&mut self, points: &mut Vec<Point>) -> (usize, Vec<Batch>) {
         let before = self.pending.len();
-        self.pending
-            .extend(points.drain(..).filter(|p| !p.fields.is_empty()));
+        for p in points.drain(..) {
+            if p.fields.is_empty() {
+                self.empty.push(p);
+            } else {
+                self.pending.push(p);
+            }
+        }
+        crate::point::recycle(&mut self.empty);
         let taken = self.pending.len() - before;
         let mut full = Vec::new();
         while self.pending.len() >= self.max_points {

@@ -88,7 +88,13 @@ pub struct Queue {
     gauge: Gauge,
     max_bytes: usize,
     stats: Arc<Stats>,
+    /// Bodies of delivered batches, for the encoder to write the next ones
+    /// into (`recycle`, `spare_body`): a steady cycle allocates none.
+    bodies: Mutex<Vec<Vec<u8>>>,
 }
+
+/// At most this many delivered bodies wait for reuse.
+const SPARE_BODIES: usize = 2;
 
 /// A batch handed to the shipper, and where it lies in the spool (if it
 /// does): the spool keeps it until it is acknowledged.
@@ -125,6 +131,7 @@ impl Queue {
             gauge: Gauge::default(),
             max_bytes,
             stats,
+            bodies: Mutex::new(Vec::new()),
         };
         if let Some(store) = &q.store {
             q.publish_spool(&lock(store).spool);
@@ -322,6 +329,20 @@ impl Queue {
             );
         }
         self.publish_spool(&st.spool);
+    }
+
+    /// A delivered batch's body, kept for `spare_body` (a few at most).
+    pub fn recycle(&self, mut body: Vec<u8>) {
+        let mut spare = lock(&self.bodies);
+        if spare.len() < SPARE_BODIES {
+            body.clear();
+            spare.push(body);
+        }
+    }
+
+    /// An empty buffer with the capacity of a delivered body, if one is kept.
+    pub fn spare_body(&self) -> Option<Vec<u8>> {
+        lock(&self.bodies).pop()
     }
 
     /// At shutdown, a batch the shipper could not deliver in time: kept in

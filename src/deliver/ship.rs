@@ -662,7 +662,11 @@ impl Shipper {
                 return false;
             };
             let failure = match self.attempt(&item, timeout, attempts) {
-                Outcome::Done => return true,
+                Outcome::Done => {
+                    item.into_parts()
+                        .for_each(|p| self.queue.recycle(p.batch.body));
+                    return true;
+                }
                 Outcome::Split => return self.deliver_each(item.into_parts().collect()),
                 Outcome::Retry(f) => f,
             };
@@ -872,7 +876,8 @@ pub fn sink_for(
     match &cfg.url {
         None => (Encoder::stdout(encode.format, identity), Sink::Stdout),
         Some(url) => {
-            let enc = Encoder::new(encode.format, encode.compression, identity);
+            let enc = Encoder::new(encode.format, encode.compression, identity)
+                .gzip_level(encode.gzip_level);
             (enc, Sink::Http(Http::new(cfg, tls, url.expose())))
         }
     }

@@ -105,9 +105,12 @@ fn compress(compression: Compression, raw: &[u8]) -> Result<Vec<u8>, String> {
     match compression {
         Compression::None => Ok(raw.to_vec()),
         Compression::Gzip => {
+            // A joined backlog is large and rare: compressed well.
             let mut z =
                 flate2::Compress::new_gzip(flate2::Compression::default(), GZIP_WINDOW_BITS);
-            super::gzip(&mut z, raw).map_err(|e| format!("gzip: {e}"))
+            let mut out = Vec::new();
+            super::gzip(&mut z, raw, &mut out).map_err(|e| format!("gzip: {e}"))?;
+            Ok(out)
         }
         Compression::Snappy => super::remote_write::snappy(raw).map_err(|e| format!("snappy: {e}")),
     }

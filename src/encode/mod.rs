@@ -8,7 +8,12 @@
 //! per batch: a fresh one allocates and zeroes a few hundred KiB, which was
 //! most of the agent's user-space work per cycle and flushed the CPU caches.
 //! Its window is `GZIP_WINDOW_BITS`: a cycle's batch is a few KiB, and the
-//! repetition in it (keys, tag values) is local.
+//! repetition in it (keys, tag values) is local. Its level is
+//! `PROCSHIP_GZIP_LEVEL`, 1 by default: on a cycle's JSON batch (`cargo
+//! bench --bench cycle -- encode/json_gzip_level`) level 1 costs about half
+//! of level 6's CPU for about 40 % more bytes (4.9 against 3.5 KB for every
+//! collector's points), and compression was most of the agent's own work
+//! per cycle; a site that pays for bandwidth sets a higher level.
 
 use flate2::{Compress, FlushCompress, Status};
 
@@ -33,13 +38,22 @@ pub const VARS: &[Var] = &[
         "gzip",
         "request body compression: gzip | none (prometheus remote write is always snappy)",
     ),
+    Var::new(
+        "GZIP_LEVEL",
+        "1",
+        "gzip level, 1 (fastest) to 9 (smallest); 1 halves the agent's compression CPU for about a third more bytes than 6 (README, Performance)",
+    ),
 ];
+
+/// The gzip level of `PROCSHIP_GZIP_LEVEL` when none is set.
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 /// `PROCSHIP_FORMAT` and `PROCSHIP_COMPRESSION`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     pub format: Format,
     pub compression: Compression,
+    pub gzip_level: u32,
 }
 
 impl Options {
@@ -61,9 +75,16 @@ impl Options {
                     )
                 })
         })?;
+        let gzip_level = v.get("GZIP_LEVEL", |s| {
+            s.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=9).contains(n))
+                .ok_or_else(|| "a whole number from 1 to 9".to_string())
+        })?;
         Ok(Options {
             format,
             compression,
+            gzip_level,
         })
     }
 }
@@ -211,22 +232,26 @@ pub struct Encoder {
     /// Stdout: plain, readable output (no compression, remote write as text).
     stdout: bool,
     buf: Vec<u8>,
+    /// The buffer the next body is written into (a delivered one, `reuse`).
+    spare: Vec<u8>,
     gzip: Option<Compress>,
+    snappy: snap::raw::Encoder,
 }
 
 /// Compresses `input` into one gzip member with a reused compressor.
-fn gzip(z: &mut Compress, input: &[u8]) -> std::io::Result<Vec<u8>> {
+fn gzip(z: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
     z.reset();
-    let mut out = Vec::with_capacity(input.len() / 3 + 64);
+    out.clear();
+    out.reserve(input.len() / 3 + 64);
     loop {
         let consumed = usize::try_from(z.total_in())
             .unwrap_or(usize::MAX)
             .min(input.len());
         let status = z
-            .compress_vec(&input[consumed..], &mut out, FlushCompress::Finish)
+            .compress_vec(&input[consumed..], out, FlushCompress::Finish)
             .map_err(std::io::Error::other)?;
         match status {
-            Status::StreamEnd => return Ok(out),
+            Status::StreamEnd => return Ok(()),
             Status::Ok | Status::BufError => out.reserve(out.capacity().max(1024)),
         }
     }
@@ -246,14 +271,27 @@ impl Encoder {
             identity,
             stdout: false,
             buf: Vec::new(),
+            spare: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
             gzip: match compression {
                 Compression::Gzip => Some(Compress::new_gzip(
-                    flate2::Compression::default(),
+                    flate2::Compression::new(DEFAULT_GZIP_LEVEL),
                     GZIP_WINDOW_BITS,
                 )),
                 Compression::None | Compression::Snappy => None,
             },
         }
+    }
+
+    /// The same encoder with gzip at `level` (1 fastest … 9 smallest).
+    pub fn gzip_level(mut self, level: u32) -> Self {
+        if self.gzip.is_some() {
+            self.gzip = Some(Compress::new_gzip(
+                flate2::Compression::new(level),
+                GZIP_WINDOW_BITS,
+            ));
+        }
+        self
     }
 
     /// An encoder for stdout: uncompressed, and readable text for remote write.
@@ -266,6 +304,11 @@ impl Encoder {
         }
     }
 
+    /// A delivered body's buffer, for the next `encode` to write into.
+    pub fn reuse(&mut self, body: Vec<u8>) {
+        self.spare = body;
+    }
+
     pub fn encode(&mut self, batch: &Batch) -> std::io::Result<Encoded> {
         self.buf.clear();
         match self.format {
@@ -275,11 +318,14 @@ impl Encoder {
             Format::Prometheus if self.stdout => remote_write::write_text(&mut self.buf, batch),
             Format::Prometheus => remote_write::write(&mut self.buf, batch),
         }
-        let body = match (self.compression, &mut self.gzip) {
-            (Compression::Gzip, Some(z)) => gzip(z, &self.buf)?,
-            (Compression::Snappy, _) => remote_write::snappy(&self.buf)?,
-            _ => std::mem::take(&mut self.buf),
-        };
+        let mut body = std::mem::take(&mut self.spare);
+        match (self.compression, &mut self.gzip) {
+            (Compression::Gzip, Some(z)) => gzip(z, &self.buf, &mut body)?,
+            (Compression::Snappy, _) => {
+                remote_write::snappy_into(&mut self.snappy, &self.buf, &mut body)?;
+            }
+            _ => std::mem::swap(&mut body, &mut self.buf),
+        }
         Ok(Encoded {
             seq: batch.seq,
             points: batch.points.len() as u64,

@@ -150,9 +150,22 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch) {
 /// Snappy block compression (not the framed stream format), as remote write
 /// requires.
 pub fn snappy(input: &[u8]) -> std::io::Result<Vec<u8>> {
-    snap::raw::Encoder::new()
-        .compress_vec(input)
-        .map_err(std::io::Error::other)
+    let mut out = Vec::new();
+    snappy_into(&mut snap::raw::Encoder::new(), input, &mut out)?;
+    Ok(out)
+}
+
+/// The same into `out` (resized to the compressed length), with an encoder
+/// kept by the caller: its hash table is allocated once, not per batch.
+pub fn snappy_into(
+    enc: &mut snap::raw::Encoder,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    out.resize(snap::raw::max_compress_len(input.len()), 0);
+    let n = enc.compress(input, out).map_err(std::io::Error::other)?;
+    out.truncate(n);
+    Ok(())
 }
 
 /// The stdout rendering: the same series as Prometheus text, one sample per

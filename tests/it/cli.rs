@@ -47,6 +47,7 @@ const BAD: &[(&str, &str)] = &[
     ("RETRY_INITIAL", "0"),
     ("RETRY_MAX_DELAY", "2d"),
     ("COMPRESSION", "brotli"),
+    ("GZIP_LEVEL", "10"),
     ("SHUTDOWN_TIMEOUT", "-5"),
     ("HOST_PROC", "proc"),
     ("HOST_SYS", "sys"),

@@ -4,6 +4,7 @@
 //! packages, all on 127.0.0.1. `util` holds what they share.
 
 mod alerts;
+mod alloc;
 mod backends;
 mod cli;
 mod delivery;
@@ -18,3 +19,7 @@ mod spool;
 mod status;
 mod tls;
 mod util;
+
+/// Counts allocations per thread, for `alloc`'s tests of a steady cycle.
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
