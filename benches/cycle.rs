@@ -181,9 +181,10 @@ fn encoding(c: &mut Criterion) {
     // Remote write before snappy: what building and encoding the protobuf costs.
     g.bench_function("prometheus_protobuf", |b| {
         let mut out = Vec::new();
+        let mut scratch = procship::encode::remote_write::Scratch::default();
         b.iter(|| {
             out.clear();
-            procship::encode::remote_write::write(&mut out, &batch);
+            procship::encode::remote_write::write(&mut out, &batch, &mut scratch);
             black_box(out.len())
         })
     });

@@ -172,6 +172,8 @@ pub struct Loop {
     /// (`Notice::tally`), not a line each.
     slow: collect::Notice,
     stalled: collect::Notice,
+    /// A name being made (the agent's counters' node_exporter names).
+    scratch: String,
 }
 
 impl Loop {
@@ -204,6 +206,7 @@ impl Loop {
             tls_error: None,
             slow: Default::default(),
             stalled: Default::default(),
+            scratch: String::new(),
             facts,
             s,
         }
@@ -239,7 +242,7 @@ impl Loop {
             now,
         );
         if self.s.collect.names.names == collect::names::Names::NodeExporter {
-            telemetry::counters_total(&mut agent);
+            telemetry::counters_total(&mut agent, &mut self.scratch);
         }
         self.points.push(agent);
         telemetry::collector_points(self.runner.outcomes(), now, &mut self.points);

@@ -151,6 +151,31 @@ impl Point {
 }
 
 /// Tags every point of a batch carries: `host` plus `PROCSHIP_TAGS`, sorted.
+/// At most this many names are interned (`intern`) for the process's life.
+const INTERNED_MAX: usize = 4096;
+
+static INTERNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+/// A name made at run time (node_exporter's `node_memory_MemTotal_bytes`
+/// from a meminfo key) as a `Name` that costs no allocation once seen: the
+/// first time, it is kept for the process's life (a leak by design,
+/// bounded to `INTERNED_MAX` names; past that, names are owned as before).
+/// The kernel's key sets are small and fixed, so a steady cycle finds
+/// every name here.
+pub fn intern(name: &str) -> Name {
+    let mut names = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    let i = names.binary_search(&name);
+    match i {
+        Ok(i) => Cow::Borrowed(names[i]),
+        Err(i) if names.len() < INTERNED_MAX => {
+            let kept: &'static str = Box::leak(name.to_string().into_boxed_str());
+            names.insert(i, kept);
+            Cow::Borrowed(kept)
+        }
+        Err(_) => Cow::Owned(name.to_string()),
+    }
+}
+
 /// Points and tag strings kept for reuse on this thread, bounded.
 struct Pool {
     points: Vec<Point>,
@@ -169,28 +194,45 @@ thread_local! {
 
 /// Gives `points`' memory back to this thread's pool, for the next
 /// `Point::new` and `Point::tag` (the agent calls it once a batch is
-/// encoded); `points` is left empty, with its capacity.
+/// encoded); `points` is left empty, with its capacity. Dropping a point
+/// does the same for that one point.
 pub fn recycle(points: &mut Vec<Point>) {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        // Kept in reverse, so the next cycle's points (made in the same
-        // order) get back the memory of the same points: each vector is
-        // already as large as its point needs.
-        for mut p in points.drain(..).rev() {
+    // In reverse, so the next cycle's points (made in the same order) get
+    // back the memory of the same points: each vector is already as large
+    // as its point needs.
+    points.drain(..).rev().for_each(drop);
+}
+
+impl Drop for Point {
+    /// The point's vectors and tag strings go to this thread's pool (while
+    /// it has room); during the thread's end, or inside the pool itself,
+    /// they are simply freed.
+    fn drop(&mut self) {
+        if self.tags.capacity() == 0 && self.fields.capacity() == 0 {
+            return;
+        }
+        let _ = POOL.try_with(|pool| {
+            let Ok(mut pool) = pool.try_borrow_mut() else {
+                return;
+            };
             if pool.points.len() >= POOL_MAX {
-                continue;
+                return;
             }
-            for (_, mut v) in p.tags.drain(..).rev() {
+            for (_, mut v) in self.tags.drain(..).rev() {
                 if pool.strings.len() < POOL_MAX {
                     v.clear();
                     pool.strings.push(v);
                 }
             }
-            p.fields.clear();
-            p.measurement = Cow::Borrowed("");
-            pool.points.push(p);
-        }
-    });
+            self.fields.clear();
+            pool.points.push(Point {
+                measurement: Cow::Borrowed(""),
+                tags: std::mem::take(&mut self.tags),
+                fields: std::mem::take(&mut self.fields),
+                timestamp: 0,
+            });
+        });
+    }
 }
 
 pub type CommonTags = Arc<Vec<(String, String)>>;

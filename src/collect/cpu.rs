@@ -13,9 +13,7 @@ use crate::point::{Point, Timestamp, WHOLE};
 /// The registry row.
 pub const ENTRY: Entry = Entry::plain("cpu", |ctx| match ctx.names {
     Names::Telegraf => Box::new(Cpu::default()),
-    Names::NodeExporter => Box::new(CpuNode {
-        hz: ctx.facts.ticks_per_sec.max(1) as f64,
-    }),
+    Names::NodeExporter => Box::new(CpuNode::new(ctx.facts.ticks_per_sec.max(1) as f64)),
 })
 .node_help(NODE_HELP);
 
@@ -42,6 +40,17 @@ const NODE_MODES: [&str; 8] = [
 pub struct CpuNode {
     /// USER_HZ.
     hz: f64,
+    /// The last cycle's parsed lines' memory (`stat::read_into`).
+    lines: Vec<stat::CpuLine<'static>>,
+}
+
+impl CpuNode {
+    pub fn new(hz: f64) -> Self {
+        CpuNode {
+            hz,
+            lines: Vec::new(),
+        }
+    }
 }
 
 impl Collector for CpuNode {
@@ -55,7 +64,8 @@ impl Collector for CpuNode {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let st = stat::read(files, stat::Cpus::Parse)?;
+        let lines = std::mem::take(&mut self.lines);
+        let st = stat::read_into(files, stat::Cpus::Parse, lines)?;
         for line in st.cpus.iter().filter(|c| c.name != "cpu") {
             let cpu = line.name.trim_start_matches("cpu");
             let series = |name: &'static str, mode: &'static str, ticks: u64| {
@@ -71,6 +81,7 @@ impl Collector for CpuNode {
                 out.push(series("node_cpu_guest_seconds_total", mode, *ticks));
             }
         }
+        self.lines = super::recycle_vec(st.cpus);
         Ok(())
     }
 }
@@ -166,7 +177,7 @@ mod tests {
 
     #[test]
     fn node_exporter_seconds_per_cpu_and_mode() {
-        let pts = run(&mut CpuNode { hz: 100.0 }, "cpu-t0").unwrap();
+        let pts = run(&mut CpuNode::new(100.0), "cpu-t0").unwrap();
         let find = |name: &str, cpu: &str, mode: &str| {
             pts.iter()
                 .find(|p| {

@@ -96,18 +96,16 @@ impl DiskIoNode {
         if self.exclude.as_ref().is_some_and(|re| re.is_match(device)) {
             return Ok(());
         }
-        let mut values = Vec::with_capacity(NODE_COLUMNS.len());
-        for w in words.take(NODE_COLUMNS.len()) {
-            values.push(
-                w.parse::<u64>()
-                    .map_err(|_| bad(format!("{device}: {w:?} is not a counter")))?,
-            );
+        let mut values = [0u64; NODE_COLUMNS.len()];
+        let mut n = 0;
+        for (slot, w) in values.iter_mut().zip(words) {
+            *slot = w
+                .parse::<u64>()
+                .map_err(|_| bad(format!("{device}: {w:?} is not a counter")))?;
+            n += 1;
         }
-        if values.len() < 11 {
-            return Err(bad(format!(
-                "{device}: {} counters, at least 11 expected",
-                values.len()
-            )));
+        if n < 11 {
+            return Err(bad(format!("{device}: {n} counters, at least 11 expected")));
         }
         out.push(
             Point::new("node_disk_info", now)
@@ -116,7 +114,7 @@ impl DiskIoNode {
                 .tag("minor", minor)
                 .int(WHOLE, 1),
         );
-        for ((name, unit), v) in NODE_COLUMNS.iter().zip(values) {
+        for ((name, unit), v) in NODE_COLUMNS.iter().zip(values).take(n) {
             let p = Point::new(*name, now).tag("device", device);
             out.push(match unit {
                 Unit::Count => p.counter(WHOLE, v),

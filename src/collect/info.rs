@@ -104,10 +104,14 @@ impl Collector for Info {
                 self.node_points = node_facts(files, &mut partial);
                 self.read = Some(Instant::now());
             }
-            out.extend(self.node_points.iter().map(|p| Point {
-                timestamp: now,
-                ..p.clone()
-            }));
+            for p in &self.node_points {
+                let mut q = Point::new(p.measurement.clone(), now);
+                for (k, v) in &p.tags {
+                    q = q.tag(k.clone(), v);
+                }
+                q.fields.extend_from_slice(&p.fields);
+                out.push(q);
+            }
             return partial.result();
         }
         if self.read.is_none_or(|t| t.elapsed() >= REFRESH) {
@@ -151,7 +155,7 @@ fn facts(files: &Files, partial: &mut Partial) -> Vec<Tag> {
             }
         }
     }
-    p.tags
+    std::mem::take(&mut p.tags)
 }
 
 /// node_uname_info, node_os_info and node_os_version (the last only with a

@@ -11,7 +11,7 @@ use crate::point::{Point, Timestamp, WHOLE};
 /// The registry row.
 pub const ENTRY: Entry = Entry::plain("mem", |ctx| match ctx.names {
     Names::Telegraf => Box::new(Mem),
-    Names::NodeExporter => Box::new(MemNode),
+    Names::NodeExporter => Box::new(MemNode::default()),
 })
 .node_help(NODE_HELP);
 
@@ -120,14 +120,19 @@ impl Collector for Mem {
 }
 
 /// `mem` with node_exporter's names.
-pub struct MemNode;
+#[derive(Default)]
+pub struct MemNode {
+    /// A series name being made.
+    name: String,
+}
 
 /// A meminfo line as node_exporter's (name, value): `Key: n [kB]`.
 fn node_line(
     path: &std::path::Path,
     number: usize,
     line: &str,
-) -> Result<(String, u64), CollectError> {
+    name: &mut String,
+) -> Result<u64, CollectError> {
     let bad = |what: &str| CollectError::parse(path, format!("line {number}: {what}"));
     let (key, rest) = line.split_once(':').ok_or_else(|| bad("no `Key:`"))?;
     let mut words = rest.split_ascii_whitespace();
@@ -143,7 +148,7 @@ fn node_line(
     {
         return Err(bad("not a meminfo key"));
     }
-    let mut name = String::with_capacity(key.len() + 18);
+    name.clear();
     name.push_str("node_memory_");
     name.extend(
         key.chars()
@@ -153,9 +158,9 @@ fn node_line(
     match words.next() {
         Some("kB") => {
             name.push_str("_bytes");
-            Ok((name, v.saturating_mul(1024)))
+            Ok(v.saturating_mul(1024))
         }
-        None => Ok((name, v)),
+        None => Ok(v),
         Some(unit) => Err(bad(&format!("{key}: unknown unit {unit:?}"))),
     }
 }
@@ -180,8 +185,8 @@ impl Collector for MemNode {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            if let Some((name, v)) = partial.keep(node_line(&path, i + 1, line)) {
-                out.push(Point::new(name, now).uint(WHOLE, v));
+            if let Some(v) = partial.keep(node_line(&path, i + 1, line, &mut self.name)) {
+                out.push(Point::new(crate::point::intern(&self.name), now).uint(WHOLE, v));
             }
         }
         if out.len() == before {
@@ -197,7 +202,7 @@ mod tests {
 
     #[test]
     fn node_exporter_names_every_field() {
-        let pts = crate::collect::testutil::run(&mut MemNode, "basic").unwrap();
+        let pts = crate::collect::testutil::run(&mut MemNode::default(), "basic").unwrap();
         let get = |n: &str| {
             pts.iter()
                 .find(|p| p.measurement == n)
@@ -217,7 +222,7 @@ mod tests {
             "Active(anon)"
         );
         let (pts, e) = crate::collect::testutil::run_on_partial(
-            &mut MemNode,
+            &mut MemNode::default(),
             &[(
                 "proc/meminfo",
                 b"MemTotal: 100 kB\nBad line\nMemFree: x kB\nHugePages_Free: 3\n",

@@ -45,7 +45,7 @@ pub struct NetNode {
     /// The header line the series names were made from, and those names:
     /// made again only when the header changes.
     header: String,
-    names: Vec<String>,
+    names: Vec<crate::point::Name>,
 }
 
 impl Collector for NetNode {
@@ -66,7 +66,7 @@ impl Collector for NetNode {
         if head != self.header {
             self.names = (recv.split_whitespace().map(|c| ("receive", c)))
                 .chain(sent.split_whitespace().map(|c| ("transmit", c)))
-                .map(|(side, c)| format!("node_network_{side}_{c}_total"))
+                .map(|(side, c)| crate::point::intern(&format!("node_network_{side}_{c}_total")))
                 .collect();
             self.header = head.to_string();
         }

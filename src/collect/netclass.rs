@@ -115,32 +115,52 @@ const NODE_HELP: &[Help] = &[
 /// `netclass` with node_exporter's names.
 #[derive(Default)]
 pub struct NetClassNode {
-    /// (name, directory) of every interface.
-    links: Vec<(String, PathBuf)>,
+    links: Vec<NodeLink>,
     refreshed: Option<Instant>,
 }
 
-/// An attribute's trimmed text; `Ok(None)` when the file is not there or
-/// the kernel cannot tell (EINVAL).
-fn node_attr(path: &Path) -> Result<Option<String>, CollectError> {
-    match super::read_text(path) {
-        Ok(t) => Ok(Some(t.trim().to_string())),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(CollectError {
-            kind: super::ErrorKind::Io(io),
-            ..
-        }) if io.raw_os_error() == Some(nix::libc::EINVAL) => Ok(None),
-        Err(e) => Err(e),
+/// One interface with its `NODE_INFO` and `NODE_ATTRS` files kept open
+/// (`None`: not there), re-read with `pread` each cycle.
+struct NodeLink {
+    name: String,
+    dir: PathBuf,
+    info: Vec<Option<File>>,
+    attrs: Vec<Option<File>>,
+}
+
+/// The read buffer of one attribute in node_exporter's mode: `ifalias`
+/// may be 256 bytes long.
+const NODE_ATTR_MAX: usize = 512;
+
+/// An open attribute's trimmed text in `buf`; `Ok(None)` when the kernel
+/// cannot tell, `Err(Unread::Gone)` when the interface went away.
+fn node_attr<'b>(
+    f: &File,
+    path: impl Fn() -> PathBuf,
+    buf: &'b mut [u8; NODE_ATTR_MAX],
+    partial: &mut Partial,
+) -> Result<Option<&'b str>, Unread> {
+    let n = match f.read_at(buf, 0) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return Ok(None),
+        Err(_) => return Err(Unread::Gone),
+    };
+    match std::str::from_utf8(&buf[..n]) {
+        Ok(text) if n < NODE_ATTR_MAX => Ok(Some(text.trim())),
+        _ => {
+            partial.keep::<()>(Err(CollectError::parse(path(), "not a short line of text")));
+            Ok(None)
+        }
     }
 }
 
 fn node_value(
-    path: &Path,
+    path: impl Fn() -> PathBuf,
     kind: NodeKind,
     text: &str,
 ) -> Result<crate::point::Value, CollectError> {
     use crate::point::Value;
-    let bad = || CollectError::parse(path, format!("{text:?} is not what the kernel prints"));
+    let bad = || CollectError::parse(path(), format!("{text:?} is not what the kernel prints"));
     Ok(match kind {
         NodeKind::Dec => Value::Int(text.parse().map_err(|_| bad())?),
         NodeKind::Hex => {
@@ -155,43 +175,75 @@ fn node_value(
     })
 }
 
-impl NetClassNode {
-    /// One interface's series.
-    fn link(
+/// Opens `dir/file` for re-reading: `None` when it is not there; another
+/// failure (not a regular file) is kept in `partial`.
+fn open_attr(dir: &Path, file: &str, partial: &mut Partial) -> Option<File> {
+    let path = dir.join(file);
+    match crate::host::open_file(&path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => partial.keep(Err(CollectError::io(path, e))),
+    }
+}
+
+impl NodeLink {
+    fn open(name: String, dir: PathBuf, partial: &mut Partial) -> NodeLink {
+        let info = NODE_INFO
+            .iter()
+            .map(|(f, _)| open_attr(&dir, f, partial))
+            .collect();
+        let attrs = NODE_ATTRS
+            .iter()
+            .map(|(f, _, _)| open_attr(&dir, f, partial))
+            .collect();
+        NodeLink {
+            name,
+            dir,
+            info,
+            attrs,
+        }
+    }
+
+    /// This interface's series; `Err` when it went away.
+    fn points(
         &self,
-        name: &str,
-        dir: &Path,
         now: Timestamp,
         out: &mut Vec<Point>,
         partial: &mut Partial,
-    ) {
+    ) -> Result<(), Unread> {
+        let name = self.name.as_str();
+        let mut buf = [0u8; NODE_ATTR_MAX];
         let mut info = Point::new("node_network_info", now)
             .tag("device", name)
             .int(WHOLE, 1);
-        for (file, label) in NODE_INFO {
-            if let Some(Some(v)) = partial.keep(node_attr(&dir.join(file))) {
-                if file == "operstate" {
-                    out.push(
-                        Point::new("node_network_up", now)
-                            .tag("device", name)
-                            .int(WHOLE, i64::from(v == "up")),
-                    );
-                }
-                info = info.tag(label, v);
-            }
-        }
-        out.push(info);
-        for (file, series, kind) in NODE_ATTRS {
-            let path = dir.join(file);
-            let Some(Some(text)) = partial.keep(node_attr(&path)) else {
+        for ((file, label), f) in NODE_INFO.iter().zip(&self.info) {
+            let Some(f) = f else { continue };
+            let Some(v) = node_attr(f, || self.dir.join(file), &mut buf, partial)? else {
                 continue;
             };
-            if let Some(v) = partial.keep(node_value(&path, kind, &text)) {
-                let mut p = Point::new(series, now).tag("device", name);
+            if *file == "operstate" {
+                out.push(
+                    Point::new("node_network_up", now)
+                        .tag("device", name)
+                        .int(WHOLE, i64::from(v == "up")),
+                );
+            }
+            info = info.tag(*label, v);
+        }
+        out.push(info);
+        for ((file, series, kind), f) in NODE_ATTRS.iter().zip(&self.attrs) {
+            let Some(f) = f else { continue };
+            let path = || self.dir.join(file);
+            let Some(text) = node_attr(f, path, &mut buf, partial)? else {
+                continue;
+            };
+            if let Some(v) = partial.keep(node_value(path, *kind, text)) {
+                let mut p = Point::new(*series, now).tag("device", name);
                 p.fields.push((WHOLE.into(), v));
                 out.push(p);
             }
         }
+        Ok(())
     }
 }
 
@@ -206,21 +258,23 @@ impl Collector for NetClassNode {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
+        let mut partial = Partial::default();
         if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
             let base = files.sys_path("class/net");
             self.links = interfaces(&base, true)
                 .into_iter()
-                .map(|n| (n.clone(), base.join(n)))
+                .map(|n| {
+                    let dir = base.join(&n);
+                    NodeLink::open(n, dir, &mut partial)
+                })
                 .collect();
             self.refreshed = Some(Instant::now());
         }
-        let mut partial = Partial::default();
-        for (name, dir) in &self.links {
-            if !dir.exists() {
+        for link in &self.links {
+            if link.points(now, out, &mut partial).is_err() {
+                // Listed again next cycle.
                 self.refreshed = None;
-                continue;
             }
-            self.link(name, dir, now, out, &mut partial);
         }
         partial.result()
     }
@@ -290,15 +344,10 @@ impl NetClass {
             .into_iter()
             .map(|name| {
                 let dir = base.join(&name);
-                let mut open = |file: &str| {
-                    let path = dir.join(file);
-                    match crate::host::open_file(&path) {
-                        Ok(f) => Some(f),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                        Err(e) => partial.keep(Err(CollectError::io(path, e))),
-                    }
-                };
-                let files = ATTRS.iter().map(|(file, _, _)| open(file)).collect();
+                let files = ATTRS
+                    .iter()
+                    .map(|(file, _, _)| open_attr(&dir, file, partial))
+                    .collect();
                 Link { name, dir, files }
             })
             .collect();

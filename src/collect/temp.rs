@@ -110,77 +110,123 @@ fn node_chip(dir: &Path, mon: &str) -> String {
         .unwrap_or_else(|| node_clean(mon))
 }
 
-/// `temp` with node_exporter's names.
+/// `temp` with node_exporter's names. Chips, sensors, their labels and
+/// the thermal zones are found at a refresh (every `REFRESH`); each cycle
+/// re-reads the kept-open value files with `pread`.
 #[derive(Default)]
 pub struct TempNode {
-    /// (chip, its name file's text, directory) of every hwmon directory.
-    chips: Vec<(String, Option<String>, PathBuf)>,
+    /// The chips' names (to tell chips apart).
+    chips: Vec<String>,
+    /// Every series, in the order they go out: per chip its name, then per
+    /// sensor its values and label; then the thermal zones.
+    items: Vec<NodeItem>,
     refreshed: Option<Instant>,
 }
 
+enum NodeItem {
+    /// `node_hwmon_chip_names{chip, chip_name}`.
+    Chip(String, String),
+    Reading(NodeReading),
+    /// `node_hwmon_sensor_label{chip, sensor, label}`.
+    Label(String, String, String),
+}
+
+/// One value file: its series and labels (`chip`/`sensor` of a hwmon
+/// sensor, or `type`/`zone` of a thermal zone), where it is, and its handle.
+struct NodeReading {
+    series: &'static str,
+    tags: [(&'static str, String); 2],
+    path: PathBuf,
+    file: File,
+}
+
+impl NodeReading {
+    /// The value in degrees; `None` when the probe does not answer (absent
+    /// or switched off) or the text is bad (kept in `partial`).
+    fn read(&self, buf: &mut [u8; 32], partial: &mut Partial) -> Option<f64> {
+        let n = self.file.read_at(buf, 0).ok()?;
+        partial.keep(if n == buf.len() {
+            Err(CollectError::parse(&self.path, "longer than a temperature"))
+        } else {
+            parse_millidegrees(&self.path, &buf[..n])
+        })
+    }
+}
+
 impl TempNode {
-    fn refresh(&mut self, sys: &Path) {
-        let base = sys.join("class/hwmon");
+    fn refresh(&mut self, sys: &Path, partial: &mut Partial) {
         self.chips.clear();
+        self.items.clear();
+        let base = sys.join("class/hwmon");
         for mon in entries(&base, "hwmon") {
             let dir = base.join(&mon);
             let mut chip = node_chip(&dir, &mon);
             // Two chips of one name (two NVMe drives without a device link)
             // would collide, and node_exporter then drops one: the later
             // ones here keep theirs apart by their directory.
-            if self.chips.iter().any(|(c, _, _)| *c == chip) {
+            if self.chips.contains(&chip) {
                 chip = format!("{chip}_{}", node_clean(&mon));
             }
-            let name = read_trimmed(&dir.join("name")).map(|n| node_clean(&n));
-            self.chips.push((chip, name, dir));
+            if let Some(name) = read_trimmed(&dir.join("name")).map(|n| node_clean(&n)) {
+                self.items.push(NodeItem::Chip(chip.clone(), name));
+            }
+            self.sensors(&chip, &dir, partial);
+            self.chips.push(chip);
+        }
+        let base = sys.join("class/thermal");
+        for zone in entries(&base, "thermal_zone") {
+            let dir = base.join(&zone);
+            let Some(kind) = read_trimmed(&dir.join("type")) else {
+                continue;
+            };
+            let number = zone.trim_start_matches("thermal_zone").to_string();
+            let tags = [("type", kind), ("zone", number)];
+            self.open(NODE_HELP[6].0, tags, dir.join("temp"), partial);
         }
         self.refreshed = Some(Instant::now());
     }
 
-    /// One chip's series.
-    fn chip(
-        &self,
-        chip: &str,
-        name: Option<&str>,
-        dir: &Path,
-        now: Timestamp,
-        out: &mut Vec<Point>,
-        partial: &mut Partial,
-    ) {
-        if let Some(name) = name {
-            out.push(
-                Point::new(NODE_HELP[0].0, now)
-                    .tag("chip", chip)
-                    .tag("chip_name", name)
-                    .int(WHOLE, 1),
-            );
-        }
+    /// A chip's sensors: their value files and labels.
+    fn sensors(&mut self, chip: &str, dir: &Path, partial: &mut Partial) {
         for f in entries(dir, "temp") {
             let Some(sensor) = f.strip_suffix("_input") else {
                 continue;
             };
             for (suffix, series) in NODE_TEMP_FILES {
-                let path = dir.join(format!("{sensor}_{suffix}"));
-                let Ok(text) = super::read_text(&path) else {
-                    continue;
-                };
-                if let Some(c) = partial.keep(parse_millidegrees(&path, text.as_bytes())) {
-                    out.push(
-                        Point::new(series, now)
-                            .tag("chip", chip)
-                            .tag("sensor", sensor)
-                            .gauge(WHOLE, c),
-                    );
-                }
+                let tags = [("chip", chip.to_string()), ("sensor", sensor.to_string())];
+                self.open(
+                    series,
+                    tags,
+                    dir.join(format!("{sensor}_{suffix}")),
+                    partial,
+                );
             }
             if let Some(label) = read_trimmed(&dir.join(format!("{sensor}_label"))) {
-                out.push(
-                    Point::new(NODE_HELP[1].0, now)
-                        .tag("chip", chip)
-                        .tag("label", label)
-                        .tag("sensor", sensor)
-                        .int(WHOLE, 1),
-                );
+                self.items
+                    .push(NodeItem::Label(chip.to_string(), sensor.to_string(), label));
+            }
+        }
+    }
+
+    /// Keeps a value file open for the cycles; one that is not there is
+    /// left out, one that cannot be opened (not a regular file) named.
+    fn open(
+        &mut self,
+        series: &'static str,
+        tags: [(&'static str, String); 2],
+        path: PathBuf,
+        partial: &mut Partial,
+    ) {
+        match crate::host::open_file(&path) {
+            Ok(file) => self.items.push(NodeItem::Reading(NodeReading {
+                series,
+                tags,
+                path,
+                file,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                partial.keep::<()>(Err(CollectError::io(path, e)));
             }
         }
     }
@@ -197,31 +243,37 @@ impl Collector for TempNode {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let sys = files.sys_path("");
-        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
-            self.refresh(&sys);
-        }
         let mut partial = Partial::default();
-        for (chip, name, dir) in &self.chips {
-            self.chip(chip, name.as_deref(), dir, now, out, &mut partial);
+        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+            self.refresh(&files.sys_path(""), &mut partial);
         }
-        let base = sys.join("class/thermal");
-        for zone in entries(&base, "thermal_zone") {
-            let dir = base.join(&zone);
-            let (Some(kind), Ok(text)) = (
-                read_trimmed(&dir.join("type")),
-                super::read_text(&dir.join("temp")),
-            ) else {
-                continue;
-            };
-            let path = dir.join("temp");
-            if let Some(c) = partial.keep(parse_millidegrees(&path, text.as_bytes())) {
-                out.push(
-                    Point::new(NODE_HELP[6].0, now)
-                        .tag("type", kind)
-                        .tag("zone", zone.trim_start_matches("thermal_zone"))
-                        .gauge(WHOLE, c),
-                );
+        let mut buf = [0u8; 32];
+        for item in &self.items {
+            match item {
+                NodeItem::Chip(chip, name) => out.push(
+                    Point::new(NODE_HELP[0].0, now)
+                        .tag("chip", chip)
+                        .tag("chip_name", name)
+                        .int(WHOLE, 1),
+                ),
+                NodeItem::Reading(r) => {
+                    if let Some(c) = r.read(&mut buf, &mut partial) {
+                        let [(k0, v0), (k1, v1)] = &r.tags;
+                        out.push(
+                            Point::new(r.series, now)
+                                .tag(*k0, v0)
+                                .tag(*k1, v1)
+                                .gauge(WHOLE, c),
+                        );
+                    }
+                }
+                NodeItem::Label(chip, sensor, label) => out.push(
+                    Point::new(NODE_HELP[1].0, now)
+                        .tag("chip", chip)
+                        .tag("label", label)
+                        .tag("sensor", sensor)
+                        .int(WHOLE, 1),
+                ),
             }
         }
         partial.result()

@@ -177,9 +177,10 @@ impl Textfile {
         if stamp(&md) != p.stamp || p.points.len() > left {
             return None;
         }
-        out.extend(p.points.iter().map(|pt| Point {
-            timestamp: now,
-            ..pt.clone()
+        out.extend(p.points.iter().map(|pt| {
+            let mut pt = pt.clone();
+            pt.timestamp = now;
+            pt
         }));
         Some(p.mtime)
     }

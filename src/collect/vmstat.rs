@@ -13,6 +13,7 @@ use crate::point::{Point, Timestamp, WHOLE};
 pub const ENTRY: Entry = Entry::plain("vmstat", |ctx| {
     Box::new(Vmstat {
         node: ctx.names == Names::NodeExporter,
+        name: String::new(),
     })
 })
 .off_by_default()
@@ -34,6 +35,8 @@ fn node_field(key: &str) -> bool {
 pub struct Vmstat {
     /// node_exporter's names and fields.
     node: bool,
+    /// A series name being made (node_exporter's names).
+    name: String,
 }
 
 impl Collector for Vmstat {
@@ -54,7 +57,11 @@ impl Collector for Vmstat {
         for (i, line) in text.lines().enumerate() {
             if self.node {
                 if let Some((key, v)) = key_value(line).filter(|(k, _)| node_field(k)) {
-                    out.push(Point::new(format!("node_vmstat_{key}"), now).uint(WHOLE, v));
+                    self.name.clear();
+                    self.name.push_str("node_vmstat_");
+                    self.name.push_str(key);
+                    let name = crate::point::intern(&self.name);
+                    out.push(Point::new(name, now).uint(WHOLE, v));
                 }
                 continue;
             }
@@ -88,7 +95,14 @@ mod tests {
 
     #[test]
     fn node_exporter_default_fields() {
-        let pts = run(&mut Vmstat { node: true }, "basic").unwrap();
+        let pts = run(
+            &mut Vmstat {
+                node: true,
+                name: String::new(),
+            },
+            "basic",
+        )
+        .unwrap();
         let names: Vec<_> = pts.iter().map(|p| p.measurement.as_ref()).collect();
         assert!(names.contains(&"node_vmstat_pgfault") && names.contains(&"node_vmstat_pswpin"));
         assert!(
@@ -99,7 +113,14 @@ mod tests {
 
     #[test]
     fn every_key_gauges_and_counters() {
-        let p = &run(&mut Vmstat { node: false }, "basic").unwrap()[0];
+        let p = &run(
+            &mut Vmstat {
+                node: false,
+                name: String::new(),
+            },
+            "basic",
+        )
+        .unwrap()[0];
         assert_eq!(p.field("nr_free_pages"), Some(Int(2_000_000)));
         assert_eq!(p.field("pswpin"), Some(Counter(100)));
         assert_eq!(p.fields.len(), 6);
@@ -108,7 +129,10 @@ mod tests {
     #[test]
     fn a_bad_line_loses_only_itself() {
         let (pts, e) = run_on_partial(
-            &mut Vmstat { node: false },
+            &mut Vmstat {
+                node: false,
+                name: String::new(),
+            },
             &[(
                 "proc/vmstat",
                 b"pgfault 10\noom_kill x\nweird\npgmajfault 2\n",

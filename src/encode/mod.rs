@@ -236,6 +236,9 @@ pub struct Encoder {
     spare: Vec<u8>,
     gzip: Option<Compress>,
     snappy: snap::raw::Encoder,
+    /// The encoders' memory kept from batch to batch.
+    otlp: otlp::Scratch,
+    remote_write: remote_write::Scratch,
 }
 
 /// Compresses `input` into one gzip member with a reused compressor.
@@ -273,6 +276,8 @@ impl Encoder {
             buf: Vec::new(),
             spare: Vec::new(),
             snappy: snap::raw::Encoder::new(),
+            otlp: otlp::Scratch::default(),
+            remote_write: remote_write::Scratch::default(),
             gzip: match compression {
                 Compression::Gzip => Some(Compress::new_gzip(
                     flate2::Compression::new(DEFAULT_GZIP_LEVEL),
@@ -314,9 +319,9 @@ impl Encoder {
         match self.format {
             Format::Json => json::write(&mut self.buf, &self.identity, batch)?,
             Format::Influx => influx::write(&mut self.buf, batch)?,
-            Format::Otlp => otlp::write(&mut self.buf, &self.identity, batch)?,
+            Format::Otlp => otlp::write(&mut self.buf, &self.identity, batch, &mut self.otlp)?,
             Format::Prometheus if self.stdout => remote_write::write_text(&mut self.buf, batch),
-            Format::Prometheus => remote_write::write(&mut self.buf, batch),
+            Format::Prometheus => remote_write::write(&mut self.buf, batch, &mut self.remote_write),
         }
         let mut body = std::mem::take(&mut self.spare);
         match (self.compression, &mut self.gzip) {

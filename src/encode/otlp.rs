@@ -14,47 +14,11 @@
 //! agent's own counters, the agent's start; gauges are `gauge`s. Integer
 //! values are `asInt`, floats `asDouble`; a counter above i64::MAX is clamped.
 
-use std::collections::HashMap;
-
 use serde::{Serialize, Serializer};
 
 use super::Identity;
-use super::promtext::series_name;
+use super::promtext::series_name_into;
 use crate::point::{Batch, Point, Value, merged_tags};
-
-/// `AGGREGATION_TEMPORALITY_CUMULATIVE`.
-const CUMULATIVE: u8 = 2;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Request<'a> {
-    resource_metrics: [ResourceMetrics<'a>; 1],
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResourceMetrics<'a> {
-    resource: Resource<'a>,
-    scope_metrics: [ScopeMetrics<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct Resource<'a> {
-    attributes: Vec<KeyValue<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ScopeMetrics<'a> {
-    scope: Scope,
-    metrics: Vec<Metric<'a>>,
-}
-
-#[derive(Serialize)]
-struct Scope {
-    name: &'static str,
-    version: &'static str,
-}
 
 #[derive(Serialize)]
 struct KeyValue<'a> {
@@ -66,27 +30,6 @@ struct KeyValue<'a> {
 #[serde(rename_all = "camelCase")]
 struct AnyValue<'a> {
     string_value: &'a str,
-}
-
-#[derive(Serialize)]
-struct Metric<'a> {
-    name: String,
-    /// Serialized as the metric's `gauge` or `sum` key.
-    #[serde(flatten)]
-    data: Data<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-enum Data<'a> {
-    #[serde(rename_all = "camelCase")]
-    Gauge { data_points: Vec<DataPoint<'a>> },
-    #[serde(rename_all = "camelCase")]
-    Sum {
-        aggregation_temporality: u8,
-        is_monotonic: bool,
-        data_points: Vec<DataPoint<'a>>,
-    },
 }
 
 #[derive(Serialize)]
@@ -133,75 +76,122 @@ fn opt_decimal<S: Serializer>(x: &Option<i64>, s: S) -> Result<S::Ok, S::Error> 
     }
 }
 
-pub fn write(out: &mut Vec<u8>, id: &Identity, batch: &Batch) -> std::io::Result<()> {
+/// What `write` keeps from one batch to the next (its memory only): the
+/// batch's values grouped into metrics, and a metric's name being made.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// (point, field) of every value, sorted into runs of one metric each.
+    values: Vec<(u32, u32)>,
+    /// Each metric's first value (its place in the batch) and its run in `values`.
+    metrics: Vec<((u32, u32), usize, usize)>,
+    name: String,
+}
+
+/// The metric a value belongs to: measurement, field, and whether a sum.
+fn metric_key(batch: &Batch, (p, f): (u32, u32)) -> (&str, &str, bool) {
+    let p = &batch.points[p as usize];
+    let (field, v) = &p.fields[f as usize];
+    (&p.measurement, field, is_sum(*v))
+}
+
+fn is_sum(v: Value) -> bool {
+    matches!(v, Value::Counter(_) | Value::Total(_))
+}
+
+/// The value as OTLP carries it (`asInt` or `asDouble`); `None`: not finite.
+fn number(v: Value) -> Option<(Option<i64>, Option<f64>)> {
+    match v {
+        Value::Counter(x) => Some((Some(i64::try_from(x).unwrap_or(i64::MAX)), None)),
+        Value::Int(x) => Some((Some(x), None)),
+        Value::Gauge(x) | Value::Total(x) if x.is_finite() => Some((None, Some(x))),
+        Value::Gauge(_) | Value::Total(_) => None,
+    }
+}
+
+/// Groups the batch's values by metric, in order of first appearance.
+fn group(batch: &Batch, sc: &mut Scratch) {
+    sc.values.clear();
+    for (pi, p) in batch.points.iter().enumerate() {
+        for (fi, (_, v)) in p.fields.iter().enumerate() {
+            if number(*v).is_some() {
+                sc.values.push((pi as u32, fi as u32));
+            }
+        }
+    }
+    // Unstable sorts (no buffer); the value's place breaks ties, so a
+    // metric's data points keep the batch's order.
+    sc.values.sort_unstable_by(|a, b| {
+        metric_key(batch, *a)
+            .cmp(&metric_key(batch, *b))
+            .then(a.cmp(b))
+    });
+    sc.metrics.clear();
+    let mut start = 0;
+    for i in 1..=sc.values.len() {
+        let end = i == sc.values.len()
+            || metric_key(batch, sc.values[i]) != metric_key(batch, sc.values[start]);
+        if end {
+            sc.metrics.push((sc.values[start], start, i));
+            start = i;
+        }
+    }
+    sc.metrics.sort_unstable_by_key(|m| m.0);
+}
+
+/// The batch as one OTLP/HTTP JSON request, written in place: a steady
+/// cycle allocates nothing (`sc` keeps the memory).
+pub fn write(
+    out: &mut Vec<u8>,
+    id: &Identity,
+    batch: &Batch,
+    sc: &mut Scratch,
+) -> std::io::Result<()> {
     let run = i64::try_from(id.run).unwrap_or(i64::MAX);
     let boot = if id.boot > 0 { id.boot } else { run };
-    // (measurement, field, is_sum) → index in `metrics`, kept in order of
-    // first appearance.
-    let mut index: HashMap<(&str, &str, bool), usize> = HashMap::new();
-    let mut metrics: Vec<Metric> = Vec::new();
-    for p in &batch.points {
-        for (field, v) in &p.fields {
-            let (as_int, as_double) = match *v {
-                Value::Counter(x) => (Some(i64::try_from(x).unwrap_or(i64::MAX)), None),
-                Value::Int(x) => (Some(x), None),
-                Value::Gauge(x) | Value::Total(x) if x.is_finite() => (None, Some(x)),
-                Value::Gauge(_) | Value::Total(_) => continue,
+    group(batch, sc);
+    let json =
+        |out: &mut Vec<u8>, s: &str| serde_json::to_writer(out, s).map_err(std::io::Error::other);
+    out.extend_from_slice(br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"host.name","value":{"stringValue":"#);
+    json(out, &id.host)?;
+    out.extend_from_slice(br#"}}]},"scopeMetrics":[{"scope":{"name":"procship","version":"#);
+    json(out, env!("CARGO_PKG_VERSION"))?;
+    out.extend_from_slice(br#"},"metrics":["#);
+    for (m, &(first, start, end)) in sc.metrics.iter().enumerate() {
+        if m > 0 {
+            out.push(b',');
+        }
+        let (measurement, field, sum) = metric_key(batch, first);
+        sc.name.clear();
+        series_name_into(&mut sc.name, measurement, field);
+        out.extend_from_slice(br#"{"name":"#);
+        json(out, &sc.name)?;
+        out.extend_from_slice(if sum {
+            br#","sum":{"aggregationTemporality":2,"isMonotonic":true,"dataPoints":["#.as_slice()
+        } else {
+            br#","gauge":{"dataPoints":["#.as_slice()
+        });
+        let mut wrote = false;
+        for &(pi, fi) in &sc.values[start..end] {
+            let p = &batch.points[pi as usize];
+            let Some((as_int, as_double)) = number(p.fields[fi as usize].1) else {
+                continue;
             };
-            let sum = matches!(v, Value::Counter(_) | Value::Total(_));
-            let start = if p.measurement == "agent" { run } else { boot };
+            if std::mem::replace(&mut wrote, true) {
+                out.push(b',');
+            }
+            let begin = if p.measurement == "agent" { run } else { boot };
             let dp = DataPoint {
                 attributes: Attributes(&batch.common_tags, p),
-                start_time_unix_nano: sum.then(|| start.min(p.timestamp)),
+                start_time_unix_nano: sum.then(|| begin.min(p.timestamp)),
                 time_unix_nano: p.timestamp,
                 as_int,
                 as_double,
             };
-            let i = *index
-                .entry((&p.measurement, field, sum))
-                .or_insert_with(|| {
-                    metrics.push(Metric {
-                        name: series_name(&p.measurement, field),
-                        data: if sum {
-                            Data::Sum {
-                                aggregation_temporality: CUMULATIVE,
-                                is_monotonic: true,
-                                data_points: Vec::new(),
-                            }
-                        } else {
-                            Data::Gauge {
-                                data_points: Vec::new(),
-                            }
-                        },
-                    });
-                    metrics.len() - 1
-                });
-            match &mut metrics[i].data {
-                Data::Gauge { data_points } | Data::Sum { data_points, .. } => data_points.push(dp),
-            }
+            serde_json::to_writer(&mut *out, &dp).map_err(std::io::Error::other)?;
         }
+        out.extend_from_slice(b"]}}");
     }
-    let req = Request {
-        resource_metrics: [ResourceMetrics {
-            resource: Resource {
-                attributes: vec![KeyValue {
-                    key: "host.name",
-                    value: AnyValue {
-                        string_value: &id.host,
-                    },
-                }],
-            },
-            scope_metrics: [ScopeMetrics {
-                scope: Scope {
-                    name: "procship",
-                    version: env!("CARGO_PKG_VERSION"),
-                },
-                metrics,
-            }],
-        }],
-    };
-    serde_json::to_writer(&mut *out, &req).map_err(std::io::Error::other)?;
-    out.push(b'\n');
+    out.extend_from_slice(b"]}]}]}\n");
     Ok(())
 }
 
@@ -219,7 +209,7 @@ mod tests {
             boot: 1_000,
         };
         let mut out = Vec::new();
-        write(&mut out, &id, batch).unwrap();
+        write(&mut out, &id, batch, &mut Scratch::default()).unwrap();
         serde_json::from_slice(&out).unwrap()
     }
 

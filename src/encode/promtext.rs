@@ -26,12 +26,17 @@ pub fn sanitize(out: &mut String, s: &str) {
 /// measurement alone for a `point::WHOLE` field (a site's own metric name).
 pub fn series_name(measurement: &str, field: &str) -> String {
     let mut s = String::with_capacity(measurement.len() + field.len() + 1);
-    sanitize(&mut s, measurement);
+    series_name_into(&mut s, measurement, field);
+    s
+}
+
+/// `series_name`, appended to `s`.
+pub fn series_name_into(s: &mut String, measurement: &str, field: &str) {
+    sanitize(s, measurement);
     if field != crate::point::WHOLE {
         s.push('_');
-        sanitize(&mut s, field);
+        sanitize(s, field);
     }
-    s
 }
 
 /// A field's name in line protocol and JSON, where it cannot be empty:

@@ -90,8 +90,11 @@ fn outage_longer_than_memory_holds_then_every_point_arrives() {
     });
     let l = Listener::on(&format!("127.0.0.1:{port}"), always(204));
     wait_for("the backlog delivered", SECS(60), || {
-        let got = delivered(&l);
+        // What was spooled first, then what arrived: batches spooled while
+        // the listener is read are not waited for (new ones come every
+        // interval, and reading a long log can take longer than that).
         let logged = spooled(&a.stderr());
+        let got = delivered(&l);
         logged.len() > 20 && logged.keys().all(|s| got.contains_key(s))
     });
     let (status, _, stderr) = a.stop(SECS(20));

@@ -3,7 +3,8 @@
 Every POST to /v1/metrics is parsed by the OpenTelemetry project's own
 protobuf definitions (PyPI opentelemetry-proto) with protobuf's JSON parser,
 unknown fields refused, then checked against the OTLP data model rules
-procship promises: one resource with host.name, each metric exactly one of
+procship promises: one resource with host.name per batch (a request of a
+backlog joined by the drain carries several, all of one host), each metric exactly one of
 gauge or sum, sums cumulative and monotonic with 0 < start <= time, every
 data point carrying the host attribute. A good request gets 200 and {}; a
 bad one 400 with the reason. One JSON line per request goes to stdout.
@@ -23,9 +24,21 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 def check(req):
     """Returns (host, metrics, data points); raises ValueError on a broken rule."""
-    if len(req.resource_metrics) != 1:
-        raise ValueError("expected one ResourceMetrics")
-    rm = req.resource_metrics[0]
+    if not req.resource_metrics:
+        raise ValueError("no ResourceMetrics")
+    hosts = set()
+    metrics = points = 0
+    for rm in req.resource_metrics:
+        host, m, p = check_resource(rm)
+        hosts.add(host)
+        metrics, points = metrics + m, points + p
+    if len(hosts) != 1:
+        raise ValueError(f"one request, several hosts: {sorted(hosts)}")
+    return hosts.pop(), metrics, points
+
+
+def check_resource(rm):
+    """One batch's ResourceMetrics: (host, metrics, data points)."""
     attrs = {a.key: a.value.string_value for a in rm.resource.attributes}
     host = attrs.get("host.name")
     if not host:
