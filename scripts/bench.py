@@ -22,6 +22,7 @@ printing one line each (temporary directories, removed afterwards).
 """
 
 import argparse
+import gzip
 import http.client
 import http.server
 import os
@@ -48,21 +49,26 @@ def free_port():
 
 
 class Sink:
-    """A counting HTTP sink on 127.0.0.1: requests and body bytes."""
+    """A counting HTTP sink on 127.0.0.1: requests and body bytes, and with
+    `decompress` also the bytes of the bodies decompressed (`plain`)."""
 
-    def __init__(self):
+    def __init__(self, decompress=False):
         sink = self
         self.requests = 0
         self.bytes = 0
+        self.plain = 0
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", 0))
-                self.rfile.read(n)
+                body = self.rfile.read(n)
                 sink.requests += 1
                 sink.bytes += n
+                if decompress:
+                    gz = self.headers.get("Content-Encoding") == "gzip"
+                    sink.plain += len(gzip.decompress(body)) if gz else n
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -214,14 +220,20 @@ def measure(name, cmd, env, kind, warmup, window):
     finally:
         if scraper:
             scraper.end()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if sink:
-            sink.server.shutdown()
+        stop(proc, sink)
+
+
+def stop(proc, sink=None, within=15):
+    """Stops a process this script started, by its PID (SIGTERM, then
+    SIGKILL after `within` seconds), and its sink."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if sink:
+        sink.server.shutdown()
 
 
 def fmt(values, unit=""):

@@ -26,7 +26,6 @@ here and stopped by its PID.
 
 import argparse
 import collections
-import gzip
 import os
 import re
 import signal
@@ -41,29 +40,6 @@ import bench  # noqa: E402  (the sink and the readings are shared)
 ROOT = bench.ROOT
 PROCSHIP = os.path.join(ROOT, "target/symbol-order/release/procship")
 FLOOR = bench.FLOOR
-
-
-class DecompressingSink(bench.Sink):
-    """The counting sink, which also counts the bodies' decompressed bytes."""
-
-    def __init__(self):
-        self.plain = 0
-        super().__init__()
-        handler = self.server.RequestHandlerClass
-        sink = self
-
-        def do_POST(h):
-            n = int(h.headers.get("Content-Length", 0))
-            body = h.rfile.read(n)
-            sink.requests += 1
-            sink.bytes += n
-            gz = h.headers.get("Content-Encoding") == "gzip"
-            sink.plain += len(gzip.decompress(body)) if gz else n
-            h.send_response(204)
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-
-        handler.do_POST = do_POST
 
 
 def rows():
@@ -105,21 +81,14 @@ class Run:
     """One process of a row, with its sink; stopped by its PID."""
 
     def __init__(self, cmd, env, wrap=()):
-        self.sink = DecompressingSink() if env is not None else None
+        self.sink = bench.Sink(decompress=True) if env is not None else None
         if self.sink:
             env = dict(env, PROCSHIP_INGEST_URL=f"http://127.0.0.1:{self.sink.port}/write")
         self.proc = subprocess.Popen(list(wrap) + cmd, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, cwd="/")
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.sink:
-            self.sink.server.shutdown()
+        bench.stop(self.proc, self.sink, within=30)
 
 
 def plain(cmd, env, warmup, window):

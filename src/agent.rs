@@ -46,7 +46,8 @@ pub fn identity(s: &Settings) -> Identity {
     }
 }
 
-fn runner(s: &Settings, facts: Facts) -> Runner {
+/// The chosen collectors, watching the configured host paths.
+pub fn runner(s: &Settings, facts: Facts) -> Runner {
     let ctx = Context {
         paths: s.host.paths.clone(),
         facts,
@@ -172,8 +173,6 @@ pub struct Loop {
     /// (`Notice::tally`), not a line each.
     slow: collect::Notice,
     stalled: collect::Notice,
-    /// A name being made (the agent's counters' node_exporter names).
-    scratch: String,
 }
 
 impl Loop {
@@ -206,7 +205,6 @@ impl Loop {
             tls_error: None,
             slow: Default::default(),
             stalled: Default::default(),
-            scratch: String::new(),
             facts,
             s,
         }
@@ -242,7 +240,7 @@ impl Loop {
             now,
         );
         if self.s.collect.names.names == collect::names::Names::NodeExporter {
-            telemetry::counters_total(&mut agent, &mut self.scratch);
+            telemetry::counters_total(&mut agent);
         }
         self.points.push(agent);
         telemetry::collector_points(self.runner.outcomes(), now, &mut self.points);

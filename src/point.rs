@@ -150,7 +150,6 @@ impl Point {
     }
 }
 
-/// Tags every point of a batch carries: `host` plus `PROCSHIP_TAGS`, sorted.
 /// At most this many names are interned (`intern`) for the process's life.
 const INTERNED_MAX: usize = 4096;
 
@@ -174,6 +173,20 @@ pub fn intern(name: &str) -> Name {
         }
         Err(_) => Cow::Owned(name.to_string()),
     }
+}
+
+/// `intern` of `parts` joined (`["node_vmstat_", key]`), made in a
+/// per-thread buffer: no allocation once the name is known.
+pub fn intern_concat(parts: &[&str]) -> Name {
+    thread_local! {
+        static JOINED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    JOINED.with(|j| {
+        let mut j = j.borrow_mut();
+        j.clear();
+        parts.iter().for_each(|p| j.push_str(p));
+        intern(&j)
+    })
 }
 
 /// Points and tag strings kept for reuse on this thread, bounded.
@@ -235,6 +248,7 @@ impl Drop for Point {
     }
 }
 
+/// Tags every point of a batch carries: `host` plus `PROCSHIP_TAGS`, sorted.
 pub type CommonTags = Arc<Vec<(String, String)>>;
 
 /// A cut of points on its way to the queue, numbered per host and run.

@@ -476,10 +476,7 @@ impl Collector for Cgroup {
             let name = g.unit.rsplit('/').next().unwrap_or(&g.unit).to_string();
             let k = kind(&name);
             let tag = |p: Point| {
-                let p = p
-                    .tag("unit", g.unit.clone())
-                    .tag("kind", k)
-                    .tag("slice", g.slice.clone());
+                let p = p.tag("unit", &g.unit).tag("kind", k).tag("slice", &g.slice);
                 match (k, domain(&name)) {
                     ("vm", Some(d)) => p.tag("domain", d),
                     _ => p,

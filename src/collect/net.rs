@@ -66,7 +66,9 @@ impl Collector for NetNode {
         if head != self.header {
             self.names = (recv.split_whitespace().map(|c| ("receive", c)))
                 .chain(sent.split_whitespace().map(|c| ("transmit", c)))
-                .map(|(side, c)| crate::point::intern(&format!("node_network_{side}_{c}_total")))
+                .map(|(side, c)| {
+                    crate::point::intern_concat(&["node_network_", side, "_", c, "_total"])
+                })
                 .collect();
             self.header = head.to_string();
         }

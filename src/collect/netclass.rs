@@ -140,13 +140,13 @@ fn node_attr<'b>(
     buf: &'b mut [u8; NODE_ATTR_MAX],
     partial: &mut Partial,
 ) -> Result<Option<&'b str>, Unread> {
-    let n = match f.read_at(buf, 0) {
-        Ok(n) => n,
-        Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => return Ok(None),
-        Err(_) => return Err(Unread::Gone),
+    let bytes = match read_attr(f, buf) {
+        Ok(b) => b,
+        Err(Unread::Unknown) => return Ok(None),
+        Err(gone) => return Err(gone),
     };
-    match std::str::from_utf8(&buf[..n]) {
-        Ok(text) if n < NODE_ATTR_MAX => Ok(Some(text.trim())),
+    match std::str::from_utf8(bytes) {
+        Ok(text) if bytes.len() < NODE_ATTR_MAX => Ok(Some(text.trim())),
         _ => {
             partial.keep::<()>(Err(CollectError::parse(path(), "not a short line of text")));
             Ok(None)
@@ -390,7 +390,7 @@ enum Unread {
 }
 
 /// An open attribute's text (at most `buf`'s size) in `buf`.
-fn read_attr<'b>(f: &File, buf: &'b mut [u8; ATTR_MAX]) -> Result<&'b [u8], Unread> {
+fn read_attr<'b>(f: &File, buf: &'b mut [u8]) -> Result<&'b [u8], Unread> {
     match f.read_at(buf, 0) {
         Ok(n) => Ok(&buf[..n]),
         Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => Err(Unread::Unknown),

@@ -101,18 +101,20 @@ impl Processes {
             Some(root) => root,
             None => self.root.insert(super::open_dir(proc_root)?),
         };
-        let walked = walk(root, &mut self.dents, &mut self.path, &mut self.buf);
-        match walked {
-            Ok(c) if c.total > 0 => Ok(c),
-            other => {
-                // Opened again next cycle: perhaps the mount was replaced.
-                self.root = None;
-                Err(match other {
-                    Err(e) => CollectError::io(proc_root, e.into()),
-                    Ok(_) => CollectError::parse(proc_root, "no process found: is this a procfs?"),
-                })
-            }
+        let counted = walk(root, &mut self.dents, &mut self.path, &mut self.buf)
+            .map_err(|e| CollectError::io(proc_root, e.into()))
+            .and_then(|c| match c.total {
+                0 => Err(CollectError::parse(
+                    proc_root,
+                    "no process found: is this a procfs?",
+                )),
+                _ => Ok(c),
+            });
+        if counted.is_err() {
+            // Opened again next cycle: perhaps the mount was replaced.
+            self.root = None;
         }
+        counted
     }
 }
 

@@ -278,7 +278,7 @@ impl Procstat {
         };
         let mut p = Point::new("procstat", now)
             .tag("pid", s.pid.to_string())
-            .tag("name", s.stat.name.clone())
+            .tag("name", &s.stat.name)
             .tag("user", user)
             .tag("state", char::from(s.stat.state).to_string())
             .uint(

@@ -140,17 +140,22 @@ struct NodeReading {
     file: File,
 }
 
-impl NodeReading {
-    /// The value in degrees; `None` when the probe does not answer (absent
-    /// or switched off) or the text is bad (kept in `partial`).
-    fn read(&self, buf: &mut [u8; 32], partial: &mut Partial) -> Option<f64> {
-        let n = self.file.read_at(buf, 0).ok()?;
-        partial.keep(if n == buf.len() {
-            Err(CollectError::parse(&self.path, "longer than a temperature"))
-        } else {
-            parse_millidegrees(&self.path, &buf[..n])
-        })
-    }
+/// An open sensor's value in degrees; `None` when the probe does not
+/// answer (absent or switched off) or its text is bad (kept in `partial`).
+fn read_degrees(file: &File, path: &Path, partial: &mut Partial) -> Option<f64> {
+    let mut buf = [0u8; 32];
+    let n = match file.read_at(&mut buf, 0) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::trace!(sensor = %path.display(), "unreadable: {e}");
+            return None;
+        }
+    };
+    partial.keep(if n == buf.len() {
+        Err(CollectError::parse(path, "longer than a temperature"))
+    } else {
+        parse_millidegrees(path, &buf[..n])
+    })
 }
 
 impl TempNode {
@@ -247,7 +252,6 @@ impl Collector for TempNode {
         if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
             self.refresh(&files.sys_path(""), &mut partial);
         }
-        let mut buf = [0u8; 32];
         for item in &self.items {
             match item {
                 NodeItem::Chip(chip, name) => out.push(
@@ -257,7 +261,7 @@ impl Collector for TempNode {
                         .int(WHOLE, 1),
                 ),
                 NodeItem::Reading(r) => {
-                    if let Some(c) = r.read(&mut buf, &mut partial) {
+                    if let Some(c) = read_degrees(&r.file, &r.path, &mut partial) {
                         let [(k0, v0), (k1, v1)] = &r.tags;
                         out.push(
                             Point::new(r.series, now)
@@ -474,28 +478,14 @@ impl Collector for Temp {
         if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
             self.refresh(files, &mut partial);
         }
-        let mut buf = [0u8; 32];
         for s in &self.sensors {
-            let n = match s.file.read_at(&mut buf, 0) {
-                Ok(n) => n,
-                Err(e) => {
-                    // A probe that is absent or switched off answers this way.
-                    tracing::trace!(sensor = %s.path.display(), "unreadable: {e}");
-                    continue;
-                }
-            };
-            let c = if n == buf.len() {
-                Err(CollectError::parse(&s.path, "longer than a temperature"))
-            } else {
-                parse_millidegrees(&s.path, &buf[..n])
-            };
-            let Some(c) = partial.keep(c) else {
+            let Some(c) = read_degrees(&s.file, &s.path, &mut partial) else {
                 continue;
             };
             out.push(
                 Point::new("temp", now)
-                    .tag("chip", s.chip.clone())
-                    .tag("sensor", s.label.clone())
+                    .tag("chip", &s.chip)
+                    .tag("sensor", &s.label)
                     .gauge("temp", c),
             );
         }

@@ -13,7 +13,6 @@ use crate::point::{Point, Timestamp, WHOLE};
 pub const ENTRY: Entry = Entry::plain("vmstat", |ctx| {
     Box::new(Vmstat {
         node: ctx.names == Names::NodeExporter,
-        name: String::new(),
     })
 })
 .off_by_default()
@@ -35,8 +34,6 @@ fn node_field(key: &str) -> bool {
 pub struct Vmstat {
     /// node_exporter's names and fields.
     node: bool,
-    /// A series name being made (node_exporter's names).
-    name: String,
 }
 
 impl Collector for Vmstat {
@@ -57,17 +54,16 @@ impl Collector for Vmstat {
         for (i, line) in text.lines().enumerate() {
             if self.node {
                 if let Some((key, v)) = key_value(line).filter(|(k, _)| node_field(k)) {
-                    self.name.clear();
-                    self.name.push_str("node_vmstat_");
-                    self.name.push_str(key);
-                    let name = crate::point::intern(&self.name);
+                    let name = crate::point::intern_concat(&["node_vmstat_", key]);
                     out.push(Point::new(name, now).uint(WHOLE, v));
                 }
                 continue;
             }
             match key_value(line) {
-                Some((key, v)) if key.starts_with("nr_") => p = p.uint(key.to_string(), v),
-                Some((key, v)) => p = p.counter(key.to_string(), v),
+                Some((key, v)) if key.starts_with("nr_") => {
+                    p = p.uint(crate::point::intern(key), v)
+                }
+                Some((key, v)) => p = p.counter(crate::point::intern(key), v),
                 None if line.trim().is_empty() => {}
                 None => partial.note(|| {
                     CollectError::parse(&path, format!("line {}: not `key value`", i + 1))
@@ -95,14 +91,7 @@ mod tests {
 
     #[test]
     fn node_exporter_default_fields() {
-        let pts = run(
-            &mut Vmstat {
-                node: true,
-                name: String::new(),
-            },
-            "basic",
-        )
-        .unwrap();
+        let pts = run(&mut Vmstat { node: true }, "basic").unwrap();
         let names: Vec<_> = pts.iter().map(|p| p.measurement.as_ref()).collect();
         assert!(names.contains(&"node_vmstat_pgfault") && names.contains(&"node_vmstat_pswpin"));
         assert!(
@@ -113,14 +102,7 @@ mod tests {
 
     #[test]
     fn every_key_gauges_and_counters() {
-        let p = &run(
-            &mut Vmstat {
-                node: false,
-                name: String::new(),
-            },
-            "basic",
-        )
-        .unwrap()[0];
+        let p = &run(&mut Vmstat { node: false }, "basic").unwrap()[0];
         assert_eq!(p.field("nr_free_pages"), Some(Int(2_000_000)));
         assert_eq!(p.field("pswpin"), Some(Counter(100)));
         assert_eq!(p.fields.len(), 6);
@@ -129,10 +111,7 @@ mod tests {
     #[test]
     fn a_bad_line_loses_only_itself() {
         let (pts, e) = run_on_partial(
-            &mut Vmstat {
-                node: false,
-                name: String::new(),
-            },
+            &mut Vmstat { node: false },
             &[(
                 "proc/vmstat",
                 b"pgfault 10\noom_kill x\nweird\npgmajfault 2\n",

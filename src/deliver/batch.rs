@@ -85,8 +85,6 @@ pub struct Batcher {
     pending: Vec<Point>,
     /// Emptied point vectors of encoded batches (`reuse`), for the next cut.
     spare: Vec<Vec<Point>>,
-    /// Points left out for want of fields, on their way to the pool.
-    empty: Vec<Point>,
     max_points: usize,
     next_seq: u64,
     common: CommonTags,
@@ -100,7 +98,6 @@ impl Batcher {
         Batcher {
             pending: Vec::new(),
             spare: Vec::new(),
-            empty: Vec::new(),
             max_points: max_points.max(1),
             next_seq: 1,
             common: CommonTags::new(common),
@@ -154,14 +151,9 @@ impl Batcher {
     /// Returns how many points were taken, and the batches.
     pub fn add(&mut self, points: &mut Vec<Point>) -> (usize, Vec<Batch>) {
         let before = self.pending.len();
-        for p in points.drain(..) {
-            if p.fields.is_empty() {
-                self.empty.push(p);
-            } else {
-                self.pending.push(p);
-            }
-        }
-        crate::point::recycle(&mut self.empty);
+        // Those left out go back to the point pool as they are dropped.
+        self.pending
+            .extend(points.drain(..).filter(|p| !p.fields.is_empty()));
         let taken = self.pending.len() - before;
         let mut full = Vec::new();
         while self.pending.len() >= self.max_points {

@@ -20,6 +20,7 @@ use flate2::{Compress, FlushCompress, Status};
 use crate::config::{ConfigError, Values, Var};
 use crate::point::{Batch, Timestamp};
 
+pub mod group;
 pub mod influx;
 pub mod join;
 pub mod json;
@@ -234,7 +235,9 @@ pub struct Encoder {
     buf: Vec<u8>,
     /// The buffer the next body is written into (a delivered one, `reuse`).
     spare: Vec<u8>,
+    /// The gzip compressor, made at the first gzip'd batch at `gzip_level`.
     gzip: Option<Compress>,
+    gzip_level: u32,
     snappy: snap::raw::Encoder,
     /// The encoders' memory kept from batch to batch.
     otlp: otlp::Scratch,
@@ -278,24 +281,14 @@ impl Encoder {
             snappy: snap::raw::Encoder::new(),
             otlp: otlp::Scratch::default(),
             remote_write: remote_write::Scratch::default(),
-            gzip: match compression {
-                Compression::Gzip => Some(Compress::new_gzip(
-                    flate2::Compression::new(DEFAULT_GZIP_LEVEL),
-                    GZIP_WINDOW_BITS,
-                )),
-                Compression::None | Compression::Snappy => None,
-            },
+            gzip_level: DEFAULT_GZIP_LEVEL,
+            gzip: None,
         }
     }
 
     /// The same encoder with gzip at `level` (1 fastest … 9 smallest).
     pub fn gzip_level(mut self, level: u32) -> Self {
-        if self.gzip.is_some() {
-            self.gzip = Some(Compress::new_gzip(
-                flate2::Compression::new(level),
-                GZIP_WINDOW_BITS,
-            ));
-        }
+        self.gzip_level = level;
         self
     }
 
@@ -324,12 +317,18 @@ impl Encoder {
             Format::Prometheus => remote_write::write(&mut self.buf, batch, &mut self.remote_write),
         }
         let mut body = std::mem::take(&mut self.spare);
-        match (self.compression, &mut self.gzip) {
-            (Compression::Gzip, Some(z)) => gzip(z, &self.buf, &mut body)?,
-            (Compression::Snappy, _) => {
+        match self.compression {
+            Compression::Gzip => {
+                let level = self.gzip_level;
+                let z = self.gzip.get_or_insert_with(|| {
+                    Compress::new_gzip(flate2::Compression::new(level), GZIP_WINDOW_BITS)
+                });
+                gzip(z, &self.buf, &mut body)?;
+            }
+            Compression::Snappy => {
                 remote_write::snappy_into(&mut self.snappy, &self.buf, &mut body)?;
             }
-            _ => std::mem::swap(&mut body, &mut self.buf),
+            Compression::None => std::mem::swap(&mut body, &mut self.buf),
         }
         Ok(Encoded {
             seq: batch.seq,

@@ -17,6 +17,7 @@
 use serde::{Serialize, Serializer};
 
 use super::Identity;
+use super::group::{At, Run};
 use super::promtext::series_name_into;
 use crate::point::{Batch, Point, Value, merged_tags};
 
@@ -80,15 +81,15 @@ fn opt_decimal<S: Serializer>(x: &Option<i64>, s: S) -> Result<S::Ok, S::Error> 
 /// batch's values grouped into metrics, and a metric's name being made.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// (point, field) of every value, sorted into runs of one metric each.
-    values: Vec<(u32, u32)>,
-    /// Each metric's first value (its place in the batch) and its run in `values`.
-    metrics: Vec<((u32, u32), usize, usize)>,
+    /// Every value, sorted into runs of one metric each.
+    values: Vec<At>,
+    /// Each metric's first value and its run in `values`.
+    metrics: Vec<Run>,
     name: String,
 }
 
 /// The metric a value belongs to: measurement, field, and whether a sum.
-fn metric_key(batch: &Batch, (p, f): (u32, u32)) -> (&str, &str, bool) {
+fn metric_key(batch: &Batch, (p, f): At) -> (&str, &str, bool) {
     let p = &batch.points[p as usize];
     let (field, v) = &p.fields[f as usize];
     (&p.measurement, field, is_sum(*v))
@@ -108,34 +109,18 @@ fn number(v: Value) -> Option<(Option<i64>, Option<f64>)> {
     }
 }
 
-/// Groups the batch's values by metric, in order of first appearance.
+/// Groups the batch's values by metric, in order of first appearance;
+/// a metric's data points keep the batch's order.
 fn group(batch: &Batch, sc: &mut Scratch) {
-    sc.values.clear();
-    for (pi, p) in batch.points.iter().enumerate() {
-        for (fi, (_, v)) in p.fields.iter().enumerate() {
-            if number(*v).is_some() {
-                sc.values.push((pi as u32, fi as u32));
-            }
-        }
-    }
-    // Unstable sorts (no buffer); the value's place breaks ties, so a
-    // metric's data points keep the batch's order.
-    sc.values.sort_unstable_by(|a, b| {
-        metric_key(batch, *a)
-            .cmp(&metric_key(batch, *b))
-            .then(a.cmp(b))
-    });
-    sc.metrics.clear();
-    let mut start = 0;
-    for i in 1..=sc.values.len() {
-        let end = i == sc.values.len()
-            || metric_key(batch, sc.values[i]) != metric_key(batch, sc.values[start]);
-        if end {
-            sc.metrics.push((sc.values[start], start, i));
-            start = i;
-        }
-    }
-    sc.metrics.sort_unstable_by_key(|m| m.0);
+    let key = |at| metric_key(batch, at);
+    super::group::group(
+        batch,
+        |v| number(v).is_some(),
+        |a, b| key(a).cmp(&key(b)).then(a.cmp(&b)),
+        |a, b| key(a) == key(b),
+        &mut sc.values,
+        &mut sc.metrics,
+    );
 }
 
 /// The batch as one OTLP/HTTP JSON request, written in place: a steady

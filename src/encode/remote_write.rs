@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
+use super::group::{At, Run};
 use super::promtext::{push_label, sanitize, series_name};
 use crate::point::{Batch, Value, merged_tags};
 
@@ -140,10 +141,10 @@ pub fn series(batch: &Batch) -> Vec<TimeSeries> {
 /// What `write` keeps from one batch to the next (its memory only).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// (point, field) of every sample, sorted into series, each by time.
-    values: Vec<(u32, u32)>,
-    /// Each series' first sample (its place in the batch) and its run in `values`.
-    series: Vec<((u32, u32), usize, usize)>,
+    /// Every sample, sorted into series, each by time.
+    values: Vec<At>,
+    /// Each series' first sample and its run in `values`.
+    series: Vec<Run>,
     /// One series' labels: the byte ranges of name and value in `text`, in
     /// the order the point gave them.
     labels: Vec<(usize, usize, usize, usize, usize)>,
@@ -155,7 +156,7 @@ pub struct Scratch {
 
 /// Orders two samples by series (measurement, field, tags), then time, then
 /// place in the batch.
-fn by_series(batch: &Batch, a: (u32, u32), b: (u32, u32)) -> std::cmp::Ordering {
+fn by_series(batch: &Batch, a: At, b: At) -> std::cmp::Ordering {
     let (p, q) = (&batch.points[a.0 as usize], &batch.points[b.0 as usize]);
     let (fa, fb) = (&p.fields[a.1 as usize].0, &q.fields[b.1 as usize].0);
     (p.measurement.as_ref(), fa.as_ref())
@@ -167,7 +168,7 @@ fn by_series(batch: &Batch, a: (u32, u32), b: (u32, u32)) -> std::cmp::Ordering 
         .then(a.cmp(&b))
 }
 
-fn same_series(batch: &Batch, a: (u32, u32), b: (u32, u32)) -> bool {
+fn same_series(batch: &Batch, a: At, b: At) -> bool {
     let (p, q) = (&batch.points[a.0 as usize], &batch.points[b.0 as usize]);
     p.measurement == q.measurement
         && p.fields[a.1 as usize].0 == q.fields[b.1 as usize].0
@@ -175,31 +176,16 @@ fn same_series(batch: &Batch, a: (u32, u32), b: (u32, u32)) -> bool {
 }
 
 /// Groups the batch's finite samples into series, in order of first
-/// appearance (unstable sorts: no buffer; ties broken by place).
+/// appearance, each series' samples by time.
 fn group(batch: &Batch, sc: &mut Scratch) {
-    sc.values.clear();
-    for (pi, p) in batch.points.iter().enumerate() {
-        for (fi, (_, v)) in p.fields.iter().enumerate() {
-            if value(*v).is_finite() {
-                sc.values.push((pi as u32, fi as u32));
-            }
-        }
-    }
-    sc.values.sort_unstable_by(|a, b| by_series(batch, *a, *b));
-    sc.series.clear();
-    let mut start = 0;
-    for i in 1..=sc.values.len() {
-        if i == sc.values.len() || !same_series(batch, sc.values[start], sc.values[i]) {
-            let first = sc.values[start..i]
-                .iter()
-                .min()
-                .copied()
-                .unwrap_or_default();
-            sc.series.push((first, start, i));
-            start = i;
-        }
-    }
-    sc.series.sort_unstable_by_key(|s| s.0);
+    super::group::group(
+        batch,
+        |v| value(v).is_finite(),
+        |a, b| by_series(batch, a, b),
+        |a, b| same_series(batch, a, b),
+        &mut sc.values,
+        &mut sc.series,
+    );
 }
 
 /// Appends a length-delimited field (`tag`: field number and wire type 2).

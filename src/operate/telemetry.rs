@@ -107,13 +107,10 @@ impl SelfStats {
 /// With node_exporter's names (`PROCSHIP_NAMES`), the agent's counters end
 /// in `_total` as Prometheus' conventions (and `promtool check metrics`)
 /// want: `agent_sent_total`, `agent_dropped_queue_full_total`, ….
-pub fn counters_total(p: &mut Point, scratch: &mut String) {
+pub fn counters_total(p: &mut Point) {
     for (name, v) in &mut p.fields {
         if matches!(v, crate::point::Value::Counter(_)) {
-            scratch.clear();
-            scratch.push_str(name);
-            scratch.push_str("_total");
-            *name = crate::point::intern(scratch);
+            *name = crate::point::intern_concat(&[name, "_total"]);
         }
     }
 }

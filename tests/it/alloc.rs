@@ -13,16 +13,16 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 
-use procship::agent::{Loop, identity};
-use procship::collect::{self, Context, Runner};
+use procship::agent::{Loop, identity, runner};
+use procship::collect;
 use procship::deliver::queue::Queue;
 use procship::deliver::ship::{self, Shipper};
-use procship::host::{Facts, HostPaths};
+use procship::host::Facts;
 use procship::point;
 use procship::settings::Settings;
 use procship::stats::Stats;
 
-use crate::util::{Listener, always};
+use crate::util::{Listener, always, fixture};
 
 thread_local! {
     static COUNT: Cell<u64> = const { Cell::new(0) };
@@ -95,17 +95,12 @@ fn settings(vars: &[(&str, &str)]) -> Settings {
     }
 }
 
-/// One collector alone on this host, its points given back every cycle.
-fn collector_allocations(name: &str) -> u64 {
-    let s = settings(&[("COLLECTORS", name)]);
-    let paths = HostPaths::default();
-    let ctx = Context {
-        paths: paths.clone(),
-        facts: Facts::of_this_host(),
-        rates: s.collect.rates,
-        names: s.collect.names.names,
-    };
-    let mut r = Runner::new(s.collect.build(&ctx), paths);
+/// One collector alone, as the agent builds it (on this host, or on the
+/// tree `vars` point at), its points given back every cycle.
+fn collector_allocations(name: &str, vars: &[(&str, &str)]) -> u64 {
+    let mut all = vec![("COLLECTORS", name)];
+    all.extend_from_slice(vars);
+    let mut r = runner(&settings(&all), Facts::of_this_host());
     let mut out = Vec::new();
     let mut cycle = |now: i64| {
         r.collect(now, &mut out);
@@ -125,16 +120,31 @@ fn collector_allocations(name: &str) -> u64 {
 fn no_default_collector_allocates_in_a_steady_cycle() {
     let mut wrong = Vec::new();
     let only = std::env::var("PROCSHIP_ALLOC_ONLY").unwrap_or_default();
+    // This host, and a fixture tree with what it may lack (sensors,
+    // thermal zones, several disks and interfaces).
+    let tree = fixture("basic");
+    let (proc, sys, root) = (tree.join("proc"), tree.join("sys"), tree.join("root"));
+    let on_tree = [
+        ("HOST_PROC", proc.to_str().unwrap_or_default()),
+        ("HOST_SYS", sys.to_str().unwrap_or_default()),
+        ("HOST_ROOT", root.to_str().unwrap_or_default()),
+    ];
     for name in collect::defaults() {
         if !only.is_empty() && only != name {
             continue;
         }
-        let n = collector_allocations(name);
         let listed = COLLECTORS_THAT_ALLOCATE.iter().any(|(c, _)| *c == name);
-        match (n > 0, listed) {
-            (true, false) => wrong.push(format!("{name}: {n} allocations per cycle")),
-            (false, true) => wrong.push(format!("{name}: listed, but allocates nothing")),
-            _ => {}
+        for (place, vars) in [("this host", &[][..]), ("the basic tree", &on_tree[..])] {
+            let n = collector_allocations(name, vars);
+            match (n > 0, listed) {
+                (true, false) => {
+                    wrong.push(format!("{name} on {place}: {n} allocations per cycle"))
+                }
+                (false, true) => {
+                    wrong.push(format!("{name} on {place}: listed, but allocates nothing"))
+                }
+                _ => {}
+            }
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
@@ -175,7 +185,7 @@ fn a_steady_cycle_allocates_nothing_in_any_format() {
     // What the listed collectors allocate is allowed in the whole cycle too.
     let collectors: u64 = COLLECTORS_THAT_ALLOCATE
         .iter()
-        .map(|(c, _)| collector_allocations(c))
+        .map(|(c, _)| collector_allocations(c, &[]))
         .sum();
     let mut wrong = Vec::new();
     for (format, compression, names) in [
