@@ -3,6 +3,7 @@
 //! set) until the shipper has delivered them, as the retry policy says.
 
 pub mod batch;
+pub mod coalesce;
 pub mod drain;
 pub mod queue;
 pub mod resolve;

@@ -16,6 +16,9 @@ use crate::config::{
     ConfigError, Mask, Secret, Values, Var, mask_url, parse_duration, parse_duration_upto,
     parse_positive_duration, parse_url, split_list,
 };
+use ureq::unversioned::transport::{Connector, DefaultConnector};
+
+use crate::deliver::coalesce::Coalescing;
 use crate::deliver::drain::{self, Request};
 use crate::deliver::queue::{Queue, Queued};
 use crate::deliver::resolve::CachingResolver;
@@ -225,7 +228,7 @@ impl Http {
             headers.push(("Authorization".into(), format!("Bearer {}", t.expose())));
         }
         let resolver = CachingResolver::default();
-        let connector = ureq::unversioned::transport::DefaultConnector::default();
+        let connector = DefaultConnector::default().chain(Coalescing);
         Http {
             agent: ureq::Agent::with_parts(config, connector, resolver.clone()),
             resolver,
