@@ -163,6 +163,8 @@ pub struct Loop {
     encoder: Encoder,
     points: Vec<Point>,
     telemetry: SelfStats,
+    /// Which cycles ship the agent's own points (`PROCSHIP_SELF_INTERVAL`).
+    cadence: telemetry::Cadence,
     started: Instant,
     status: Option<Arc<status::Shared>>,
     target: Arc<ship::Target>,
@@ -199,6 +201,7 @@ impl Loop {
             queue,
             points: Vec::new(),
             telemetry: SelfStats::new(facts.page_size),
+            cadence: telemetry::Cadence::new(s.telemetry.cycles(s.schedule.interval)),
             started: Instant::now(),
             status: None,
             target: Arc::new(ship::Target::default()),
@@ -232,20 +235,20 @@ impl Loop {
         let failed = self.runner.collect(now, &mut self.points);
         Stats::add(&self.stats.cycles, 1);
         Stats::add(&self.stats.collector_errors, failed as u64);
-        let mut agent = self.telemetry.point(
-            &self.stats,
-            &self.queue.depth(),
-            started.elapsed(),
-            self.started.elapsed(),
-            now,
-        );
-        if self.s.collect.names.names == collect::names::Names::NodeExporter {
-            telemetry::counters_total(&mut agent);
+        let host_points = self.points.len();
+        let ship_self = self.cadence.due(self.runner.outcomes());
+        if ship_self || self.status.is_some() {
+            self.self_points(started.elapsed(), now);
         }
-        self.points.push(agent);
-        telemetry::collector_points(self.runner.outcomes(), now, &mut self.points);
         if let Some(s) = &self.status {
             s.set_snapshot(self.batcher.common(), &self.points);
+        }
+        if !ship_self {
+            // Last made, first given back: the point pool hands them out
+            // again in the order the next cycle makes them.
+            while self.points.len() > host_points {
+                self.points.pop();
+            }
         }
         let (taken, full) = self.batcher.add(&mut self.points);
         Stats::add(&self.stats.collected, taken as u64);
@@ -265,6 +268,22 @@ impl Loop {
             }
         }
         taken
+    }
+
+    /// The `agent` point and the `agent_collector` points, last in the cycle.
+    fn self_points(&mut self, collect_took: Duration, now: i64) {
+        let mut agent = self.telemetry.point(
+            &self.stats,
+            &self.queue.depth(),
+            collect_took,
+            self.started.elapsed(),
+            now,
+        );
+        if self.s.collect.names.names == collect::names::Names::NodeExporter {
+            telemetry::counters_total(&mut agent);
+        }
+        self.points.push(agent);
+        telemetry::collector_points(self.runner.outcomes(), now, &mut self.points);
     }
 
     /// SIGHUP: builds the configuration again and applies what the rows
@@ -307,6 +326,11 @@ impl Loop {
         if plan.touches(schedule::VARS) {
             self.s.schedule.interval = new.schedule.interval;
             *ticker = Ticker::new(self.phase_start(), new.schedule.interval);
+        }
+        if plan.touches(schedule::VARS) || plan.touches(telemetry::VARS) {
+            self.s.telemetry = new.telemetry;
+            self.cadence
+                .set_every(self.s.telemetry.cycles(self.s.schedule.interval));
         }
         if plan.touches(crate::deliver::batch::VARS) {
             // What is pending was collected under the old tags.

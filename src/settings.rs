@@ -9,7 +9,7 @@ use crate::config::{ConfigError, Effective, Reload, Section, Table, Values, Var}
 use crate::deliver::{batch, drain, queue, retry, ship, spool, tls};
 use crate::encode;
 use crate::host;
-use crate::operate::{log, status};
+use crate::operate::{log, status, telemetry};
 use crate::schedule;
 
 /// Every feature's options, and the values in effect.
@@ -28,6 +28,7 @@ pub struct Settings {
     pub retry: retry::Options,
     pub drain: drain::Options,
     pub status: status::Options,
+    pub telemetry: telemetry::Options,
     pub log: log::Options,
     pub effective: Effective,
 }
@@ -70,6 +71,7 @@ pub fn table() -> Table {
         section("Retries", retry::VARS),
         section("Draining a backlog", drain::VARS),
         section("Status endpoint", status::VARS),
+        section("Self-telemetry", telemetry::VARS),
         section("Logs", log::VARS),
     ]);
     Table { sections }
@@ -113,6 +115,7 @@ impl Settings {
             retry: retry::Options::parse(v)?,
             drain: drain::Options::parse(v)?,
             status: status::Options::parse(v)?,
+            telemetry: telemetry::Options::parse(v)?,
             log: log::Options::parse(v)?,
             effective: Effective::default(),
         })

@@ -20,15 +20,92 @@
 //! so an alert can say which collector is broken on which host. Three
 //! series per collector (about 45 by default), as node_exporter's
 //! `node_scrape_collector_*` pair.
+//!
+//! These points go out every `PROCSHIP_SELF_INTERVAL` (rounded to whole
+//! cycles; default 10 s, so every cycle at the default interval), and at
+//! once on the cycle a collector starts or stops failing or skipping: at a
+//! 1 s cadence they were a third of every batch, for series an alert reads
+//! over minutes. `/metrics` and `/status` show them every cycle.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use crate::collect::Outcome;
+use crate::config::{ConfigError, Values, Var, parse_duration};
 use crate::deliver::queue::Depth;
 use crate::point::{Point, Timestamp};
 use crate::stats::{DropReason, Stats};
+
+pub const VARS: &[Var] = &[Var::new(
+    "SELF_INTERVAL",
+    "10",
+    "how often the agent's own points (agent, agent_collector) are shipped, rounded to whole cycles; also at once when a collector starts or stops failing or skipping; 0: every cycle",
+)
+.live()];
+
+/// `PROCSHIP_SELF_INTERVAL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub every: Duration,
+}
+
+impl Options {
+    pub fn parse(v: &mut Values) -> Result<Options, ConfigError> {
+        Ok(Options {
+            every: v.get("SELF_INTERVAL", parse_duration)?,
+        })
+    }
+
+    /// Every how many cycles of `interval` the points go out (at least 1).
+    pub fn cycles(&self, interval: Duration) -> u32 {
+        let n = self.every.as_secs_f64() / interval.as_secs_f64().max(1e-9);
+        // Float to int saturates; NaN is 0.
+        (n.round() as u32).max(1)
+    }
+}
+
+/// Decides, cycle by cycle, whether the agent's own points are shipped:
+/// on the first cycle, every `every` cycles, and when a collector's health
+/// changed (success flipped, or skipping started or stopped) — facts in,
+/// a yes or no out.
+#[derive(Debug, Default)]
+pub struct Cadence {
+    every: u32,
+    /// Cycles since the points last went out; `None` before the first.
+    since: Option<u32>,
+    /// Each collector's (success, skipped any) when last shipped.
+    health: Vec<(bool, bool)>,
+}
+
+impl Cadence {
+    pub fn new(every: u32) -> Self {
+        Cadence {
+            every: every.max(1),
+            ..Cadence::default()
+        }
+    }
+
+    pub fn set_every(&mut self, every: u32) {
+        self.every = every.max(1);
+    }
+
+    /// Whether this cycle, whose collectors ended as `outcomes`, ships them.
+    pub fn due(&mut self, outcomes: &[Outcome]) -> bool {
+        let health = outcomes.iter().map(|o| (o.ok, o.skipped > 0));
+        let changed = !health.clone().eq(self.health.iter().copied());
+        let since = self.since.map_or(u32::MAX, |n| n.saturating_add(1));
+        let due = changed || since >= self.every;
+        if due {
+            self.health.clear();
+            self.health.extend(health);
+            self.since = Some(0);
+        } else {
+            self.since = Some(since);
+        }
+        due
+    }
+}
 
 /// Reads the agent's own resident size and CPU time.
 pub struct SelfStats {
@@ -160,6 +237,53 @@ mod tests {
             out[0].field("duration_seconds"),
             Some(Value::Gauge(0.00025))
         );
+    }
+
+    fn outcome(ok: bool, skipped: u32) -> Outcome {
+        Outcome {
+            name: "x",
+            ok,
+            skipped,
+            points: 1,
+            took: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn the_points_go_out_first_then_every_n_cycles_and_when_health_changes() {
+        let mut c = Cadence::new(3);
+        let fine = [outcome(true, 0), outcome(true, 0)];
+        let got: Vec<bool> = (0..7).map(|_| c.due(&fine)).collect();
+        assert_eq!(got, [true, false, false, true, false, false, true]);
+        assert!(
+            c.due(&[outcome(false, 1), outcome(true, 0)]),
+            "a failure at once"
+        );
+        assert!(
+            !c.due(&[outcome(false, 4), outcome(true, 0)]),
+            "more skipped: not news"
+        );
+        assert!(
+            c.due(&[outcome(true, 0), outcome(true, 0)]),
+            "a recovery at once"
+        );
+        assert!(c.due(&[outcome(true, 0)]), "a collector fewer (a reload)");
+        let mut every = Cadence::new(0);
+        assert!((0..4).all(|_| every.due(&fine)), "0 or 1: every cycle");
+    }
+
+    #[test]
+    fn the_self_interval_is_rounded_to_whole_cycles() {
+        let o = |s: f64| Options {
+            every: Duration::from_secs_f64(s),
+        };
+        let secs = Duration::from_secs_f64;
+        assert_eq!(o(10.0).cycles(secs(10.0)), 1);
+        assert_eq!(o(10.0).cycles(secs(1.0)), 10);
+        assert_eq!(o(10.0).cycles(secs(3.0)), 3);
+        assert_eq!(o(10.0).cycles(secs(60.0)), 1);
+        assert_eq!(o(0.0).cycles(secs(1.0)), 1);
+        assert_eq!(o(10.0).cycles(secs(0.001)), 10_000);
     }
 
     #[test]

@@ -278,6 +278,8 @@ fn ship(url: &str, format: &str, host: &str, extra: &[(&'static str, String)]) -
         ("PROCSHIP_FLUSH_JITTER", "0".into()),
         ("PROCSHIP_RETRY_INITIAL", "0.1".into()),
         ("PROCSHIP_RETRY_MAX_DELAY", "0.5".into()),
+        // The agent's own points every cycle: the cycles are counted by them.
+        ("PROCSHIP_SELF_INTERVAL", "0.25".into()),
     ];
     let status = free_port();
     vars.push(("PROCSHIP_STATUS_ADDR", status.to_string()));

@@ -72,6 +72,7 @@ const BAD: &[(&str, &str)] = &[
     ("NAMES", "prometheus"),
     ("JOB", "a\tb"),
     ("INSTANCE", "web\u{1}1"),
+    ("SELF_INTERVAL", "often"),
 ];
 
 #[test]

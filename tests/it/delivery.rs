@@ -332,6 +332,58 @@ fn every_cycle_ships_the_agent_own_measurement() {
 }
 
 #[test]
+fn the_agent_own_points_go_out_every_self_interval() {
+    let l = Listener::start(always(204));
+    let mut env = fast(&l.url());
+    env.retain(|(k, _)| *k != "PROCSHIP_SELF_INTERVAL");
+    env.push(("PROCSHIP_SELF_INTERVAL", "0.3".into()));
+    let a = Agent::start(&refs(&env));
+    wait_for("15 batches", SECS(30), || l.accepted().len() >= 15);
+    let (status, _, stderr) = a.stop(SECS(10));
+    assert!(status.success(), "{stderr}");
+    let points: Vec<serde_json::Value> = l
+        .accepted()
+        .iter()
+        .flat_map(|r| r.json()["points"].as_array().unwrap().clone())
+        .collect();
+    let times = |m: &str| -> Vec<i64> {
+        let mut t: Vec<i64> = points
+            .iter()
+            .filter(|p| p["measurement"] == m)
+            .map(|p| p["timestamp"].as_i64().unwrap())
+            .collect();
+        t.dedup();
+        t
+    };
+    // `system` is one point a cycle: the cycles, in order.
+    let cycles = times("system");
+    let agent = times("agent");
+    assert_eq!(
+        times("agent_collector"),
+        agent,
+        "both kinds go out together"
+    );
+    let at: Vec<usize> = agent
+        .iter()
+        .map(|t| {
+            cycles
+                .iter()
+                .position(|c| c == t)
+                .unwrap_or_else(|| panic!("an agent point at {t} outside any cycle"))
+        })
+        .collect();
+    assert_eq!(at.first(), Some(&0), "the first cycle ships them: {at:?}");
+    let gaps: Vec<usize> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    // Every third cycle; sooner only when a collector's health changed.
+    assert!(gaps.iter().all(|g| (1..=3).contains(g)), "{gaps:?}");
+    assert!(
+        gaps.iter().filter(|g| **g == 3).count() * 2 > gaps.len(),
+        "mostly every third cycle: {gaps:?}"
+    );
+    assert!(cycles.len() >= 15 && agent.len() * 2 < cycles.len());
+}
+
+#[test]
 fn each_host_ticks_at_its_own_stable_phase_of_the_interval() {
     let interval = Duration::from_millis(500);
     let mut phases = Vec::new();

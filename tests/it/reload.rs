@@ -48,6 +48,8 @@ fn token_and_interval_change_live_and_nothing_queued_is_lost() {
         ("PROCSHIP_INGEST_URL", url.as_str()),
         ("PROCSHIP_AUTH_TOKEN", "tok-old"),
         ("PROCSHIP_INTERVAL", "0.1"),
+        // The agent's own points every cycle: their times show the interval.
+        ("PROCSHIP_SELF_INTERVAL", "0"),
     ];
     let a = Agent::start_args(&systemd_copy, &["--env-file", file.to_str().unwrap()]);
     wait_for("batches with the old token", SECS(20), || {

@@ -363,6 +363,8 @@ pub fn fast(url: &str) -> Vec<(&'static str, String)> {
         ("PROCSHIP_SHUTDOWN_TIMEOUT", "5".into()),
         // The drain's pace in the same fast motion as the interval.
         ("PROCSHIP_DRAIN_PACE", "0.01".into()),
+        // The agent's own points every cycle, as at the default interval.
+        ("PROCSHIP_SELF_INTERVAL", "0.1".into()),
     ]
 }
 
