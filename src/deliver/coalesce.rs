@@ -7,7 +7,16 @@
 //! output buffer and passes it on when ureq next waits for input (the
 //! response, a TLS handshake's reply, a 100-continue), or sooner when the
 //! buffer is nearly full. The reply is moved from the layer below into this
-//! layer's input buffer as it comes. (ureq's transport API is in its
+//! layer's input buffer as it comes.
+//!
+//! ureq asks a kept connection whether it is still open twice per request:
+//! when it takes it from its pool, and when it gives it back right after
+//! the reply. Each asking is three system calls on a TCP socket (a
+//! non-blocking peek between two `ioctl`s). The first matters — a server
+//! that closed an idle connection is found there; the second, a moment
+//! after a whole reply was read, finds what the next request's first
+//! asking finds anyway, so this layer answers it from what it knows: open,
+//! unless bytes are left unread. (ureq's transport API is in its
 //! `unversioned` module: Cargo.toml pins ureq's minor version.)
 
 use ureq::Error;
@@ -45,6 +54,9 @@ pub struct Coalesced<T> {
     /// Bytes at the start of the output buffer not yet passed on.
     held: usize,
     output_size: usize,
+    /// A reply came in since ureq last asked whether the connection is
+    /// open: the next asking is the one of giving it back.
+    replied: bool,
 }
 
 impl<T: Transport> Coalesced<T> {
@@ -54,6 +66,7 @@ impl<T: Transport> Coalesced<T> {
             buffers: LazyBuffers::new(input_size, output_size),
             held: 0,
             output_size,
+            replied: false,
         }
     }
 
@@ -116,12 +129,20 @@ impl<T: Transport> Transport for Coalesced<T> {
         if self.inner.buffers().input().is_empty() && !self.inner.await_input(timeout)? {
             return Ok(false);
         }
+        self.replied = true;
         Ok(self.take_input() > 0)
     }
 
     fn is_open(&mut self) -> bool {
-        // Bytes left below are bytes the server sent unasked: not reusable.
-        self.held == 0 && self.inner.buffers().input().is_empty() && self.inner.is_open()
+        // Bytes left unread are bytes the server sent unasked: not reusable.
+        if self.held > 0
+            || !self.buffers.input().is_empty()
+            || !self.inner.buffers().input().is_empty()
+        {
+            return false;
+        }
+        // Given back right after a reply: the next request's asking probes.
+        std::mem::take(&mut self.replied) || self.inner.is_open()
     }
 
     fn is_tls(&self) -> bool {
@@ -173,6 +194,7 @@ mod tests {
         buffers: LazyBuffers,
         sent: Vec<Vec<u8>>,
         reply: Vec<u8>,
+        probes: u32,
     }
 
     impl Transport for Wire {
@@ -192,6 +214,7 @@ mod tests {
             Ok(n > 0)
         }
         fn is_open(&mut self) -> bool {
+            self.probes += 1;
             true
         }
     }
@@ -201,6 +224,7 @@ mod tests {
             buffers: LazyBuffers::new(size, size),
             sent: Vec::new(),
             reply: reply.to_vec(),
+            probes: 0,
         };
         Coalesced::new(wire, size, size)
     }
@@ -232,7 +256,23 @@ mod tests {
         );
         let n = t.buffers().input().len();
         t.buffers().input_consume(n);
-        assert!(t.is_open());
+        assert!(t.is_open(), "given back after the reply");
+        assert_eq!(t.inner.probes, 0, "without asking the socket");
+        assert!(t.is_open(), "taken from the pool");
+        assert_eq!(t.inner.probes, 1, "the socket is asked");
+    }
+
+    #[test]
+    fn unread_bytes_make_the_connection_unusable() {
+        let mut t = layer(1024, b"HTTP/1.1 204 No Content\r\n\r\nextra");
+        assert!(matches!(t.await_input(NextTimeout::default()), Ok(true)));
+        assert!(!t.is_open(), "unconsumed reply bytes");
+        // Bytes left in the layer below (this layer's buffer was full).
+        let mut u = layer(8, b"");
+        let below = u.inner.buffers().input_append_buf();
+        below[..3].copy_from_slice(b"abc");
+        u.inner.buffers().input_appended(3);
+        assert!(!u.is_open(), "bytes still below this layer");
     }
 
     #[test]
