@@ -7,8 +7,13 @@
 //! One gzip compressor (zlib-rs) lives as long as the encoder and is reset
 //! per batch: a fresh one allocates and zeroes a few hundred KiB, which was
 //! most of the agent's user-space work per cycle and flushed the CPU caches.
-//! Its window is `GZIP_WINDOW_BITS`: a cycle's batch is a few KiB, and the
-//! repetition in it (keys, tag values) is local. Its level is
+//! Its window is sized to the bodies (`window_bits_for`): the smallest
+//! whose buffer holds the whole body, so that zlib-rs never slides it (a
+//! slide rewrites its 64 Ki-entry hash table: with node_exporter's names, a
+//! 47 KB body in an 8 KiB window slid five times a batch, half of all the
+//! agent's instructions), and no larger (the window is zeroed when made: a
+//! cycle's 7 KB batch needs 4 KiB, the largest 32 KiB, +96 KiB resident).
+//! A body larger than the window makes a larger compressor, once. Its level is
 //! `PROCSHIP_GZIP_LEVEL`, 1 by default: on a cycle's JSON batch (`cargo
 //! bench --bench cycle -- encode/json_gzip_level`) level 1 costs about half
 //! of level 6's CPU for about 40 % more bytes (4.9 against 3.5 KB for every
@@ -223,8 +228,17 @@ pub struct Identity {
     pub boot: Timestamp,
 }
 
-/// log2 of the gzip window: 8 KiB.
-pub const GZIP_WINDOW_BITS: u8 = 13;
+/// log2 of the gzip window for a joined backlog (join.rs): 32 KiB, the
+/// largest.
+pub const GZIP_WINDOW_BITS: u8 = 15;
+
+/// log2 of the smallest gzip window (9 … 15) whose buffer, twice the window,
+/// holds `len` bytes and the matcher's look-ahead (262 bytes) without a slide.
+pub fn window_bits_for(len: usize) -> u8 {
+    (9..GZIP_WINDOW_BITS)
+        .find(|b| (2usize << b) >= len + 262)
+        .unwrap_or(GZIP_WINDOW_BITS)
+}
 
 pub struct Encoder {
     pub format: Format,
@@ -235,8 +249,9 @@ pub struct Encoder {
     buf: Vec<u8>,
     /// The buffer the next body is written into (a delivered one, `reuse`).
     spare: Vec<u8>,
-    /// The gzip compressor, made at the first gzip'd batch at `gzip_level`.
-    gzip: Option<Compress>,
+    /// The gzip compressor and its window bits, made at the first gzip'd
+    /// batch at `gzip_level`, made again larger for a larger body.
+    gzip: Option<(Compress, u8)>,
     gzip_level: u32,
     snappy: snap::raw::Encoder,
     /// The encoders' memory kept from batch to batch.
@@ -319,11 +334,14 @@ impl Encoder {
         let mut body = std::mem::take(&mut self.spare);
         match self.compression {
             Compression::Gzip => {
-                let level = self.gzip_level;
-                let z = self.gzip.get_or_insert_with(|| {
-                    Compress::new_gzip(flate2::Compression::new(level), GZIP_WINDOW_BITS)
-                });
-                gzip(z, &self.buf, &mut body)?;
+                let bits = window_bits_for(self.buf.len());
+                if self.gzip.as_ref().is_none_or(|(_, b)| *b < bits) {
+                    let level = flate2::Compression::new(self.gzip_level);
+                    self.gzip = Some((Compress::new_gzip(level, bits), bits));
+                }
+                if let Some((z, _)) = &mut self.gzip {
+                    gzip(z, &self.buf, &mut body)?;
+                }
             }
             Compression::Snappy => {
                 remote_write::snappy_into(&mut self.snappy, &self.buf, &mut body)?;
@@ -404,5 +422,46 @@ mod tests {
             .unwrap();
         assert_eq!(out, a.body);
         assert_eq!((b.seq, b.points, b.oldest), (3, 2, 4));
+    }
+
+    #[test]
+    fn the_gzip_window_holds_the_whole_body() {
+        assert_eq!(window_bits_for(0), 9);
+        assert_eq!(window_bits_for(7_234), 12);
+        assert_eq!(window_bits_for(8_192 - 262), 12);
+        assert_eq!(window_bits_for(8_192 - 261), 13);
+        assert_eq!(window_bits_for(47_452), 15);
+        assert_eq!(window_bits_for(10 << 20), GZIP_WINDOW_BITS);
+    }
+
+    #[test]
+    fn a_larger_body_gets_a_larger_window_and_every_body_round_trips() {
+        let id = Identity {
+            host: "h".into(),
+            run: 1,
+            boot: 0,
+        };
+        let batch = |n: usize| Batch {
+            seq: 1,
+            common_tags: Arc::new(vec![("host".into(), "h".into())]),
+            points: (0..n)
+                .map(|i| Point::new("m", i as i64).counter("c", (i * 7919 % 1000) as u64))
+                .collect(),
+        };
+        let mut plain = Encoder::new(Format::Json, Compression::None, id.clone());
+        let mut gz = Encoder::new(Format::Json, Compression::Gzip, id);
+        let mut bits = Vec::new();
+        for n in [2, 2_000, 20, 200] {
+            let want = plain.encode(&batch(n)).unwrap().body;
+            let got = gz.encode(&batch(n)).unwrap().body;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&got[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, want, "{n} points");
+            bits.push(gz.gzip.as_ref().map(|(_, b)| *b));
+        }
+        // Made at 9 bits, larger for the large body, never smaller again.
+        assert_eq!(bits, [Some(9), Some(15), Some(15), Some(15)]);
     }
 }
