@@ -53,7 +53,6 @@ pub struct Coalesced<T> {
     buffers: LazyBuffers,
     /// Bytes at the start of the output buffer not yet passed on.
     held: usize,
-    output_size: usize,
     /// A reply came in since ureq last asked whether the connection is
     /// open: the next asking is the one of giving it back.
     replied: bool,
@@ -65,7 +64,6 @@ impl<T: Transport> Coalesced<T> {
             inner,
             buffers: LazyBuffers::new(input_size, output_size),
             held: 0,
-            output_size,
             replied: false,
         }
     }
@@ -110,7 +108,8 @@ impl<T: Transport> Transport for Coalesced<T> {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
         self.held += amount;
-        if self.output_size.saturating_sub(self.held) < MIN_ROOM {
+        // ureq wrote into `output()`: the buffer is allocated, at its size.
+        if self.buffers.output().len().saturating_sub(self.held) < MIN_ROOM {
             self.flush(timeout)?;
         }
         Ok(())

@@ -13,7 +13,7 @@
 
 use std::io::Read;
 
-use super::{Compression, Format, GZIP_WINDOW_BITS};
+use super::{Compression, Format};
 
 /// The most a joined request holds uncompressed (below every backend's
 /// default request limit: VictoriaMetrics 32 MiB, InfluxDB 25 MiB, the
@@ -106,8 +106,10 @@ fn compress(compression: Compression, raw: &[u8]) -> Result<Vec<u8>, String> {
         Compression::None => Ok(raw.to_vec()),
         Compression::Gzip => {
             // A joined backlog is large and rare: compressed well.
-            let mut z =
-                flate2::Compress::new_gzip(flate2::Compression::default(), GZIP_WINDOW_BITS);
+            let mut z = flate2::Compress::new_gzip(
+                flate2::Compression::default(),
+                super::window_bits_for(raw.len()),
+            );
             let mut out = Vec::new();
             super::gzip(&mut z, raw, &mut out).map_err(|e| format!("gzip: {e}"))?;
             Ok(out)

@@ -228,8 +228,7 @@ pub struct Identity {
     pub boot: Timestamp,
 }
 
-/// log2 of the gzip window for a joined backlog (join.rs): 32 KiB, the
-/// largest.
+/// log2 of the largest gzip window: 32 KiB.
 pub const GZIP_WINDOW_BITS: u8 = 15;
 
 /// log2 of the smallest gzip window (9 … 15) whose buffer, twice the window,

@@ -155,17 +155,16 @@ fn no_default_collector_allocates_in_a_steady_cycle() {
 /// collector would find no time passed and make fewer points, and the
 /// count of points per cycle would depend on when the kernel's tick fell.
 fn cpu_time_passes() {
-    let cpus = || std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let before = cpus();
-    let lines = |s: &str| -> Vec<String> {
-        s.lines()
+    let cpus = || -> Vec<String> {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        stat.lines()
             .filter(|l| l.starts_with("cpu"))
             .map(str::to_string)
             .collect()
     };
-    let before = lines(&before);
+    let before = cpus();
     for _ in 0..1000 {
-        let now = lines(&cpus());
+        let now = cpus();
         if now.len() == before.len() && now.iter().zip(&before).all(|(a, b)| a != b) {
             return;
         }

@@ -301,10 +301,8 @@ fn every_cycle_ships_the_agent_own_measurement() {
     wait_for("3 batches", SECS(20), || l.accepted().len() >= 3);
     let (status, _, stderr) = a.stop(SECS(10));
     assert!(status.success(), "{stderr}");
-    let agents: Vec<serde_json::Value> = l
-        .accepted()
-        .iter()
-        .flat_map(|r| r.json()["points"].as_array().unwrap().clone())
+    let agents: Vec<serde_json::Value> = Received::all_points(&l.accepted())
+        .into_iter()
         .filter(|p| p["measurement"] == "agent")
         .collect();
     assert!(agents.len() >= 3, "one per cycle");
@@ -341,11 +339,7 @@ fn the_agent_own_points_go_out_every_self_interval() {
     wait_for("15 batches", SECS(30), || l.accepted().len() >= 15);
     let (status, _, stderr) = a.stop(SECS(10));
     assert!(status.success(), "{stderr}");
-    let points: Vec<serde_json::Value> = l
-        .accepted()
-        .iter()
-        .flat_map(|r| r.json()["points"].as_array().unwrap().clone())
-        .collect();
+    let points = Received::all_points(&l.accepted());
     let times = |m: &str| -> Vec<i64> {
         let mut t: Vec<i64> = points
             .iter()

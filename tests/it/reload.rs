@@ -29,8 +29,8 @@ fn bearer(r: &Received) -> String {
 
 /// Timestamps (ns) of the agent's own point in each accepted batch.
 fn agent_times(rs: &[Received]) -> Vec<i64> {
-    rs.iter()
-        .flat_map(|r| r.json()["points"].as_array().unwrap().clone())
+    Received::all_points(rs)
+        .into_iter()
         .filter(|p| p["measurement"] == "agent")
         .map(|p| p["timestamp"].as_i64().unwrap())
         .collect()

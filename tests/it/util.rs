@@ -233,6 +233,13 @@ impl Received {
     pub fn points(&self) -> u64 {
         self.json()["points"].as_array().expect("points").len() as u64
     }
+
+    /// Every point of these JSON batches, in order.
+    pub fn all_points(rs: &[Received]) -> Vec<serde_json::Value> {
+        rs.iter()
+            .flat_map(|r| r.json()["points"].as_array().expect("points").clone())
+            .collect()
+    }
 }
 
 /// What the listener answers to the n-th request (0-based): status and headers.
