@@ -8,10 +8,20 @@
 //! interface's link attributes and asks the clock's state. With `-p` it
 //! also walks `/proc/[pid]/stat` (what the `processes` collector reads).
 //!
+//! With `-u PORT` it is the floor of a push agent instead: after the reads,
+//! one POST of `-b BYTES` (default 2,200: a gzip'd batch of the default
+//! collectors) to 127.0.0.1:PORT over one kept-alive connection, one
+//! `write` of head and body and `read`s until the reply's head has come
+//! (the benchmark's sink answers 204 with no body). No encoding, no second
+//! thread: what any agent pays to hand the bytes to the kernel and hear
+//! back.
+//!
 //!     cargo build --release --example floor
-//!     target/release/examples/floor [-p] [-i MILLISECONDS]   # until killed
+//!     target/release/examples/floor [-p] [-i MILLISECONDS] [-u PORT [-b BYTES]]   # until killed
 
 use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
@@ -115,14 +125,65 @@ fn walk_processes(buf: &mut [u8]) {
     }
 }
 
+/// One kept-alive connection and the request it sends every tick.
+struct Post {
+    stream: TcpStream,
+    request: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+impl Post {
+    fn connect(port: u16, bytes: usize) -> std::io::Result<Post> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_nodelay(true)?;
+        let mut request = format!(
+            "POST /write HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Content-Type: application/json\r\nContent-Encoding: gzip\r\n\
+             Content-Length: {bytes}\r\n\r\n"
+        )
+        .into_bytes();
+        request.resize(request.len() + bytes, b'x');
+        Ok(Post {
+            stream,
+            request,
+            reply: vec![0; 4096],
+        })
+    }
+
+    /// One write, then reads until the reply's head has ended.
+    fn send(&mut self) -> std::io::Result<()> {
+        self.stream.write_all(&self.request)?;
+        let mut got = 0;
+        while !self.reply[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+            match self.stream.read(&mut self.reply[got..])? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => got = (got + n) % self.reply.len(),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The value after `flag`, parsed.
+fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1)?.parse().ok()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let procs = args.iter().any(|a| a == "-p");
-    let ms = args
-        .iter()
-        .position(|a| a == "-i")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(1000);
+    let ms = arg(&args, "-i").unwrap_or(1000);
+    let mut post = match arg::<u16>(&args, "-u") {
+        Some(port) => match Post::connect(port, arg(&args, "-b").unwrap_or(2200)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("floor: 127.0.0.1:{port}: {e}");
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
     let mut files: Vec<(&str, File)> = FILES
         .iter()
         .filter_map(|p| Some((*p, File::open(p).ok()?)))
@@ -140,6 +201,10 @@ fn main() {
         adjtimex();
         if procs {
             walk_processes(&mut buf);
+        }
+        if let Some(Err(e)) = post.as_mut().map(Post::send) {
+            eprintln!("floor: POST: {e}");
+            std::process::exit(1);
         }
         let next = start + Duration::from_millis(ms) * tick;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));

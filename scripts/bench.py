@@ -14,6 +14,11 @@ collects and POSTs one gzip JSON batch a second to a counting HTTP sink on
 CPU per cycle: on-CPU nanoseconds of all the process's threads
 (/proc/PID/task/*/schedstat) over the window, divided by the cycles in it
 (window / 1 s for the push agent and the floor, scrapes for node_exporter).
+The "+ POST" rows are the floor of a push agent: the floor's reads plus
+one POST a cycle of a body the size of procship's (POST_BYTES) to the same
+sink over one kept-alive connection (one write, one read; examples/floor.rs
+-u): what handing the bytes to the kernel and hearing back costs, on this
+machine, without any encoding.
 RSS: VmHWM (peak) and RssAnon at the window's end, from /proc/PID/status.
 Wire: request body bytes the sink received per cycle. Only loopback is
 used; every process is started here and stopped by its PID. With --site,
@@ -40,6 +45,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCSHIP = os.path.join(ROOT, "target/release/procship")
 FLOOR = os.path.join(ROOT, "target/release/examples/floor")
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+# The body the push floor POSTs each cycle: about what procship's gzip'd
+# JSON batch of the default collectors is (the table's wire column).
+POST_BYTES = 2200
 
 
 def free_port():
@@ -172,6 +180,8 @@ def rows(peers, site):
     out = [
         ("floor-procs", [FLOOR, "-p"], {}, None),
         ("floor", [FLOOR], {}, None),
+        ("floor-procs + POST", [FLOOR, "-p"], {}, "post"),
+        ("floor + POST", [FLOOR], {}, "post"),
         ("procship", [PROCSHIP], env, "push"),
         ("procship -processes", [PROCSHIP], dict(env, PROCSHIP_COLLECTORS="default,-processes"), "push"),
         ("procship node_exporter names", [PROCSHIP], dict(env, PROCSHIP_NAMES="node_exporter"), "push"),
@@ -186,10 +196,12 @@ def rows(peers, site):
 
 
 def measure(name, cmd, env, kind, warmup, window):
-    sink = Sink() if kind == "push" else None
+    sink = Sink() if kind in ("push", "post") else None
     port = free_port()
-    if sink:
+    if kind == "push":
         env = dict(env, PROCSHIP_INGEST_URL=f"http://127.0.0.1:{sink.port}/write")
+    if kind == "post":
+        cmd = cmd + ["-u", str(sink.port), "-b", str(POST_BYTES)]
     if kind == "pull":
         cmd = cmd + [f"--web.listen-address=127.0.0.1:{port}"]
     proc = subprocess.Popen(cmd, env=env or None, stdout=subprocess.DEVNULL,
@@ -246,15 +258,24 @@ def fmt(values, unit=""):
 def table(results, runs):
     med = {n: statistics.median(r["cpu_us"] for r in rs) for n, rs in results.items()}
     floor_of = {"procship": "floor-procs", "procship -processes": "floor",
-                "procship node_exporter names": "floor-procs", "procship + site": "procship"}
-    print(f"\n| row (1 s cadence, {runs} rounds) | CPU µs/cycle, median (min–max) | vs floor | "
-          "peak RSS | anon RSS | wire B/cycle | threads |")
-    print("|---|---|---|---|---|---|---|")
+                "procship node_exporter names": "floor-procs", "procship + site": "procship",
+                "node_exporter": "floor-procs", "floor + POST": "floor",
+                "floor-procs + POST": "floor-procs"}
+    print(f"\n| row (1 s cadence, {runs} rounds) | CPU µs/cycle, median (min–max) | vs floor "
+          "| vs floor + POST | peak RSS | anon RSS | wire B/cycle | threads |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def ratio(name, floor):
+        if floor not in med or floor == name:
+            return "–"
+        return f"{med[name] / med[floor]:.2f}× {floor}"
+
     for name, rs in results.items():
-        floor = floor_of.get(name, "floor-procs" if name == "node_exporter" else None)
-        ratio = f"{med[name] / med[floor]:.2f}× {floor}" if floor in med and floor != name else "1.00"
+        floor = floor_of.get(name)
+        push_floor = f"{floor} + POST" if floor in ("floor", "floor-procs") else None
         wire = [r["wire"] for r in rs if r["wire"] is not None]
-        print(f"| {name} | {fmt([r['cpu_us'] for r in rs])} | {ratio} | "
+        print(f"| {name} | {fmt([r['cpu_us'] for r in rs])} | {ratio(name, floor)} | "
+              f"{ratio(name, push_floor) if name != 'node_exporter' else '–'} | "
               f"{statistics.median(r['hwm_kib'] for r in rs) / 1024:.1f} MiB | "
               f"{statistics.median(r['anon_kib'] for r in rs) / 1024:.2f} MiB | "
               f"{fmt(wire) if wire else '–'} | {rs[0]['threads']} |")
