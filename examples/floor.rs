@@ -8,6 +8,10 @@
 //! interface's link attributes and asks the clock's state. With `-p` it
 //! also walks `/proc/[pid]/stat` (what the `processes` collector reads).
 //!
+//! With `-c DIR` it also reads, each tick, the files procship's `cgroup`
+//! collector reads (cgroup v2) of every group directly under DIR (a slice
+//! such as `/sys/fs/cgroup/system.slice`), listed and opened once.
+//!
 //! With `-u PORT` it is the floor of a push agent instead: after the reads,
 //! one POST of `-b BYTES` (default 2,200: a gzip'd batch of the default
 //! collectors) to 127.0.0.1:PORT over one kept-alive connection, one
@@ -17,7 +21,7 @@
 //! back.
 //!
 //!     cargo build --release --example floor
-//!     target/release/examples/floor [-p] [-i MILLISECONDS] [-u PORT [-b BYTES]]   # until killed
+//!     target/release/examples/floor [-p] [-c DIR] [-i MILLISECONDS] [-u PORT [-b BYTES]]   # until killed
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -64,6 +68,31 @@ fn link_files() -> Vec<(&'static str, File)> {
         for attr in LINK_ATTRS {
             if let Ok(f) = File::open(entry.path().join(attr)) {
                 files.push(("link", f));
+            }
+        }
+    }
+    files
+}
+
+/// The files the `cgroup` collector reads of a v2 group.
+const CGROUP_FILES: &[&str] = &[
+    "cpu.stat",
+    "memory.current",
+    "memory.peak",
+    "pids.current",
+    "io.stat",
+];
+
+/// The cgroup files of every group directly under `slice`, opened once.
+fn cgroup_files(slice: &str) -> Vec<(&'static str, File)> {
+    let Ok(dir) = std::fs::read_dir(slice) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in dir.flatten().filter(|e| e.path().is_dir()) {
+        for name in CGROUP_FILES {
+            if let Ok(f) = File::open(entry.path().join(name)) {
+                files.push(("cgroup", f));
             }
         }
     }
@@ -189,6 +218,9 @@ fn main() {
         .filter_map(|p| Some((*p, File::open(p).ok()?)))
         .collect();
     files.extend(link_files());
+    if let Some(slice) = arg::<String>(&args, "-c") {
+        files.extend(cgroup_files(&slice));
+    }
     let mut buf = vec![0u8; 1 << 16];
     let start = Instant::now();
     for tick in 1u32.. {
