@@ -20,13 +20,21 @@
 //! libvirt's `machine-qemu\x2dN\x2dNAME.scope`, tagged with the domain name.
 //! A file a kernel or controller lacks leaves its fields out; a host with no
 //! cgroup file system, or no watched slice, emits nothing. A value that is
-//! not a number is an error naming the file. Off by default: it reads about
-//! five files per group every cycle.
+//! not a number is an error naming the file and loses only that file's
+//! fields; the group's others and the other groups go out.
+//!
+//! The slices are listed again every cycle (a new group is reported at the
+//! next one); a group's files are opened when it is first listed and kept
+//! open, re-read with `pread` (one syscall per file and cycle), and closed
+//! when it is no longer listed. The listing allocates the names it reads
+//! (a directory walk per slice and cycle), so this collector allocates in a
+//! steady cycle. Off by default: up to five reads per group every cycle.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::{Build, CollectError, Collector, Context, Entry, Files, Setup};
+use super::{Build, CollectError, Collector, Context, Entry, Files, Partial, Setup};
 use crate::config::{ConfigError, Values, Var, split_list};
 use crate::host::Facts;
 use crate::point::{Point, Timestamp};
@@ -157,9 +165,9 @@ pub fn domain(name: &str) -> Option<String> {
     })
 }
 
-/// `key value` lines (cpu.stat, cpuacct.stat).
-fn keyed(path: &Path, text: &str) -> Result<HashMap<String, u64>, CollectError> {
-    let mut m = HashMap::new();
+/// Each `key value` line of `text` (cpu.stat, cpuacct.stat) given to `f`;
+/// a line that is not one is the error.
+fn each_key(path: &Path, text: &str, mut f: impl FnMut(&str, u64)) -> Result<(), CollectError> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut w = line.split_ascii_whitespace();
         let (Some(k), Some(v)) = (w.next(), w.next()) else {
@@ -171,9 +179,9 @@ fn keyed(path: &Path, text: &str) -> Result<HashMap<String, u64>, CollectError> 
         let v = v
             .parse()
             .map_err(|_| CollectError::parse(path, format!("{k}: {v:?} is not a number")))?;
-        m.insert(k.to_string(), v);
+        f(k, v);
     }
-    Ok(m)
+    Ok(())
 }
 
 fn single(path: &Path, text: &str) -> Result<u64, CollectError> {
@@ -250,12 +258,79 @@ struct Group {
     rel: PathBuf,
 }
 
+/// How one of a group's files is read.
+#[derive(Debug, Clone, Copy)]
+enum How {
+    /// v2 cpu.stat: usage, user, system (µs), periods, throttled.
+    V2Cpu,
+    /// One number, the named gauge.
+    Gauge(&'static str),
+    /// v2 io.stat.
+    V2Io,
+    /// v1 cpuacct.usage (ns).
+    V1Usage,
+    /// v1 cpuacct.stat (ticks).
+    V1Acct,
+    /// v1 cpu.stat: periods, throttled, throttled time (ns).
+    V1Cpu,
+    /// v1 blkio.throttle.*: bytes (true) or operations.
+    Blkio(bool),
+}
+
+/// cgroup v2: each group's files, in the order their fields go out.
+const V2_FILES: [(&str, How); 5] = [
+    ("cpu.stat", How::V2Cpu),
+    ("memory.current", How::Gauge("memory_current")),
+    ("memory.peak", How::Gauge("memory_peak")),
+    ("pids.current", How::Gauge("pids_current")),
+    ("io.stat", How::V2Io),
+];
+
+/// cgroup v1: (the hierarchies that may hold it, first found wins; file; how).
+const V1_FILES: [(&[&str], &str, How); 8] = [
+    (&["cpuacct", "cpu,cpuacct"], "cpuacct.usage", How::V1Usage),
+    (&["cpuacct", "cpu,cpuacct"], "cpuacct.stat", How::V1Acct),
+    (&["cpu", "cpu,cpuacct"], "cpu.stat", How::V1Cpu),
+    (
+        &["memory"],
+        "memory.usage_in_bytes",
+        How::Gauge("memory_current"),
+    ),
+    (
+        &["memory"],
+        "memory.max_usage_in_bytes",
+        How::Gauge("memory_peak"),
+    ),
+    (&["pids"], "pids.current", How::Gauge("pids_current")),
+    (
+        &["blkio"],
+        "blkio.throttle.io_service_bytes",
+        How::Blkio(true),
+    ),
+    (&["blkio"], "blkio.throttle.io_serviced", How::Blkio(false)),
+];
+
+/// A group being reported, with its files kept open.
+struct Tracked {
+    slice: String,
+    unit: String,
+    kind: &'static str,
+    domain: Option<String>,
+    files: Vec<(PathBuf, File, How)>,
+}
+
 pub struct Cgroup {
     opts: Options,
     ticks_per_sec: u64,
     devnames: HashMap<String, String>,
     /// The count last cut to the maximum (warned once per change).
     cut: Option<usize>,
+    /// The groups of the last cycle, sorted by (slice, unit), and whether
+    /// they were found in the unified hierarchy.
+    tracked: Vec<Tracked>,
+    unified: bool,
+    buf: Vec<u8>,
+    usage: Usage,
 }
 
 impl Cgroup {
@@ -265,6 +340,10 @@ impl Cgroup {
             ticks_per_sec: facts.ticks_per_sec,
             devnames: HashMap::new(),
             cut: None,
+            tracked: Vec::new(),
+            unified: false,
+            buf: Vec::new(),
+            usage: Usage::default(),
         }
     }
 
@@ -316,6 +395,26 @@ impl Cgroup {
         out
     }
 
+    /// This cycle's groups: the last cycle's kept (files open) where
+    /// listed again, the new ones opened, the vanished ones closed.
+    fn track(&mut self, root: &Path, hierarchy: &Path, unified: bool, partial: &mut Partial) {
+        if unified != self.unified {
+            self.tracked.clear();
+            self.unified = unified;
+        }
+        let mut old = std::mem::take(&mut self.tracked).into_iter().peekable();
+        for g in self.groups(hierarchy) {
+            while old
+                .next_if(|t| (&t.slice, &t.unit) < (&g.slice, &g.unit))
+                .is_some()
+            {}
+            match old.next_if(|t| (&t.slice, &t.unit) == (&g.slice, &g.unit)) {
+                Some(t) => self.tracked.push(t),
+                None => self.tracked.push(open_group(root, g, unified, partial)),
+            }
+        }
+    }
+
     fn device(&mut self, sys: &Path, dev: &str) -> String {
         if let Some(n) = self.devnames.get(dev) {
             return n.clone();
@@ -329,11 +428,44 @@ impl Cgroup {
     }
 }
 
-/// Reads `dir/file` if it is there.
-fn read(dir: &Path, file: &str) -> Option<(PathBuf, String)> {
-    let p = dir.join(file);
-    let t = super::read_text(&p).ok()?;
-    Some((p, t))
+/// Opens `path` for re-reading: `None` when it is not there (a controller
+/// or kernel without it); another failure is kept in `partial`.
+fn open(path: PathBuf, partial: &mut Partial) -> Option<(PathBuf, File)> {
+    match crate::host::open_file(&path) {
+        Ok(f) => Some((path, f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => partial.keep(Err(CollectError::io(path, e))),
+    }
+}
+
+/// A group newly listed, with the files it has opened.
+fn open_group(root: &Path, g: Group, unified: bool, partial: &mut Partial) -> Tracked {
+    let mut files = Vec::new();
+    if unified {
+        let dir = root.join(&g.rel);
+        for (file, how) in V2_FILES {
+            if let Some((p, f)) = open(dir.join(file), partial) {
+                files.push((p, f, how));
+            }
+        }
+    } else {
+        for (hierarchies, file, how) in V1_FILES {
+            if let Some((p, f)) = hierarchies
+                .iter()
+                .find_map(|h| open(root.join(h).join(&g.rel).join(file), partial))
+            {
+                files.push((p, f, how));
+            }
+        }
+    }
+    let name = g.unit.rsplit('/').next().unwrap_or(&g.unit);
+    Tracked {
+        kind: kind(name),
+        domain: domain(name),
+        slice: g.slice,
+        unit: g.unit,
+        files,
+    }
 }
 
 /// The fields of one group.
@@ -344,100 +476,71 @@ struct Usage {
     io: Io,
 }
 
-fn v2(dir: &Path) -> Result<Usage, CollectError> {
-    let mut u = Usage::default();
-    if let Some((p, t)) = read(dir, "cpu.stat") {
-        let m = keyed(&p, &t)?;
-        for (k, f) in [
-            ("usage_usec", "cpu_usage_usec"),
-            ("user_usec", "cpu_user_usec"),
-            ("system_usec", "cpu_system_usec"),
-            ("nr_periods", "cpu_nr_periods"),
-            ("nr_throttled", "cpu_nr_throttled"),
-            ("throttled_usec", "cpu_throttled_usec"),
-        ] {
-            if let Some(v) = m.get(k) {
-                u.counters.push((f, *v));
+impl Usage {
+    fn clear(&mut self) {
+        self.counters.clear();
+        self.gauges.clear();
+        self.io.clear();
+    }
+
+    /// Adds what one file says, as `how` reads it.
+    fn add(
+        &mut self,
+        path: &Path,
+        text: &str,
+        how: How,
+        ticks_per_sec: u64,
+    ) -> Result<(), CollectError> {
+        let counters = &mut self.counters;
+        match how {
+            How::V2Cpu => each_key(path, text, |k, v| {
+                let field = match k {
+                    "usage_usec" => "cpu_usage_usec",
+                    "user_usec" => "cpu_user_usec",
+                    "system_usec" => "cpu_system_usec",
+                    "nr_periods" => "cpu_nr_periods",
+                    "nr_throttled" => "cpu_nr_throttled",
+                    "throttled_usec" => "cpu_throttled_usec",
+                    _ => return,
+                };
+                counters.push((field, v));
+            }),
+            How::Gauge(field) => {
+                self.gauges.push((field, single(path, text)?));
+                Ok(())
             }
+            How::V2Io => parse_io_stat(path, text, &mut self.io),
+            How::V1Usage => {
+                counters.push(("cpu_usage_usec", single(path, text)? / 1000));
+                Ok(())
+            }
+            How::V1Acct => each_key(path, text, |k, v| {
+                let field = match k {
+                    "user" => "cpu_user_usec",
+                    "system" => "cpu_system_usec",
+                    _ => return,
+                };
+                counters.push((field, v.saturating_mul(1_000_000) / ticks_per_sec.max(1)));
+            }),
+            How::V1Cpu => each_key(path, text, |k, v| {
+                let (field, div) = match k {
+                    "nr_periods" => ("cpu_nr_periods", 1),
+                    "nr_throttled" => ("cpu_nr_throttled", 1),
+                    "throttled_time" => ("cpu_throttled_usec", 1000),
+                    _ => return,
+                };
+                counters.push((field, v / div));
+            }),
+            How::Blkio(bytes) => parse_blkio(path, text, &mut self.io, bytes),
         }
     }
-    for (file, field) in [
-        ("memory.current", "memory_current"),
-        ("memory.peak", "memory_peak"),
-        ("pids.current", "pids_current"),
-    ] {
-        if let Some((p, t)) = read(dir, file) {
-            u.gauges.push((field, single(&p, &t)?));
-        }
-    }
-    if let Some((p, t)) = read(dir, "io.stat") {
-        parse_io_stat(&p, &t, &mut u.io)?;
-    }
-    Ok(u)
 }
 
-fn v1(root: &Path, rel: &Path, ticks_per_sec: u64) -> Result<Usage, CollectError> {
-    let mut u = Usage::default();
-    let h = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| root.join(n).join(rel))
-            .find(|p| p.is_dir())
-    };
-    if let Some(d) = h(&["cpuacct", "cpu,cpuacct"]) {
-        if let Some((p, t)) = read(&d, "cpuacct.usage") {
-            u.counters.push(("cpu_usage_usec", single(&p, &t)? / 1000));
-        }
-        if let Some((p, t)) = read(&d, "cpuacct.stat") {
-            let m = keyed(&p, &t)?;
-            for (k, f) in [("user", "cpu_user_usec"), ("system", "cpu_system_usec")] {
-                if let Some(v) = m.get(k) {
-                    u.counters
-                        .push((f, v.saturating_mul(1_000_000) / ticks_per_sec));
-                }
-            }
-        }
-    }
-    if let Some(d) = h(&["cpu", "cpu,cpuacct"])
-        && let Some((p, t)) = read(&d, "cpu.stat")
-    {
-        let m = keyed(&p, &t)?;
-        for (k, f, div) in [
-            ("nr_periods", "cpu_nr_periods", 1),
-            ("nr_throttled", "cpu_nr_throttled", 1),
-            ("throttled_time", "cpu_throttled_usec", 1000),
-        ] {
-            if let Some(v) = m.get(k) {
-                u.counters.push((f, v / div));
-            }
-        }
-    }
-    if let Some(d) = h(&["memory"]) {
-        for (file, field) in [
-            ("memory.usage_in_bytes", "memory_current"),
-            ("memory.max_usage_in_bytes", "memory_peak"),
-        ] {
-            if let Some((p, t)) = read(&d, file) {
-                u.gauges.push((field, single(&p, &t)?));
-            }
-        }
-    }
-    if let Some(d) = h(&["pids"])
-        && let Some((p, t)) = read(&d, "pids.current")
-    {
-        u.gauges.push(("pids_current", single(&p, &t)?));
-    }
-    if let Some(d) = h(&["blkio"]) {
-        for (file, bytes) in [
-            ("blkio.throttle.io_service_bytes", true),
-            ("blkio.throttle.io_serviced", false),
-        ] {
-            if let Some((p, t)) = read(&d, file) {
-                parse_blkio(&p, &t, &mut u.io, bytes)?;
-            }
-        }
-    }
-    Ok(u)
+/// True when a kept file's group is gone (removed since it was listed):
+/// the kernel answers ENODEV for a removed group's open files.
+fn gone(e: &CollectError) -> bool {
+    matches!(&e.kind, super::ErrorKind::Io(io)
+        if io.raw_os_error() == Some(nix::libc::ENODEV) || io.kind() == std::io::ErrorKind::NotFound)
 }
 
 impl Collector for Cgroup {
@@ -464,47 +567,83 @@ impl Collector for Cgroup {
                 .find(|p| p.is_dir())
             {
                 Some(h) => h,
-                None => return Ok(()),
+                None => {
+                    self.tracked.clear();
+                    return Ok(());
+                }
             }
         };
-        for g in self.groups(&hierarchy) {
-            let usage = if unified {
-                v2(&root.join(&g.rel))?
-            } else {
-                v1(&root, &g.rel, self.ticks_per_sec)?
-            };
-            let name = g.unit.rsplit('/').next().unwrap_or(&g.unit).to_string();
-            let k = kind(&name);
-            let tag = |p: Point| {
-                let p = p.tag("unit", &g.unit).tag("kind", k).tag("slice", &g.slice);
-                match (k, domain(&name)) {
-                    ("vm", Some(d)) => p.tag("domain", d),
-                    _ => p,
-                }
-            };
-            let mut p = tag(Point::new("cgroup", now));
-            for (f, v) in &usage.counters {
-                p = p.counter(*f, *v);
-            }
-            for (f, v) in &usage.gauges {
-                p = p.uint(*f, *v);
-            }
-            if !p.fields.is_empty() {
-                out.push(p);
-            }
-            for (dev, [rb, wb, ri, wi]) in usage.io {
-                let device = self.device(&sys, &dev);
-                out.push(
-                    tag(Point::new("cgroup_io", now))
-                        .tag("device", device)
-                        .counter("read_bytes", rb)
-                        .counter("write_bytes", wb)
-                        .counter("read_ios", ri)
-                        .counter("write_ios", wi),
-                );
+        let mut partial = Partial::default();
+        self.track(&root, &hierarchy, unified, &mut partial);
+        let mut usage = std::mem::take(&mut self.usage);
+        let tracked = std::mem::take(&mut self.tracked);
+        for t in &tracked {
+            usage.clear();
+            if self.read_group(t, &mut usage, &mut partial) {
+                self.points(t, &usage, &sys, now, out);
             }
         }
-        Ok(())
+        self.tracked = tracked;
+        self.usage = usage;
+        partial.result()
+    }
+}
+
+impl Cgroup {
+    /// Reads one group's files into `usage`; false when the group is gone.
+    /// A file that cannot be read or parsed loses its fields only.
+    fn read_group(&mut self, t: &Tracked, usage: &mut Usage, partial: &mut Partial) -> bool {
+        for (path, f, how) in &t.files {
+            let added = super::reread(f, path, &mut self.buf)
+                .and_then(|text| usage.add(path, text, *how, self.ticks_per_sec));
+            match added {
+                Ok(()) => {}
+                Err(e) if gone(&e) => return false,
+                Err(e) => partial.note(|| e),
+            }
+        }
+        true
+    }
+
+    fn points(
+        &mut self,
+        t: &Tracked,
+        usage: &Usage,
+        sys: &Path,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+    ) {
+        let tag = |p: Point| {
+            let p = p
+                .tag("unit", &t.unit)
+                .tag("kind", t.kind)
+                .tag("slice", &t.slice);
+            match (t.kind, &t.domain) {
+                ("vm", Some(d)) => p.tag("domain", d),
+                _ => p,
+            }
+        };
+        let mut p = tag(Point::new("cgroup", now));
+        for (f, v) in &usage.counters {
+            p = p.counter(*f, *v);
+        }
+        for (f, v) in &usage.gauges {
+            p = p.uint(*f, *v);
+        }
+        if !p.fields.is_empty() {
+            out.push(p);
+        }
+        for (dev, [rb, wb, ri, wi]) in &usage.io {
+            let device = self.device(sys, dev);
+            out.push(
+                tag(Point::new("cgroup_io", now))
+                    .tag("device", device)
+                    .counter("read_bytes", *rb)
+                    .counter("write_bytes", *wb)
+                    .counter("read_ios", *ri)
+                    .counter("write_ios", *wi),
+            );
+        }
     }
 }
 
@@ -611,16 +750,93 @@ mod tests {
     }
 
     #[test]
+    fn one_bad_group_loses_only_its_own_fields() {
+        let (pts, e) = run_on_partial(
+            &mut Cgroup::new(defaults(), Facts::default()),
+            &[
+                ("sys/fs/cgroup/cgroup.controllers", b"cpu io memory pids\n"),
+                (
+                    "sys/fs/cgroup/system.slice/bad.service/memory.current",
+                    b"max\n",
+                ),
+                (
+                    "sys/fs/cgroup/system.slice/bad.service/pids.current",
+                    b"3\n",
+                ),
+                (
+                    "sys/fs/cgroup/system.slice/good.service/memory.current",
+                    b"4096\n",
+                ),
+            ],
+        );
+        let e = e.expect("the bad file is reported");
+        assert!(e.to_string().contains("bad.service/memory.current"), "{e}");
+        assert_eq!(e.skipped, 1);
+        let good = find(&pts, "cgroup", "good.service");
+        assert_eq!(good.field("memory_current"), Some(Int(4096)));
+        let bad = find(&pts, "cgroup", "bad.service");
+        assert_eq!(bad.field("memory_current"), None);
+        assert_eq!(
+            bad.field("pids_current"),
+            Some(Int(3)),
+            "the rest of it goes out"
+        );
+    }
+
+    #[test]
+    fn kept_files_follow_the_values_and_the_groups() {
+        let dir = tempdir();
+        let root = dir.join("sys/fs/cgroup");
+        let write = |rel: &str, data: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        };
+        write("cgroup.controllers", "memory\n");
+        write("system.slice/a.service/memory.current", "1\n");
+        write("system.slice/b.service/memory.current", "2\n");
+        let mut c = Cgroup::new(defaults(), Facts::default());
+        let mut files = Files::new(crate::host::HostPaths {
+            proc: dir.join("proc"),
+            sys: dir.join("sys"),
+            root: dir.join("root"),
+        });
+        let mut cycle = || {
+            let mut out = Vec::new();
+            c.collect(&mut files, 1_000, &mut out).unwrap();
+            out.iter()
+                .map(|p| {
+                    let v = match p.field("memory_current") {
+                        Some(Int(v)) => v,
+                        other => panic!("{other:?}"),
+                    };
+                    (p.tag_value("unit").unwrap().to_string(), v)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(cycle(), [("a.service".into(), 1), ("b.service".into(), 2)]);
+        write("system.slice/a.service/memory.current", "10\n");
+        std::fs::remove_dir_all(root.join("system.slice/b.service")).unwrap();
+        write("system.slice/c.service/memory.current", "3\n");
+        assert_eq!(
+            cycle(),
+            [("a.service".into(), 10), ("c.service".into(), 3)],
+            "a new value read through the kept file; b gone, c new"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn hostile_files() {
         let p = Path::new("/sys/fs/cgroup/x/cpu.stat");
         assert!(
-            keyed(p, "usage_usec\n")
+            each_key(p, "usage_usec\n", |_, _| {})
                 .unwrap_err()
                 .to_string()
                 .contains("a key and a value")
         );
         assert!(
-            keyed(p, "usage_usec -1\n")
+            each_key(p, "usage_usec -1\n", |_, _| {})
                 .unwrap_err()
                 .to_string()
                 .contains("not a number")

@@ -522,6 +522,16 @@ pub fn read_text(path: &Path) -> Result<String, CollectError> {
     })
 }
 
+/// A kept-open file of the host's trees read again from its start into
+/// `buf` (reused: no allocation once it is large enough), as text, to at
+/// most `MAX_FILE_BYTES`; `path` names it in errors.
+pub fn reread<'b>(f: &File, path: &Path, buf: &'b mut Vec<u8>) -> Result<&'b str, CollectError> {
+    let len = fill(buf, |dst, off| f.read_at(dst, off)).map_err(|e| e.into_collect(path))?;
+    std::str::from_utf8(&buf[..len]).map_err(|e| {
+        CollectError::parse(path, format!("not UTF-8 text at byte {}", e.valid_up_to()))
+    })
+}
+
 /// A directory of the host's trees, opened as one (`O_DIRECTORY`: a FIFO
 /// in its place is refused at once, never waited on).
 pub fn open_dir(path: &Path) -> Result<File, CollectError> {
