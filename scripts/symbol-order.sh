@@ -11,7 +11,8 @@
 # How: a release build with its symbols (PROCSHIP_BUILD_KEEP_SYMBOLS=1: the
 # same profile, so the same symbol names as the stripped one) runs under
 # callgrind in a series of configurations, default first (json + gzip to an
-# HTTP sink, the default collectors), then spool, status endpoint, the other
+# HTTP sink, the default collectors), then node_exporter's names (json, and
+# remote write: the other steady state an operator runs), then spool, status endpoint, the other
 # formats, every collector, retries, refused connections, the site's metrics
 # (textfile and exec) and reload. Every
 # function of the binary's own that ran is listed: each run's new ones after
@@ -134,6 +135,8 @@ fi
 
 echo "training runs:"
 run default 12
+run node-names 8 PROCSHIP_NAMES=node_exporter
+run node-names-remote-write 5 PROCSHIP_NAMES=node_exporter PROCSHIP_FORMAT=prometheus
 mkdir "$work/spool"
 run spool 8 PROCSHIP_SPOOL_DIR="$work/spool"
 status_port=$((port + 1))
