@@ -185,6 +185,8 @@ def rows(peers, site):
         ("procship", [PROCSHIP], env, "push"),
         ("procship -processes", [PROCSHIP], dict(env, PROCSHIP_COLLECTORS="default,-processes"), "push"),
         ("procship node_exporter names", [PROCSHIP], dict(env, PROCSHIP_NAMES="node_exporter"), "push"),
+        ("procship node_exporter names, remote write", [PROCSHIP],
+         dict(env, PROCSHIP_NAMES="node_exporter", PROCSHIP_FORMAT="prometheus"), "push"),
     ]
     if site:
         _, text, cmds = site
@@ -258,7 +260,9 @@ def fmt(values, unit=""):
 def table(results, runs):
     med = {n: statistics.median(r["cpu_us"] for r in rs) for n, rs in results.items()}
     floor_of = {"procship": "floor-procs", "procship -processes": "floor",
-                "procship node_exporter names": "floor-procs", "procship + site": "procship",
+                "procship node_exporter names": "floor-procs",
+                "procship node_exporter names, remote write": "floor-procs",
+                "procship + site": "procship",
                 "node_exporter": "floor-procs", "floor + POST": "floor",
                 "floor-procs + POST": "floor-procs"}
     print(f"\n| row (1 s cadence, {runs} rounds) | CPU µs/cycle, median (min–max) | vs floor "
