@@ -26,12 +26,15 @@
 //! The slices are listed again every cycle (a new group is reported at the
 //! next one); a group's files are opened when it is first listed and kept
 //! open, re-read with `pread` (one syscall per file and cycle), and closed
-//! when it is no longer listed. The listing allocates the names it reads
+//! when it is no longer listed, or listed with another inode (a restarted
+//! service's group is removed and made again under its name), or when a
+//! read says it is gone (ENODEV). The listing allocates the names it reads
 //! (a directory walk per slice and cycle), so this collector allocates in a
 //! steady cycle. Off by default: up to five reads per group every cycle.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 
 use super::{Build, CollectError, Collector, Context, Entry, Files, Partial, Setup};
@@ -256,6 +259,9 @@ struct Group {
     unit: String,
     /// Path below the hierarchy root.
     rel: PathBuf,
+    /// The directory's inode: a group removed and made again under the
+    /// same name (a restarted service) has another.
+    ino: u64,
 }
 
 /// How one of a group's files is read.
@@ -314,6 +320,7 @@ const V1_FILES: [(&[&str], &str, How); 8] = [
 struct Tracked {
     slice: String,
     unit: String,
+    ino: u64,
     kind: &'static str,
     domain: Option<String>,
     files: Vec<(PathBuf, File, How)>,
@@ -359,22 +366,21 @@ impl Cgroup {
                 let Ok(rd) = std::fs::read_dir(&dir) else {
                     continue;
                 };
-                let names: Vec<String> = rd
+                let names: Vec<(String, u64)> = rd
                     .filter_map(|e| {
                         let e = e.ok()?;
-                        e.file_type()
-                            .ok()?
-                            .is_dir()
-                            .then(|| e.file_name().into_string().ok())?
+                        let name = e.file_name().into_string().ok()?;
+                        e.file_type().ok()?.is_dir().then(|| (name, e.ino()))
                     })
                     .collect();
                 // Sorted once, below: the order and the cut do not depend on readdir.
-                for n in names {
+                for (n, ino) in names {
                     let unit = below.join(&n);
                     out.push(Group {
                         slice: slice.clone(),
                         unit: unit.to_string_lossy().into_owned(),
                         rel: Path::new(slice).join(&unit),
+                        ino,
                     });
                     stack.push((unit, level + 1));
                 }
@@ -396,7 +402,9 @@ impl Cgroup {
     }
 
     /// This cycle's groups: the last cycle's kept (files open) where
-    /// listed again, the new ones opened, the vanished ones closed.
+    /// listed again (same name, same directory), the new ones opened, the
+    /// vanished ones closed; a group made again under its name (another
+    /// inode) is opened anew, as its old files read the removed one.
     fn track(&mut self, root: &Path, hierarchy: &Path, unified: bool, partial: &mut Partial) {
         if unified != self.unified {
             self.tracked.clear();
@@ -408,7 +416,7 @@ impl Cgroup {
                 .next_if(|t| (&t.slice, &t.unit) < (&g.slice, &g.unit))
                 .is_some()
             {}
-            match old.next_if(|t| (&t.slice, &t.unit) == (&g.slice, &g.unit)) {
+            match old.next_if(|t| (&t.slice, &t.unit, t.ino) == (&g.slice, &g.unit, g.ino)) {
                 Some(t) => self.tracked.push(t),
                 None => self.tracked.push(open_group(root, g, unified, partial)),
             }
@@ -462,6 +470,7 @@ fn open_group(root: &Path, g: Group, unified: bool, partial: &mut Partial) -> Tr
     Tracked {
         kind: kind(name),
         domain: domain(name),
+        ino: g.ino,
         slice: g.slice,
         unit: g.unit,
         files,
@@ -577,13 +586,17 @@ impl Collector for Cgroup {
         self.track(&root, &hierarchy, unified, &mut partial);
         let mut usage = std::mem::take(&mut self.usage);
         let tracked = std::mem::take(&mut self.tracked);
-        for t in &tracked {
+        let mut kept = Vec::with_capacity(tracked.len());
+        for t in tracked {
             usage.clear();
-            if self.read_group(t, &mut usage, &mut partial) {
-                self.points(t, &usage, &sys, now, out);
+            // A group gone since it was listed is dropped: listed again,
+            // it is opened anew.
+            if self.read_group(&t, &mut usage, &mut partial) {
+                self.points(&t, &usage, &sys, now, out);
+                kept.push(t);
             }
         }
-        self.tracked = tracked;
+        self.tracked = kept;
         self.usage = usage;
         partial.result()
     }
@@ -822,6 +835,16 @@ mod tests {
             cycle(),
             [("a.service".into(), 10), ("c.service".into(), 3)],
             "a new value read through the kept file; b gone, c new"
+        );
+        // A restarted service: its group removed and made again (the old
+        // directory moved aside, not deleted, so that its inode number
+        // cannot be given to the new one).
+        std::fs::rename(root.join("system.slice/c.service"), dir.join("c.old")).unwrap();
+        write("system.slice/c.service/memory.current", "30\n");
+        assert_eq!(
+            cycle(),
+            [("a.service".into(), 10), ("c.service".into(), 30)],
+            "the group made again is read, not the removed one's file"
         );
         std::fs::remove_dir_all(&dir).ok();
     }
