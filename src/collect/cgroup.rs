@@ -321,6 +321,9 @@ struct Tracked {
     slice: String,
     unit: String,
     ino: u64,
+    /// False when a file is there but could not be opened (not a regular
+    /// file): the group is opened again, and the error said again, next cycle.
+    complete: bool,
     kind: &'static str,
     domain: Option<String>,
     files: Vec<(PathBuf, File, How)>,
@@ -416,7 +419,10 @@ impl Cgroup {
                 .next_if(|t| (&t.slice, &t.unit) < (&g.slice, &g.unit))
                 .is_some()
             {}
-            match old.next_if(|t| (&t.slice, &t.unit, t.ino) == (&g.slice, &g.unit, g.ino)) {
+            let same = |t: &Tracked| {
+                t.complete && (&t.slice, &t.unit, t.ino) == (&g.slice, &g.unit, g.ino)
+            };
+            match old.next_if(same) {
                 Some(t) => self.tracked.push(t),
                 None => self.tracked.push(open_group(root, g, unified, partial)),
             }
@@ -448,6 +454,7 @@ fn open(path: PathBuf, partial: &mut Partial) -> Option<(PathBuf, File)> {
 
 /// A group newly listed, with the files it has opened.
 fn open_group(root: &Path, g: Group, unified: bool, partial: &mut Partial) -> Tracked {
+    let errors = partial.count();
     let mut files = Vec::new();
     if unified {
         let dir = root.join(&g.rel);
@@ -471,6 +478,7 @@ fn open_group(root: &Path, g: Group, unified: bool, partial: &mut Partial) -> Tr
         kind: kind(name),
         domain: domain(name),
         ino: g.ino,
+        complete: partial.count() == errors,
         slice: g.slice,
         unit: g.unit,
         files,
@@ -846,6 +854,37 @@ mod tests {
             [("a.service".into(), 10), ("c.service".into(), 30)],
             "the group made again is read, not the removed one's file"
         );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_opened_is_said_every_cycle() {
+        let dir = tempdir();
+        let group = dir.join("sys/fs/cgroup/system.slice/a.service");
+        std::fs::create_dir_all(&group).unwrap();
+        std::fs::write(
+            dir.join("sys/fs/cgroup/cgroup.controllers"),
+            "memory pids\n",
+        )
+        .unwrap();
+        std::fs::write(group.join("pids.current"), "4\n").unwrap();
+        nix::unistd::mkfifo(&group.join("memory.current"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut c = Cgroup::new(defaults(), Facts::default());
+        let mut files = Files::new(crate::host::HostPaths {
+            proc: dir.join("proc"),
+            sys: dir.join("sys"),
+            root: dir.join("root"),
+        });
+        for cycle in 0..2 {
+            let mut out = Vec::new();
+            let e = c.collect(&mut files, 1_000, &mut out).unwrap_err();
+            assert!(
+                e.to_string().contains("a.service/memory.current"),
+                "cycle {cycle}: {e}"
+            );
+            let a = find(&out, "cgroup", "a.service");
+            assert_eq!(a.field("pids_current"), Some(Int(4)), "cycle {cycle}");
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -791,6 +791,11 @@ pub struct Partial {
 }
 
 impl Partial {
+    /// How many errors were met so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
     /// The value, or `None` with the error kept (the first one wins).
     pub fn keep<T>(&mut self, r: Result<T, CollectError>) -> Option<T> {
         match r {
