@@ -184,9 +184,12 @@ impl Post {
         self.stream.write_all(&self.request)?;
         let mut got = 0;
         while !self.reply[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+            if got == self.reply.len() {
+                return Err(std::io::Error::other("a reply head over 4 KiB"));
+            }
             match self.stream.read(&mut self.reply[got..])? {
                 0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                n => got = (got + n) % self.reply.len(),
+                n => got += n,
             }
         }
         Ok(())

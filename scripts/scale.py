@@ -20,9 +20,10 @@ them (on-CPU time of every thread over the window). Then, as procship's
 cgroup collector is off by default, the same two with the groups and
 without the process walk (so the groups' cost is not lost in the walk's):
 the floor reading each group's files (-c) and procship with
-`default,-processes,cgroup` (no cgroup v2 on the host: those columns are
-left empty). Every process is started here and stopped by its PID; the
-namespace's init is killed last, which ends everything inside it.
+`default,-processes,cgroup` (no cgroup v2 on the host, or one this script
+cannot make a group in: those columns are left empty). Every process is
+started here and stopped by its PID; the namespace's init is killed last,
+which ends everything inside it.
 """
 
 import argparse
@@ -81,7 +82,11 @@ def make_parent(groups):
     if not root or groups == 0:
         return None
     parent = os.path.join(root, f"procship-scale-{os.getpid()}-{groups}")
-    os.mkdir(parent)
+    try:
+        os.mkdir(parent)
+    except OSError as e:  # a read-only or undelegated hierarchy (a container)
+        print(f"scale.py: no cgroups at this size: {parent}: {e}", file=sys.stderr)
+        return None
     return parent
 
 

@@ -253,6 +253,7 @@ pub fn parse_blkio(path: &Path, text: &str, io: &mut Io, bytes: bool) -> Result<
 }
 
 /// One group found under a watched slice.
+#[derive(PartialEq)]
 struct Group {
     slice: String,
     /// Path below the slice (`sshd.service`, or deeper with depth > 1).
@@ -318,9 +319,7 @@ const V1_FILES: [(&[&str], &str, How); 8] = [
 
 /// A group being reported, with its files kept open.
 struct Tracked {
-    slice: String,
-    unit: String,
-    ino: u64,
+    group: Group,
     /// False when a file is there but could not be opened (not a regular
     /// file): the group is opened again, and the error said again, next cycle.
     complete: bool,
@@ -416,12 +415,10 @@ impl Cgroup {
         let mut old = std::mem::take(&mut self.tracked).into_iter().peekable();
         for g in self.groups(hierarchy) {
             while old
-                .next_if(|t| (&t.slice, &t.unit) < (&g.slice, &g.unit))
+                .next_if(|t| (&t.group.slice, &t.group.unit) < (&g.slice, &g.unit))
                 .is_some()
             {}
-            let same = |t: &Tracked| {
-                t.complete && (&t.slice, &t.unit, t.ino) == (&g.slice, &g.unit, g.ino)
-            };
+            let same = |t: &Tracked| t.complete && t.group == g;
             match old.next_if(same) {
                 Some(t) => self.tracked.push(t),
                 None => self.tracked.push(open_group(root, g, unified, partial)),
@@ -477,10 +474,8 @@ fn open_group(root: &Path, g: Group, unified: bool, partial: &mut Partial) -> Tr
     Tracked {
         kind: kind(name),
         domain: domain(name),
-        ino: g.ino,
         complete: partial.count() == errors,
-        slice: g.slice,
-        unit: g.unit,
+        group: g,
         files,
     }
 }
@@ -593,18 +588,18 @@ impl Collector for Cgroup {
         let mut partial = Partial::default();
         self.track(&root, &hierarchy, unified, &mut partial);
         let mut usage = std::mem::take(&mut self.usage);
-        let tracked = std::mem::take(&mut self.tracked);
-        let mut kept = Vec::with_capacity(tracked.len());
-        for t in tracked {
+        let mut tracked = std::mem::take(&mut self.tracked);
+        // A group gone since it was listed is dropped: listed again, it is
+        // opened anew.
+        tracked.retain(|t| {
             usage.clear();
-            // A group gone since it was listed is dropped: listed again,
-            // it is opened anew.
-            if self.read_group(&t, &mut usage, &mut partial) {
-                self.points(&t, &usage, &sys, now, out);
-                kept.push(t);
+            let there = self.read_group(t, &mut usage, &mut partial);
+            if there {
+                self.points(t, &usage, &sys, now, out);
             }
-        }
-        self.tracked = kept;
+            there
+        });
+        self.tracked = tracked;
         self.usage = usage;
         partial.result()
     }
@@ -636,9 +631,9 @@ impl Cgroup {
     ) {
         let tag = |p: Point| {
             let p = p
-                .tag("unit", &t.unit)
+                .tag("unit", &t.group.unit)
                 .tag("kind", t.kind)
-                .tag("slice", &t.slice);
+                .tag("slice", &t.group.slice);
             match (t.kind, &t.domain) {
                 ("vm", Some(d)) => p.tag("domain", d),
                 _ => p,
