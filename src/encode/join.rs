@@ -106,12 +106,10 @@ fn compress(compression: Compression, raw: &[u8]) -> Result<Vec<u8>, String> {
         Compression::None => Ok(raw.to_vec()),
         Compression::Gzip => {
             // A joined backlog is large and rare: compressed well.
-            let mut z = flate2::Compress::new_gzip(
-                flate2::Compression::default(),
-                super::window_bits_for(raw.len()),
-            );
+            let mut z = super::gzip::Gzip::new(6, super::gzip::window_bits_for(raw.len()));
             let mut out = Vec::new();
-            super::gzip(&mut z, raw, &mut out).map_err(|e| format!("gzip: {e}"))?;
+            z.compress(raw, &mut out)
+                .map_err(|e| format!("gzip: {e}"))?;
             Ok(out)
         }
         Compression::Snappy => super::remote_write::snappy(raw).map_err(|e| format!("snappy: {e}")),

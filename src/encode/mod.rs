@@ -4,28 +4,21 @@
 //! write is always snappy-compressed protobuf on the wire, and Prometheus
 //! text on stdout.
 //!
-//! One gzip compressor (zlib-rs) lives as long as the encoder and is reset
-//! per batch: a fresh one allocates and zeroes a few hundred KiB, which was
-//! most of the agent's user-space work per cycle and flushed the CPU caches.
-//! Its window is sized to the bodies (`window_bits_for`): the smallest
-//! whose buffer holds the whole body, so that zlib-rs never slides it (a
-//! slide rewrites its 64 Ki-entry hash table: with node_exporter's names, a
-//! 47 KB body in an 8 KiB window slid five times a batch, half of all the
-//! agent's instructions), and no larger (the window is zeroed when made: a
-//! cycle's 7 KB batch needs 4 KiB, the largest 32 KiB, +96 KiB resident).
-//! A body larger than the window makes a larger compressor, once. Its level is
+//! One gzip compressor (`gzip::Gzip`, zlib-rs) lives as long as the encoder
+//! and is reset per batch: a fresh one allocates and zeroes a few hundred KiB,
+//! which was most of the agent's user-space work per cycle and flushed the
+//! CPU caches; its window and buffers are sized as gzip.rs says. Its level is
 //! `PROCSHIP_GZIP_LEVEL`, 1 by default: on a cycle's JSON batch (`cargo
 //! bench --bench cycle -- encode/json_gzip_level`) level 1 costs about half
 //! of level 6's CPU for about 40 % more bytes (4.9 against 3.5 KB for every
 //! collector's points), and compression was most of the agent's own work
 //! per cycle; a site that pays for bandwidth sets a higher level.
 
-use flate2::{Compress, FlushCompress, Status};
-
 use crate::config::{ConfigError, Values, Var};
 use crate::point::{Batch, Timestamp};
 
 pub mod group;
+pub mod gzip;
 pub mod influx;
 pub mod join;
 pub mod json;
@@ -228,17 +221,6 @@ pub struct Identity {
     pub boot: Timestamp,
 }
 
-/// log2 of the largest gzip window: 32 KiB.
-pub const GZIP_WINDOW_BITS: u8 = 15;
-
-/// log2 of the smallest gzip window (9 … 15) whose buffer, twice the window,
-/// holds `len` bytes and the matcher's look-ahead (262 bytes) without a slide.
-pub fn window_bits_for(len: usize) -> u8 {
-    (9..GZIP_WINDOW_BITS)
-        .find(|b| (2usize << b) >= len + 262)
-        .unwrap_or(GZIP_WINDOW_BITS)
-}
-
 pub struct Encoder {
     pub format: Format,
     pub compression: Compression,
@@ -248,33 +230,14 @@ pub struct Encoder {
     buf: Vec<u8>,
     /// The buffer the next body is written into (a delivered one, `reuse`).
     spare: Vec<u8>,
-    /// The gzip compressor and its window bits, made at the first gzip'd
-    /// batch at `gzip_level`, made again larger for a larger body.
-    gzip: Option<(Compress, u8)>,
+    /// The gzip compressor, made at the first gzip'd batch at
+    /// `gzip_level`, made again with a larger window for a larger body.
+    gzip: Option<gzip::Gzip>,
     gzip_level: u32,
     snappy: snap::raw::Encoder,
     /// The encoders' memory kept from batch to batch.
     otlp: otlp::Scratch,
     remote_write: remote_write::Scratch,
-}
-
-/// Compresses `input` into one gzip member with a reused compressor.
-fn gzip(z: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
-    z.reset();
-    out.clear();
-    out.reserve(input.len() / 3 + 64);
-    loop {
-        let consumed = usize::try_from(z.total_in())
-            .unwrap_or(usize::MAX)
-            .min(input.len());
-        let status = z
-            .compress_vec(&input[consumed..], out, FlushCompress::Finish)
-            .map_err(std::io::Error::other)?;
-        match status {
-            Status::StreamEnd => return Ok(()),
-            Status::Ok | Status::BufError => out.reserve(out.capacity().max(1024)),
-        }
-    }
 }
 
 impl Encoder {
@@ -333,13 +296,12 @@ impl Encoder {
         let mut body = std::mem::take(&mut self.spare);
         match self.compression {
             Compression::Gzip => {
-                let bits = window_bits_for(self.buf.len());
-                if self.gzip.as_ref().is_none_or(|(_, b)| *b < bits) {
-                    let level = flate2::Compression::new(self.gzip_level);
-                    self.gzip = Some((Compress::new_gzip(level, bits), bits));
+                let bits = gzip::window_bits_for(self.buf.len());
+                if self.gzip.as_ref().is_none_or(|z| z.window_bits() < bits) {
+                    self.gzip = Some(gzip::Gzip::new(self.gzip_level, bits));
                 }
-                if let Some((z, _)) = &mut self.gzip {
-                    gzip(z, &self.buf, &mut body)?;
+                if let Some(z) = &mut self.gzip {
+                    z.compress(&self.buf, &mut body)?;
                 }
             }
             Compression::Snappy => {
@@ -424,16 +386,6 @@ mod tests {
     }
 
     #[test]
-    fn the_gzip_window_holds_the_whole_body() {
-        assert_eq!(window_bits_for(0), 9);
-        assert_eq!(window_bits_for(7_234), 12);
-        assert_eq!(window_bits_for(8_192 - 262), 12);
-        assert_eq!(window_bits_for(8_192 - 261), 13);
-        assert_eq!(window_bits_for(47_452), 15);
-        assert_eq!(window_bits_for(10 << 20), GZIP_WINDOW_BITS);
-    }
-
-    #[test]
     fn a_larger_body_gets_a_larger_window_and_every_body_round_trips() {
         let id = Identity {
             host: "h".into(),
@@ -458,7 +410,7 @@ mod tests {
                 .read_to_end(&mut out)
                 .unwrap();
             assert_eq!(out, want, "{n} points");
-            bits.push(gz.gzip.as_ref().map(|(_, b)| *b));
+            bits.push(gz.gzip.as_ref().map(gzip::Gzip::window_bits));
         }
         // Made at 9 bits, larger for the large body, never smaller again.
         assert_eq!(bits, [Some(9), Some(15), Some(15), Some(15)]);
