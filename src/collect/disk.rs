@@ -32,7 +32,7 @@ use super::names::{Help, Names};
 use super::{Build, CollectError, Collector, Context, Entry, Files, Setup};
 use crate::config::{ConfigError, Values, Var, parse_bool, parse_positive_duration, split_list};
 use crate::host::HostPaths;
-use crate::point::{Point, Timestamp, WHOLE};
+use crate::point::{Point, Timestamp};
 
 /// The registry row.
 pub const ENTRY: Entry = Entry {
@@ -287,26 +287,34 @@ pub fn node_mounts(path: &Path, text: &str, f: &NodeFilter) -> Result<Vec<Mount>
         .collect())
 }
 
-/// A mount's series in node_exporter's names; `None`: its statvfs failed.
+/// node_exporter's filesystem series are `<NODE_MEASUREMENT>_<field>`.
+const NODE_MEASUREMENT: &str = "node_filesystem";
+
+/// A mount's series in node_exporter's names, one point with a field each;
+/// `None`: its statvfs failed.
 fn node_points(m: &Mount, s: Option<&FsStats>, now: Timestamp, out: &mut Vec<Point>) {
-    let point = |name: &'static str| {
-        Point::new(name, now)
-            .tag("device", m.source.as_str())
-            .tag("fstype", m.fstype.as_str())
-            .tag("mountpoint", m.path.to_string_lossy())
-    };
-    out.push(point("node_filesystem_device_error").int(WHOLE, i64::from(s.is_none())));
-    let Some(s) = s else { return };
-    out.push(point("node_filesystem_readonly").int(WHOLE, i64::from(m.read_only)));
-    for (name, v) in [
-        ("node_filesystem_size_bytes", s.total),
-        ("node_filesystem_free_bytes", s.total.saturating_sub(s.used)),
-        ("node_filesystem_avail_bytes", s.free),
-        ("node_filesystem_files", s.inodes_total),
-        ("node_filesystem_files_free", s.inodes_free),
-    ] {
-        out.push(point(name).uint(WHOLE, v));
+    let field = |name| super::names::field_of(NODE_MEASUREMENT, name);
+    let mut p = Point::new(NODE_MEASUREMENT, now)
+        .tag("device", m.source.as_str())
+        .tag("fstype", m.fstype.as_str())
+        .tag("mountpoint", m.path.to_string_lossy())
+        .int(
+            field("node_filesystem_device_error"),
+            i64::from(s.is_none()),
+        );
+    if let Some(s) = s {
+        p = p.int(field("node_filesystem_readonly"), i64::from(m.read_only));
+        for (name, v) in [
+            ("node_filesystem_size_bytes", s.total),
+            ("node_filesystem_free_bytes", s.total.saturating_sub(s.used)),
+            ("node_filesystem_avail_bytes", s.free),
+            ("node_filesystem_files", s.inodes_total),
+            ("node_filesystem_files_free", s.inodes_free),
+        ] {
+            p = p.uint(field(name), v);
+        }
     }
+    out.push(p);
 }
 
 /// The real mounts of a mountinfo text, filtered and de-duplicated.
@@ -575,11 +583,7 @@ mod tests {
         };
         let mut out = Vec::new();
         node_points(&m[0], Some(&stats), 1, &mut out);
-        let get = |n: &str| {
-            out.iter()
-                .find(|p| p.measurement == n)
-                .and_then(|p| p.field(WHOLE))
-        };
+        let get = |n: &str| series(&out, n, &[]);
         use crate::point::Value::Int;
         assert_eq!(get("node_filesystem_size_bytes"), Some(Int(100)));
         assert_eq!(get("node_filesystem_free_bytes"), Some(Int(50)));
@@ -588,7 +592,11 @@ mod tests {
         assert_eq!(out[0].tag_value("mountpoint"), Some("/"));
         out.clear();
         node_points(&m[0], None, 1, &mut out);
-        assert_eq!(out.len(), 1, "only device_error when statvfs fails");
+        assert_eq!(
+            series_count(&out),
+            1,
+            "only device_error when statvfs fails"
+        );
     }
 
     #[test]

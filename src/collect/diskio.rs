@@ -27,7 +27,9 @@ pub const ENTRY: Entry = Entry::plain("diskio", |ctx| match ctx.names {
 /// after the name, in order, as (series, how a raw number becomes its
 /// value); a kernel that prints fewer (before 4.18: no discards, before
 /// 5.5: no flushes) has fewer series. Devices as node_exporter's default
-/// exclude leaves them (`NODE_EXCLUDE`: partitions, loop, ram, fd).
+/// exclude leaves them (`NODE_EXCLUDE`: partitions, loop, ram, fd). Per
+/// device one point, measurement `NODE_MEASUREMENT`, a field each (the
+/// series name after `node_disk_`), beside `node_disk_info`.
 const NODE_COLUMNS: [(&str, Unit); 17] = [
     ("node_disk_reads_completed_total", Unit::Count),
     ("node_disk_reads_merged_total", Unit::Count),
@@ -47,6 +49,9 @@ const NODE_COLUMNS: [(&str, Unit); 17] = [
     ("node_disk_flush_requests_total", Unit::Count),
     ("node_disk_flush_requests_time_seconds_total", Unit::Millis),
 ];
+
+/// node_exporter's diskstats series are `<NODE_MEASUREMENT>_<field>`.
+const NODE_MEASUREMENT: &str = "node_disk";
 
 /// node_exporter's `--collector.diskstats.device-exclude` default.
 const NODE_EXCLUDE: &str = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
@@ -114,15 +119,17 @@ impl DiskIoNode {
                 .tag("minor", minor)
                 .int(WHOLE, 1),
         );
+        let mut p = Point::new(NODE_MEASUREMENT, now).tag("device", device);
         for ((name, unit), v) in NODE_COLUMNS.iter().zip(values).take(n) {
-            let p = Point::new(*name, now).tag("device", device);
-            out.push(match unit {
-                Unit::Count => p.counter(WHOLE, v),
-                Unit::Sectors => p.counter(WHOLE, v.saturating_mul(SECTOR)),
-                Unit::Millis => p.total(WHOLE, v as f64 / 1000.0),
-                Unit::Gauge => p.uint(WHOLE, v),
-            });
+            let f = super::names::field_of(NODE_MEASUREMENT, name);
+            p = match unit {
+                Unit::Count => p.counter(f, v),
+                Unit::Sectors => p.counter(f, v.saturating_mul(SECTOR)),
+                Unit::Millis => p.total(f, v as f64 / 1000.0),
+                Unit::Gauge => p.uint(f, v),
+            };
         }
+        out.push(p);
         Ok(())
     }
 }
@@ -317,11 +324,7 @@ mod tests {
     #[test]
     fn node_exporter_columns_units_and_excludes() {
         let pts = run(&mut DiskIoNode::new(), "basic").unwrap();
-        let get = |name: &str, dev: &str| {
-            pts.iter()
-                .find(|p| p.measurement == name && p.tag_value("device") == Some(dev))
-                .and_then(|p| p.field(WHOLE))
-        };
+        let get = |name: &str, dev: &str| series(&pts, name, &[("device", dev)]);
         use crate::point::Value::{Counter, Int, Total};
         assert_eq!(
             get("node_disk_read_bytes_total", "nvme0n1"),

@@ -6,7 +6,7 @@
 
 use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, Files, Partial, kv};
-use crate::point::{Point, Timestamp, WHOLE};
+use crate::point::{Point, Timestamp};
 
 /// The registry row.
 pub const ENTRY: Entry = Entry::plain("mem", |ctx| match ctx.names {
@@ -17,7 +17,8 @@ pub const ENTRY: Entry = Entry::plain("mem", |ctx| match ctx.names {
 
 /// node_exporter's meminfo collector: every field of /proc/meminfo as
 /// `node_memory_<Field>[_bytes]` (gauges; `(`/`)` in a key become `_`, as
-/// `Active(anon)` → `Active_anon`; kB values in bytes, with `_bytes`).
+/// `Active(anon)` → `Active_anon`; kB values in bytes, with `_bytes`): one
+/// point, measurement `node_memory`, a field `<Field>[_bytes]` each.
 const NODE_HELP: &[Help] = &[(
     "node_memory_",
     "Memory information field from /proc/meminfo.",
@@ -122,11 +123,14 @@ impl Collector for Mem {
 /// `mem` with node_exporter's names.
 #[derive(Default)]
 pub struct MemNode {
-    /// A series name being made.
+    /// A field name being made.
     name: String,
 }
 
-/// A meminfo line as node_exporter's (name, value): `Key: n [kB]`.
+/// node_exporter's meminfo series are `<NODE_MEASUREMENT>_<field>`.
+const NODE_MEASUREMENT: &str = "node_memory";
+
+/// A meminfo line as node_exporter's (field name, value): `Key: n [kB]`.
 fn node_line(
     path: &std::path::Path,
     number: usize,
@@ -149,7 +153,6 @@ fn node_line(
         return Err(bad("not a meminfo key"));
     }
     name.clear();
-    name.push_str("node_memory_");
     name.extend(
         key.chars()
             .filter(|c| *c != ')')
@@ -179,18 +182,20 @@ impl Collector for MemNode {
         let path = files.proc_path("meminfo");
         let text = files.proc("meminfo")?;
         let mut partial = Partial::default();
-        let before = out.len();
+        let mut p = Point::new(NODE_MEASUREMENT, now);
         for (i, line) in text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
             if let Some(v) = partial.keep(node_line(&path, i + 1, line, &mut self.name)) {
-                out.push(Point::new(crate::point::intern(&self.name), now).uint(WHOLE, v));
+                p = p.uint(crate::point::intern(&self.name), v);
             }
         }
-        if out.len() == before {
+        if p.fields.is_empty() {
             partial.note(|| CollectError::parse(&path, "no fields (empty file?)"));
+        } else {
+            out.push(p);
         }
         partial.result()
     }
@@ -203,11 +208,7 @@ mod tests {
     #[test]
     fn node_exporter_names_every_field() {
         let pts = crate::collect::testutil::run(&mut MemNode::default(), "basic").unwrap();
-        let get = |n: &str| {
-            pts.iter()
-                .find(|p| p.measurement == n)
-                .and_then(|p| p.field(WHOLE))
-        };
+        let get = |n: &str| crate::collect::testutil::series(&pts, n, &[]);
         use crate::point::Value::Int;
         assert_eq!(
             get("node_memory_MemTotal_bytes"),
@@ -228,7 +229,11 @@ mod tests {
                 b"MemTotal: 100 kB\nBad line\nMemFree: x kB\nHugePages_Free: 3\n",
             )],
         );
-        assert_eq!(pts.len(), 2, "a bad line loses only itself");
+        assert_eq!(
+            crate::collect::testutil::series_count(&pts),
+            2,
+            "a bad line loses only itself"
+        );
         let e = e.unwrap();
         assert!(
             e.to_string().contains("meminfo: line 2") && e.skipped == 2,

@@ -946,11 +946,14 @@ mod tests {
     /// on the tree at `base`, on a thread: the errors, or `None` when it
     /// did not finish within 20 s.
     fn every_collector_on(base: PathBuf) -> Option<Vec<String>> {
-        every_collector_with_points(base).map(|(_, e)| e)
+        every_collector_with_points(base, names::Names::Telegraf).map(|(_, e)| e)
     }
 
     /// The same, with the points.
-    fn every_collector_with_points(base: PathBuf) -> Option<(Vec<Point>, Vec<String>)> {
+    fn every_collector_with_points(
+        base: PathBuf,
+        names: names::Names,
+    ) -> Option<(Vec<Point>, Vec<String>)> {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let paths = HostPaths {
@@ -962,7 +965,7 @@ mod tests {
                 paths: paths.clone(),
                 facts: Facts::default(),
                 rates: false,
-                names: names::Names::Telegraf,
+                names,
             };
             let mut files = Files::new(paths);
             let (mut points, mut errors) = (Vec::new(), Vec::new());
@@ -1075,17 +1078,21 @@ mod tests {
             if !tree.join("proc").is_dir() && !tree.join("sys").is_dir() {
                 continue;
             }
-            let (points, _) = every_collector_with_points(tree.clone()).expect("no hang");
-            let mut seen = std::collections::HashSet::new();
-            for p in &points {
-                let key = (p.measurement.to_string(), format!("{:?}", p.tags));
-                assert!(
-                    seen.insert(key),
-                    "{}: {} {:?} twice",
-                    tree.display(),
-                    p.measurement,
-                    p.tags
-                );
+            for names in names::Names::ALL {
+                let (points, _) =
+                    every_collector_with_points(tree.clone(), names).expect("no hang");
+                let mut seen = std::collections::HashSet::new();
+                for p in &points {
+                    let key = (p.measurement.to_string(), format!("{:?}", p.tags));
+                    assert!(
+                        seen.insert(key),
+                        "{} ({}): {} {:?} twice",
+                        tree.display(),
+                        names.name(),
+                        p.measurement,
+                        p.tags
+                    );
+                }
             }
         }
     }
@@ -1304,6 +1311,32 @@ pub mod testutil {
         ));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// The value of the series `name` (`<measurement>_<field>`, or the
+    /// measurement alone for a `WHOLE` field) whose point has every tag of
+    /// `tags`: node_exporter's names are split between a point's
+    /// measurement and its fields, one point per label set.
+    pub fn series(pts: &[Point], name: &str, tags: &[(&str, &str)]) -> Option<crate::point::Value> {
+        let named = |m: &str, f: &str| {
+            if f == crate::point::WHOLE {
+                m == name
+            } else {
+                name.strip_prefix(m)
+                    .and_then(|r| r.strip_prefix('_'))
+                    .is_some_and(|r| r == f)
+            }
+        };
+        pts.iter()
+            .filter(|p| tags.iter().all(|(k, v)| p.tag_value(k) == Some(*v)))
+            .flat_map(|p| p.fields.iter().map(move |(f, v)| (p, f, *v)))
+            .find(|(p, f, _)| named(&p.measurement, f))
+            .map(|(_, _, v)| v)
+    }
+
+    /// How many series (fields) `pts` carry.
+    pub fn series_count(pts: &[Point]) -> usize {
+        pts.iter().map(|p| p.fields.len()).sum()
     }
 
     pub fn err_text(r: Result<Vec<Point>, CollectError>) -> String {

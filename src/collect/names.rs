@@ -107,6 +107,23 @@ impl Options {
 /// and its help text.
 pub type Help = (&'static str, &'static str);
 
+/// The field name of node_exporter's series `series` in a point whose
+/// measurement is `measurement`: what follows `<measurement>_`, so that the
+/// series name every Prometheus-side format makes of the two
+/// (`<measurement>_<field>`) is `series` again. With node_exporter's names a
+/// collector ships one point per label set (node_memory, node_disk{device},
+/// …) with a field per series: a point, its tags and its vectors once
+/// instead of once per series. A series outside `measurement` is a
+/// programming error (debug builds stop on it); it is kept whole.
+pub fn field_of(measurement: &str, series: &'static str) -> &'static str {
+    let field = series
+        .strip_prefix(measurement)
+        .and_then(|f| f.strip_prefix('_'))
+        .filter(|f| !f.is_empty());
+    debug_assert!(field.is_some(), "{series} is not a {measurement}_ series");
+    field.unwrap_or(series)
+}
+
 /// The help text of `series` from the collectors' node_exporter tables.
 pub fn help(series: &str) -> Option<&'static str> {
     super::REGISTRY
@@ -119,6 +136,15 @@ pub fn help(series: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_series_is_its_measurement_and_field_again() {
+        assert_eq!(field_of("node_disk", "node_disk_io_now"), "io_now");
+        assert_eq!(
+            field_of("node_timex", "node_timex_pps_jitter_total"),
+            "pps_jitter_total"
+        );
+    }
 
     #[test]
     fn job_and_instance_only_with_node_exporter_names() {

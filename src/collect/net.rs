@@ -16,7 +16,7 @@ use std::path::Path;
 use super::names::{Help, Names};
 use super::rates::Rates;
 use super::{CollectError, Collector, Entry, Files};
-use crate::point::{Point, Timestamp, WHOLE};
+use crate::point::{Point, Timestamp, Value};
 
 /// The registry row.
 pub const ENTRY: Entry = Entry::plain("net", |ctx| match ctx.names {
@@ -27,7 +27,8 @@ pub const ENTRY: Entry = Entry::plain("net", |ctx| match ctx.names {
 
 /// node_exporter's netdev collector: every column of /proc/net/dev as
 /// `node_network_{receive,transmit}_<column>_total{device}`, `lo` left out
-/// as node_exporter's default device exclude does.
+/// as node_exporter's default device exclude does: per device a point for
+/// each side (`NODE_SIDES`), a field `<column>_total` each.
 const NODE_HELP: &[Help] = &[
     (
         "node_network_receive_",
@@ -39,13 +40,17 @@ const NODE_HELP: &[Help] = &[
     ),
 ];
 
+/// The measurements of node_exporter's netdev series, receive and transmit.
+const NODE_SIDES: [&str; 2] = ["node_network_receive", "node_network_transmit"];
+
 /// `net` with node_exporter's names.
 #[derive(Default)]
 pub struct NetNode {
-    /// The header line the series names were made from, and those names:
-    /// made again only when the header changes.
+    /// The header line the field names were made from, and those names
+    /// with their side (an index of `NODE_SIDES`): made again only when the
+    /// header changes.
     header: String,
-    names: Vec<crate::point::Name>,
+    names: Vec<(usize, crate::point::Name)>,
 }
 
 impl Collector for NetNode {
@@ -64,11 +69,9 @@ impl Collector for NetNode {
         let (recv, sent, rest) = header(&path, text)?;
         let head = &text[..text.len() - rest.len()];
         if head != self.header {
-            self.names = (recv.split_whitespace().map(|c| ("receive", c)))
-                .chain(sent.split_whitespace().map(|c| ("transmit", c)))
-                .map(|(side, c)| {
-                    crate::point::intern_concat(&["node_network_", side, "_", c, "_total"])
-                })
+            self.names = (recv.split_whitespace().map(|c| (0, c)))
+                .chain(sent.split_whitespace().map(|c| (1, c)))
+                .map(|(side, c)| (side, crate::point::intern_concat(&[c, "_total"])))
                 .collect();
             self.header = head.to_string();
         }
@@ -78,13 +81,13 @@ impl Collector for NetNode {
             if let Some(Some((device, values))) =
                 partial.keep(counters(&path, i + 3, line, names.len()))
             {
-                for (name, v) in names.iter().zip(values) {
-                    out.push(
-                        Point::new(name.clone(), now)
-                            .tag("device", device)
-                            .counter(WHOLE, v),
-                    );
+                let mut sides = NODE_SIDES.map(|m| Point::new(m, now).tag("device", device));
+                for ((side, name), v) in names.iter().zip(values) {
+                    if let Some(p) = sides.get_mut(*side) {
+                        p.fields.push((name.clone(), Value::Counter(v)));
+                    }
                 }
+                out.extend(sides.into_iter().filter(|p| !p.fields.is_empty()));
             }
         }
         partial.result()
@@ -291,18 +294,15 @@ mod tests {
     #[test]
     fn node_exporter_every_column_per_device() {
         let pts = run(&mut NetNode::default(), "basic").unwrap();
-        let get = |name: &str, dev: &str| {
-            pts.iter()
-                .find(|p| p.measurement == name && p.tag_value("device") == Some(dev))
-                .and_then(|p| p.field(WHOLE))
-        };
+        let get = |name: &str, dev: &str| series(&pts, name, &[("device", dev)]);
         assert_eq!(
             get("node_network_receive_bytes_total", "eth0"),
             Some(Counter(123_456_789))
         );
         assert!(get("node_network_transmit_colls_total", "eth0").is_some());
         assert!(get("node_network_receive_bytes_total", "lo").is_none());
-        assert_eq!(pts.len() % 16, 0, "16 columns per device");
+        assert_eq!(series_count(&pts) % 16, 0, "16 columns per device");
+        assert_eq!(pts.len() % 2, 0, "a point per side and device");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::names::{Help, Names};
+use super::names::{Help, Names, field_of};
 use super::{CollectError, Collector, Entry, Files, Partial};
 use crate::point::{Point, Timestamp, WHOLE};
 
@@ -111,6 +111,10 @@ const NODE_HELP: &[Help] = &[
         "Network device property from /sys/class/net/<iface>.",
     ),
 ];
+
+/// node_exporter's netclass series but `node_network_info` are
+/// `<NODE_MEASUREMENT>_<field>`: per interface one point with a field each.
+const NODE_MEASUREMENT: &str = "node_network";
 
 /// `netclass` with node_exporter's names.
 #[derive(Default)]
@@ -216,16 +220,16 @@ impl NodeLink {
         let mut info = Point::new("node_network_info", now)
             .tag("device", name)
             .int(WHOLE, 1);
+        let mut p = Point::new(NODE_MEASUREMENT, now).tag("device", name);
         for ((file, label), f) in NODE_INFO.iter().zip(&self.info) {
             let Some(f) = f else { continue };
             let Some(v) = node_attr(f, || self.dir.join(file), &mut buf, partial)? else {
                 continue;
             };
             if *file == "operstate" {
-                out.push(
-                    Point::new("node_network_up", now)
-                        .tag("device", name)
-                        .int(WHOLE, i64::from(v == "up")),
+                p = p.int(
+                    field_of(NODE_MEASUREMENT, "node_network_up"),
+                    i64::from(v == "up"),
                 );
             }
             info = info.tag(*label, v);
@@ -238,10 +242,12 @@ impl NodeLink {
                 continue;
             };
             if let Some(v) = partial.keep(node_value(path, *kind, text)) {
-                let mut p = Point::new(*series, now).tag("device", name);
-                p.fields.push((WHOLE.into(), v));
-                out.push(p);
+                p.fields
+                    .push((field_of(NODE_MEASUREMENT, series).into(), v));
             }
+        }
+        if !p.fields.is_empty() {
+            out.push(p);
         }
         Ok(())
     }
@@ -463,23 +469,17 @@ mod tests {
     #[test]
     fn node_exporter_attributes_and_info_with_loopback() {
         let pts = run(&mut NetClassNode::default(), "basic").unwrap();
-        let get = |n: &str, dev: &str| {
-            pts.iter()
-                .find(|p| p.measurement == n && p.tag_value("device") == Some(dev))
-        };
+        let get = |n: &str, dev: &str| series(&pts, n, &[("device", dev)]);
         use crate::point::Value::Int;
+        assert_eq!(get("node_network_up", "eth0"), Some(Int(1)));
         assert_eq!(
-            get("node_network_up", "eth0").and_then(|p| p.field(WHOLE)),
-            Some(Int(1))
-        );
-        assert_eq!(
-            get("node_network_speed_bytes", "eth0").and_then(|p| p.field(WHOLE)),
+            get("node_network_speed_bytes", "eth0"),
             Some(Int(10_000 * 125_000))
         );
-        assert_eq!(
-            get("node_network_info", "eth0").and_then(|p| p.tag_value("operstate")),
-            Some("up")
-        );
+        let info = pts.iter().find(|p| {
+            p.measurement == "node_network_info" && p.tag_value("device") == Some("eth0")
+        });
+        assert_eq!(info.and_then(|p| p.tag_value("operstate")), Some("up"));
         assert!(get("node_network_mtu_bytes", "lo").is_some(), "lo included");
         assert!(
             get("node_network_carrier", "docker0").is_none(),

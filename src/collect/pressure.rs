@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, ErrorKind, Files, num};
-use crate::point::{Point, Timestamp, WHOLE};
+use crate::point::{Point, Timestamp};
 
 /// The registry row.
 pub const ENTRY: Entry = Entry::plain("pressure", |ctx| {
@@ -61,6 +61,9 @@ const NODE_LINES: [(&str, &str, usize); 5] = [
     ("memory", "some", 3),
     ("memory", "full", 4),
 ];
+
+/// node_exporter's pressure series are `<NODE_MEASUREMENT>_<field>`.
+const NODE_MEASUREMENT: &str = "node_pressure";
 
 /// A line's series in node_exporter's names, if it has one.
 fn node_name(resource: &str, kind: &str) -> Option<&'static str> {
@@ -197,6 +200,8 @@ impl Collector for Pressure {
         }
         // One resource's file, or one bad average, loses only itself.
         let mut partial = super::Partial::default();
+        // node_exporter's series: one point, a field each.
+        let mut node = self.node.then(|| Point::new(NODE_MEASUREMENT, now));
         for (resource, rel) in RESOURCES {
             let path = files.proc_path(rel);
             let text = match files.proc(rel) {
@@ -218,10 +223,14 @@ impl Collector for Pressure {
                 continue;
             };
             for l in lines {
-                if self.node {
-                    if let Some(name) = node_name(resource, l.kind) {
-                        out.push(Point::new(name, now).total(WHOLE, l.total as f64 / 1e6));
-                    }
+                if let Some(p) = node.take() {
+                    node = Some(match node_name(resource, l.kind) {
+                        Some(name) => p.total(
+                            super::names::field_of(NODE_MEASUREMENT, name),
+                            l.total as f64 / 1e6,
+                        ),
+                        None => p,
+                    });
                     continue;
                 }
                 let mut p = Point::new("pressure", now)
@@ -243,6 +252,7 @@ impl Collector for Pressure {
                 out.push(p.counter("total", l.total));
             }
         }
+        out.extend(node.filter(|p| !p.fields.is_empty()));
         partial.result()
     }
 }
@@ -260,13 +270,9 @@ mod tests {
             ..Pressure::default()
         };
         let pts = run(&mut c, "basic").unwrap();
-        let names: Vec<_> = pts.iter().map(|p| p.measurement.as_ref()).collect();
-        assert_eq!(names.len(), 5, "no cpu full: {names:?}");
-        let io = pts
-            .iter()
-            .find(|p| p.measurement == "node_pressure_io_stalled_seconds_total");
+        assert_eq!(series_count(&pts), 5, "no cpu full: {pts:?}");
         assert_eq!(
-            io.unwrap().field(WHOLE),
+            series(&pts, "node_pressure_io_stalled_seconds_total", &[]),
             Some(crate::point::Value::Total(78.845918))
         );
     }

@@ -15,7 +15,7 @@
 
 use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, Files};
-use crate::point::{Point, Timestamp, WHOLE};
+use crate::point::{Point, Timestamp};
 
 /// The registry row.
 pub const ENTRY: Entry = Entry::plain("timex", |ctx| {
@@ -160,7 +160,11 @@ fn read() -> std::io::Result<Reading> {
     })
 }
 
-/// A reading's series in node_exporter's names, in `NODE_HELP`'s order.
+/// node_exporter's timex series are `<NODE_MEASUREMENT>_<field>`.
+const NODE_MEASUREMENT: &str = "node_timex";
+
+/// A reading's series in node_exporter's names, in `NODE_HELP`'s order: one
+/// point, a field each.
 pub fn node_points(r: &Reading, now: Timestamp, out: &mut Vec<Point>) {
     const PPM16: f64 = 1e6 * 65_536.0;
     let unit = if r.status & STA_NANO != 0 { 1e9 } else { 1e6 };
@@ -181,15 +185,18 @@ pub fn node_points(r: &Reading, now: Timestamp, out: &mut Vec<Point>) {
     let counters = [r.jitcnt, r.calcnt, r.errcnt, r.stbcnt];
     let (g, rest) = NODE_HELP.split_at(gauges.len());
     let (c, ints) = rest.split_at(counters.len());
+    let field = |name| super::names::field_of(NODE_MEASUREMENT, name);
+    let mut p = Point::new(NODE_MEASUREMENT, now);
     for ((name, _), v) in g.iter().zip(gauges) {
-        out.push(Point::new(*name, now).gauge(WHOLE, v));
+        p = p.gauge(field(name), v);
     }
     for ((name, _), v) in c.iter().zip(counters) {
-        out.push(Point::new(*name, now).counter(WHOLE, u64::try_from(v).unwrap_or(0)));
+        p = p.counter(field(name), u64::try_from(v).unwrap_or(0));
     }
     for ((name, _), v) in ints.iter().zip([r.tai, i64::from(synced)]) {
-        out.push(Point::new(*name, now).int(WHOLE, v));
+        p = p.int(field(name), v);
     }
+    out.push(p);
 }
 
 /// The `timex` point of a reading.
@@ -270,12 +277,12 @@ mod tests {
         };
         let mut out = Vec::new();
         node_points(&r, 1, &mut out);
-        assert_eq!(out.len(), NODE_HELP.len());
-        let get = |n: &str| {
-            out.iter()
-                .find(|p| p.measurement == n)
-                .and_then(|p| p.field(WHOLE))
-        };
+        assert_eq!(
+            crate::collect::testutil::series_count(&out),
+            NODE_HELP.len()
+        );
+        assert_eq!(out.len(), 1, "one point");
+        let get = |n: &str| crate::collect::testutil::series(&out, n, &[]);
         assert_eq!(get("node_timex_offset_seconds"), Some(Gauge(0.0015)));
         assert_eq!(
             get("node_timex_frequency_adjustment_ratio"),
