@@ -8,6 +8,11 @@
 //! interface's link attributes and asks the clock's state. With `-p` it
 //! also walks `/proc/[pid]/stat` (what the `processes` collector reads).
 //!
+//! With `-n` it reads what procship reads with `PROCSHIP_NAMES=node_exporter`
+//! instead: every interface's attributes node_exporter's netclass reads
+//! (`lo` included: about 22 a link instead of 6) and the entropy pool's
+//! size besides the rest.
+//!
 //! With `-c DIR` it also reads, each tick, the files procship's `cgroup`
 //! collector reads (cgroup v2) of every group directly under DIR (a slice
 //! such as `/sys/fs/cgroup/system.slice`), listed and opened once.
@@ -21,7 +26,7 @@
 //! back.
 //!
 //!     cargo build --release --example floor
-//!     target/release/examples/floor [-p] [-c DIR] [-i MILLISECONDS] [-u PORT [-b BYTES]]   # until killed
+//!     target/release/examples/floor [-p] [-n] [-c DIR] [-i MILLISECONDS] [-u PORT [-b BYTES]]   # until killed
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -58,14 +63,43 @@ const LINK_ATTRS: &[&str] = &[
     "carrier_changes",
 ];
 
-/// Every interface's link attributes under /sys/class/net, opened once.
-fn link_files() -> Vec<(&'static str, File)> {
+/// What `netclass` reads of every interface, `lo` included, with
+/// node_exporter's names (its `NODE_INFO` and `NODE_ATTRS`).
+const NODE_LINK_ATTRS: &[&str] = &[
+    "address",
+    "broadcast",
+    "duplex",
+    "ifalias",
+    "operstate",
+    "addr_assign_type",
+    "carrier",
+    "carrier_changes",
+    "carrier_up_count",
+    "carrier_down_count",
+    "dev_id",
+    "dormant",
+    "flags",
+    "ifindex",
+    "iflink",
+    "link_mode",
+    "mtu",
+    "name_assign_type",
+    "netdev_group",
+    "speed",
+    "tx_queue_len",
+    "type",
+];
+
+/// Every interface's link attributes under /sys/class/net, opened once:
+/// `LINK_ATTRS` but of `lo`, or with `node` `NODE_LINK_ATTRS` of all.
+fn link_files(node: bool) -> Vec<(&'static str, File)> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
         return Vec::new();
     };
+    let attrs = if node { NODE_LINK_ATTRS } else { LINK_ATTRS };
     let mut files = Vec::new();
-    for entry in dir.flatten().filter(|e| e.file_name() != "lo") {
-        for attr in LINK_ATTRS {
+    for entry in dir.flatten().filter(|e| node || e.file_name() != "lo") {
+        for attr in attrs {
             if let Ok(f) = File::open(entry.path().join(attr)) {
                 files.push(("link", f));
             }
@@ -205,6 +239,7 @@ fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let procs = args.iter().any(|a| a == "-p");
+    let node = args.iter().any(|a| a == "-n");
     let ms = arg(&args, "-i").unwrap_or(1000);
     let mut post = match arg::<u16>(&args, "-u") {
         Some(port) => match Post::connect(port, arg(&args, "-b").unwrap_or(2200)) {
@@ -220,7 +255,11 @@ fn main() {
         .iter()
         .filter_map(|p| Some((*p, File::open(p).ok()?)))
         .collect();
-    files.extend(link_files());
+    files.extend(link_files(node));
+    if node {
+        let pool = "/proc/sys/kernel/random/poolsize";
+        files.extend(File::open(pool).ok().map(|f| (pool, f)));
+    }
     if let Some(slice) = arg::<String>(&args, "-c") {
         files.extend(cgroup_files(&slice));
     }

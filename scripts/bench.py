@@ -18,7 +18,9 @@ The "+ POST" rows are the floor of a push agent: the floor's reads plus
 one POST a cycle of a body the size of procship's (POST_BYTES) to the same
 sink over one kept-alive connection (one write, one read; examples/floor.rs
 -u): what handing the bytes to the kernel and hearing back costs, on this
-machine, without any encoding.
+machine, without any encoding. The "-n" rows read what procship reads
+with node_exporter's names (every interface's netclass attributes, about
+22 a link instead of 6: examples/floor.rs -n), the floor of those rows.
 RSS: VmHWM (peak) and RssAnon at the window's end, from /proc/PID/status.
 Wire: request body bytes the sink received per cycle. Only loopback is
 used; every process is started here and stopped by its PID. With --site,
@@ -182,6 +184,8 @@ def rows(peers, site):
         ("floor", [FLOOR], {}, None),
         ("floor-procs + POST", [FLOOR, "-p"], {}, "post"),
         ("floor + POST", [FLOOR], {}, "post"),
+        ("floor-procs -n", [FLOOR, "-p", "-n"], {}, None),
+        ("floor-procs -n + POST", [FLOOR, "-p", "-n"], {}, "post"),
         ("procship", [PROCSHIP], env, "push"),
         ("procship -processes", [PROCSHIP], dict(env, PROCSHIP_COLLECTORS="default,-processes"), "push"),
         ("procship node_exporter names", [PROCSHIP], dict(env, PROCSHIP_NAMES="node_exporter"), "push"),
@@ -260,11 +264,12 @@ def fmt(values, unit=""):
 def table(results, runs):
     med = {n: statistics.median(r["cpu_us"] for r in rs) for n, rs in results.items()}
     floor_of = {"procship": "floor-procs", "procship -processes": "floor",
-                "procship node_exporter names": "floor-procs",
-                "procship node_exporter names, remote write": "floor-procs",
+                "procship node_exporter names": "floor-procs -n",
+                "procship node_exporter names, remote write": "floor-procs -n",
                 "procship + site": "procship",
                 "node_exporter": "floor-procs", "floor + POST": "floor",
-                "floor-procs + POST": "floor-procs"}
+                "floor-procs + POST": "floor-procs",
+                "floor-procs -n + POST": "floor-procs -n"}
     print(f"\n| row (1 s cadence, {runs} rounds) | CPU µs/cycle, median (min–max) | vs floor "
           "| vs floor + POST | peak RSS | anon RSS | wire B/cycle | threads |")
     print("|---|---|---|---|---|---|---|---|")
@@ -276,7 +281,7 @@ def table(results, runs):
 
     for name, rs in results.items():
         floor = floor_of.get(name)
-        push_floor = f"{floor} + POST" if floor in ("floor", "floor-procs") else None
+        push_floor = f"{floor} + POST" if floor and floor.startswith("floor") else None
         wire = [r["wire"] for r in rs if r["wire"] is not None]
         print(f"| {name} | {fmt([r['cpu_us'] for r in rs])} | {ratio(name, floor)} | "
               f"{ratio(name, push_floor) if name != 'node_exporter' else '–'} | "
