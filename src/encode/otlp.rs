@@ -17,7 +17,7 @@
 use serde::{Serialize, Serializer};
 
 use super::Identity;
-use super::group::{At, Run};
+use super::group::{At, Groups};
 use super::promtext::series_name_into;
 use crate::point::{Batch, Point, Value, merged_tags};
 
@@ -81,10 +81,9 @@ fn opt_decimal<S: Serializer>(x: &Option<i64>, s: S) -> Result<S::Ok, S::Error> 
 /// batch's values grouped into metrics, and a metric's name being made.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// Every value, sorted into runs of one metric each.
-    values: Vec<At>,
-    /// Each metric's first value and its run in `values`.
-    metrics: Vec<Run>,
+    /// Every value, sorted into runs of one metric each, and each metric's
+    /// first value and its run.
+    metrics: Groups,
     name: String,
 }
 
@@ -116,9 +115,9 @@ fn group(batch: &Batch, sc: &mut Scratch) {
     super::group::group(
         batch,
         |v| number(v).is_some(),
+        |_| 0,
         |a, b| key(a).cmp(&key(b)).then(a.cmp(&b)),
         |a, b| key(a) == key(b),
-        &mut sc.values,
         &mut sc.metrics,
     );
 }
@@ -141,7 +140,7 @@ pub fn write(
     out.extend_from_slice(br#"}}]},"scopeMetrics":[{"scope":{"name":"procship","version":"#);
     json(out, env!("CARGO_PKG_VERSION"))?;
     out.extend_from_slice(br#"},"metrics":["#);
-    for (m, &(first, start, end)) in sc.metrics.iter().enumerate() {
+    for (m, &(first, start, end)) in sc.metrics.runs.iter().enumerate() {
         if m > 0 {
             out.push(b',');
         }
@@ -156,7 +155,7 @@ pub fn write(
             br#","gauge":{"dataPoints":["#.as_slice()
         });
         let mut wrote = false;
-        for &(pi, fi) in &sc.values[start..end] {
+        for &(pi, fi) in &sc.metrics.values[start..end] {
             let p = &batch.points[pi as usize];
             let Some((as_int, as_double)) = number(p.fields[fi as usize].1) else {
                 continue;

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
-use super::group::{At, Run};
+use super::group::{At, Groups};
 use super::promtext::{push_label, sanitize, series_name};
 use crate::point::{Batch, Value, merged_tags};
 
@@ -141,10 +141,11 @@ pub fn series(batch: &Batch) -> Vec<TimeSeries> {
 /// What `write` keeps from one batch to the next (its memory only).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// Every sample, sorted into series, each by time.
-    values: Vec<At>,
-    /// Each series' first sample and its run in `values`.
-    series: Vec<Run>,
+    /// Every sample, sorted into series, each by time, and each series'
+    /// first sample and its run.
+    series: Groups,
+    /// A hash of each point's measurement and tags (`point_keys`).
+    point_keys: Vec<u64>,
     /// One series' labels: the byte ranges of name and value in `text`, in
     /// the order the point gave them.
     labels: Vec<(usize, usize, usize, usize, usize)>,
@@ -175,15 +176,43 @@ fn same_series(batch: &Batch, a: At, b: At) -> bool {
         && merged_tags(&batch.common_tags, &p.tags).eq(merged_tags(&batch.common_tags, &q.tags))
 }
 
+/// A hash of each point's measurement and merged tags, into `keys`: what
+/// a series key (`series_key`) starts from, made once per point.
+fn point_keys(batch: &Batch, keys: &mut Vec<u64>) {
+    use std::hash::{Hash, Hasher};
+    keys.clear();
+    for p in &batch.points {
+        let mut h = std::hash::DefaultHasher::new();
+        p.measurement.hash(&mut h);
+        for (k, v) in merged_tags(&batch.common_tags, &p.tags) {
+            (k, v).hash(&mut h);
+        }
+        keys.push(h.finish());
+    }
+}
+
+/// The sort key of a sample: its point's key and its field, hashed. Equal
+/// for the samples of one series (different series rarely share one:
+/// `by_series` then tells them apart).
+fn series_key(batch: &Batch, point_keys: &[u64], (p, f): At) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    point_keys.get(p as usize).hash(&mut h);
+    batch.points[p as usize].fields[f as usize].0.hash(&mut h);
+    h.finish()
+}
+
 /// Groups the batch's finite samples into series, in order of first
 /// appearance, each series' samples by time.
 fn group(batch: &Batch, sc: &mut Scratch) {
+    point_keys(batch, &mut sc.point_keys);
+    let keys = &sc.point_keys;
     super::group::group(
         batch,
         |v| value(v).is_finite(),
+        |at| series_key(batch, keys, at),
         |a, b| by_series(batch, a, b),
         |a, b| same_series(batch, a, b),
-        &mut sc.values,
         &mut sc.series,
     );
 }
@@ -249,8 +278,8 @@ fn series_labels(common: &[(String, String)], p: &crate::point::Point, sc: &mut 
 /// bytes prost would write for `series(batch)`.
 pub fn write(out: &mut Vec<u8>, batch: &Batch, sc: &mut Scratch) {
     group(batch, sc);
-    for si in 0..sc.series.len() {
-        let (first, start, end) = sc.series[si];
+    for si in 0..sc.series.runs.len() {
+        let (first, start, end) = sc.series.runs[si];
         let p = &batch.points[first.0 as usize];
         series_labels(&batch.common_tags, p, sc);
         let mut body = std::mem::take(&mut sc.body);
@@ -268,7 +297,7 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch, sc: &mut Scratch) {
         if !named {
             name_label(&mut body, &mut part, &mut sc.text, &p.measurement, field);
         }
-        let run = &sc.values[start..end];
+        let run = &sc.series.values[start..end];
         for (i, &(pi, fi)) in run.iter().enumerate() {
             let q = &batch.points[pi as usize];
             let ms = q.timestamp.div_euclid(1_000_000);
