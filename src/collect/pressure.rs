@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::names::{Help, Names};
 use super::{CollectError, Collector, Entry, ErrorKind, Files, num};
-use crate::point::{Point, Timestamp};
+use crate::point::{Point, Timestamp, Value};
 
 /// The registry row.
 pub const ENTRY: Entry = Entry::plain("pressure", |ctx| {
@@ -223,14 +223,12 @@ impl Collector for Pressure {
                 continue;
             };
             for l in lines {
-                if let Some(p) = node.take() {
-                    node = Some(match node_name(resource, l.kind) {
-                        Some(name) => p.total(
-                            super::names::field_of(NODE_MEASUREMENT, name),
-                            l.total as f64 / 1e6,
-                        ),
-                        None => p,
-                    });
+                if self.node {
+                    if let (Some(p), Some(name)) = (node.as_mut(), node_name(resource, l.kind)) {
+                        let field = super::names::field_of(NODE_MEASUREMENT, name);
+                        p.fields
+                            .push((field.into(), Value::Total(l.total as f64 / 1e6)));
+                    }
                     continue;
                 }
                 let mut p = Point::new("pressure", now)

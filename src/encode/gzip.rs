@@ -78,12 +78,11 @@ impl Gzip {
         self.z.reset();
         out.clear();
         out.resize(input.len() / 8 + 1024, 0);
-        let mut written = 0;
         loop {
-            let consumed = usize::try_from(self.z.total_in())
-                .unwrap_or(usize::MAX)
-                .min(input.len());
-            let before = self.z.total_out();
+            // Since the reset, what was read of `input` and written to `out`.
+            let at = |n: u64, len: usize| usize::try_from(n).unwrap_or(usize::MAX).min(len);
+            let consumed = at(self.z.total_in(), input.len());
+            let written = at(self.z.total_out(), out.len());
             let status = self
                 .z
                 .compress(
@@ -92,7 +91,7 @@ impl Gzip {
                     DeflateFlush::Finish,
                 )
                 .map_err(|e| std::io::Error::other(format!("gzip: {e:?}")))?;
-            written += usize::try_from(self.z.total_out() - before).unwrap_or(0);
+            let written = at(self.z.total_out(), out.len());
             match status {
                 Status::StreamEnd => {
                     out.truncate(written);
