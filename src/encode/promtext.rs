@@ -16,10 +16,22 @@ use crate::point::{Point, Value, merged_tags};
 /// A metric or label name with characters outside `[a-zA-Z0-9_]` (and a
 /// leading digit) replaced by `_`.
 pub fn sanitize(out: &mut String, s: &str) {
-    for (i, c) in s.chars().enumerate() {
-        let ok = c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit());
-        out.push(if ok { c } else { '_' });
+    // Names are nearly always valid already: copy the valid (ASCII) start
+    // in one go, then go character by character from the first that is not.
+    let valid = s
+        .bytes()
+        .enumerate()
+        .take_while(|&(i, b)| name_char(i, b.into()))
+        .count();
+    out.push_str(&s[..valid]);
+    for (i, c) in s[valid..].chars().enumerate() {
+        out.push(if name_char(valid + i, c) { c } else { '_' });
     }
+}
+
+/// Whether `c` may stand at character `i` of a Prometheus name.
+fn name_char(i: usize, c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit())
 }
 
 /// The series name of a field: `<measurement>_<field>`, or the
@@ -134,6 +146,23 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitize_replaces_each_character_outside_the_set() {
+        for (raw, want) in [
+            ("node_cpu_seconds_total", "node_cpu_seconds_total"),
+            ("9a", "_a"),
+            ("a9", "a9"),
+            ("a-b.c", "a_b_c"),
+            ("a-é9", "a__9"),
+            ("é", "_"),
+            ("", ""),
+        ] {
+            let mut out = String::from("x");
+            sanitize(&mut out, raw);
+            assert_eq!(out, format!("x{want}"), "{raw:?}");
+        }
+    }
 
     #[test]
     fn names_labels_types_and_escaping() {

@@ -150,9 +150,13 @@ pub struct Scratch {
     /// the order the point gave them.
     labels: Vec<(usize, usize, usize, usize, usize)>,
     text: String,
-    /// One TimeSeries message, and one Label or Sample message.
+    /// One TimeSeries message, and one Sample message.
     body: Vec<u8>,
     part: Vec<u8>,
+    /// The Label messages of the points whose series are written
+    /// (`point_labels_encoded`), and their ranges by point.
+    encoded: Vec<u8>,
+    encoded_at: Vec<Option<(usize, usize, usize)>>,
 }
 
 /// Orders two samples by series (measurement, field, tags), then time, then
@@ -226,15 +230,20 @@ fn delimited(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 
 /// Appends one `Label` message as field 1 of a TimeSeries (an empty string
 /// is left out, as protobuf leaves out default values).
-fn label(out: &mut Vec<u8>, part: &mut Vec<u8>, name: &str, value: &str) {
-    part.clear();
+fn label(out: &mut Vec<u8>, name: &str, value: &str) {
+    use prost::encoding::encoded_len_varint;
+    let field = |s: &str| match s.len() {
+        0 => 0,
+        n => 1 + encoded_len_varint(n as u64) + n,
+    };
+    out.push(0x0a);
+    prost::encoding::encode_varint((field(name) + field(value)) as u64, out);
     if !name.is_empty() {
-        delimited(part, 0x0a, name.as_bytes());
+        delimited(out, 0x0a, name.as_bytes());
     }
     if !value.is_empty() {
-        delimited(part, 0x12, value.as_bytes());
+        delimited(out, 0x12, value.as_bytes());
     }
-    delimited(out, 0x0a, part);
 }
 
 /// Appends one `Sample` message as field 2 of a TimeSeries.
@@ -278,25 +287,23 @@ fn series_labels(common: &[(String, String)], p: &crate::point::Point, sc: &mut 
 /// bytes prost would write for `series(batch)`.
 pub fn write(out: &mut Vec<u8>, batch: &Batch, sc: &mut Scratch) {
     group(batch, sc);
+    sc.encoded.clear();
+    sc.encoded_at.clear();
+    sc.encoded_at.resize(batch.points.len(), None);
     for si in 0..sc.series.runs.len() {
         let (first, start, end) = sc.series.runs[si];
         let p = &batch.points[first.0 as usize];
-        series_labels(&batch.common_tags, p, sc);
+        let (a, m, b) = point_labels_encoded(batch, first.0 as usize, sc);
         let mut body = std::mem::take(&mut sc.body);
-        let mut part = std::mem::take(&mut sc.part);
         body.clear();
-        let field = &p.fields[first.1 as usize].0;
-        let mut named = false;
-        for &(n0, n1, v0, v1, _) in &sc.labels {
-            if !named && &sc.text[n0..n1] > "__name__" {
-                named = true;
-                name_label(&mut body, &mut part, &mut sc.text, &p.measurement, field);
-            }
-            label(&mut body, &mut part, &sc.text[n0..n1], &sc.text[v0..v1]);
-        }
-        if !named {
-            name_label(&mut body, &mut part, &mut sc.text, &p.measurement, field);
-        }
+        body.extend_from_slice(&sc.encoded[a..m]);
+        name_label(
+            &mut body,
+            &mut sc.text,
+            &p.measurement,
+            &p.fields[first.1 as usize].0,
+        );
+        body.extend_from_slice(&sc.encoded[m..b]);
         let run = &sc.series.values[start..end];
         for (i, &(pi, fi)) in run.iter().enumerate() {
             let q = &batch.points[pi as usize];
@@ -308,20 +315,43 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch, sc: &mut Scratch) {
             if next_ms == Some(ms) {
                 continue;
             }
-            sample(&mut body, &mut part, value(q.fields[fi as usize].1), ms);
+            sample(&mut body, &mut sc.part, value(q.fields[fi as usize].1), ms);
         }
         delimited(out, 0x0a, &body);
         sc.body = body;
-        sc.part = part;
     }
+}
+
+/// The Label messages of point `pi`'s series but `__name__`, encoded once
+/// for all of them (a point has a series per field): byte ranges in
+/// `sc.encoded` of those before `__name__`'s place, and of those after.
+fn point_labels_encoded(batch: &Batch, pi: usize, sc: &mut Scratch) -> (usize, usize, usize) {
+    if let Some(Some(at)) = sc.encoded_at.get(pi) {
+        return *at;
+    }
+    series_labels(&batch.common_tags, &batch.points[pi], sc);
+    let start = sc.encoded.len();
+    let mut split = None;
+    for &(n0, n1, v0, v1, _) in &sc.labels {
+        let name = &sc.text[n0..n1];
+        if split.is_none() && name > "__name__" {
+            split = Some(sc.encoded.len());
+        }
+        label(&mut sc.encoded, name, &sc.text[v0..v1]);
+    }
+    let at = (start, split.unwrap_or(sc.encoded.len()), sc.encoded.len());
+    if let Some(slot) = sc.encoded_at.get_mut(pi) {
+        *slot = Some(at);
+    }
+    at
 }
 
 /// The `__name__` label, its value made at the end of `text` (and taken
 /// off again).
-fn name_label(body: &mut Vec<u8>, part: &mut Vec<u8>, text: &mut String, m: &str, field: &str) {
+fn name_label(body: &mut Vec<u8>, text: &mut String, m: &str, field: &str) {
     let at = text.len();
     super::promtext::series_name_into(text, m, field);
-    label(body, part, "__name__", &text[at..]);
+    label(body, "__name__", &text[at..]);
     text.truncate(at);
 }
 
@@ -476,7 +506,8 @@ mod tests {
     fn the_in_place_writer_writes_what_prost_would() {
         let mut b = batch();
         // A repeated sample at one millisecond, a value of 0, a label
-        // repeated after sanitizing, and a series the second cycle adds.
+        // repeated after sanitizing, a label longer than a one-byte length,
+        // and a series the second cycle adds.
         b.points.push(
             Point::new("mem", 2_000_400_000)
                 .tag("env", "prod")
@@ -487,6 +518,7 @@ mod tests {
                 .tag("a-b", "1")
                 .tag("a_b", "2")
                 .tag("__name__", "x")
+                .tag("long", "v".repeat(200))
                 .counter("bytes", 0),
         );
         let mut sc = Scratch::default();
