@@ -74,18 +74,38 @@ const NODE_HELP: &[Help] = &[
 /// `diskio` with node_exporter's names.
 pub struct DiskIoNode {
     exclude: Option<regex_lite::Regex>,
+    /// The exclude's answer for each device seen (the regex runs once per
+    /// new device, not every cycle); forgotten past `SEEN_MAX` devices.
+    seen: Vec<(Box<str>, bool)>,
 }
+
+/// Devices whose exclude answer is kept: far more than a host has.
+const SEEN_MAX: usize = 4096;
 
 impl DiskIoNode {
     fn new() -> Self {
         DiskIoNode {
             exclude: regex_lite::Regex::new(NODE_EXCLUDE).ok(),
+            seen: Vec::new(),
         }
+    }
+
+    /// Whether node_exporter's default exclude leaves `device` out.
+    fn excluded(&mut self, device: &str) -> bool {
+        if let Some((_, x)) = self.seen.iter().find(|(d, _)| **d == *device) {
+            return *x;
+        }
+        let x = self.exclude.as_ref().is_some_and(|re| re.is_match(device));
+        if self.seen.len() >= SEEN_MAX {
+            self.seen.clear();
+        }
+        self.seen.push((device.into(), x));
+        x
     }
 
     /// One diskstats line's series.
     fn line(
-        &self,
+        &mut self,
         path: &std::path::Path,
         number: usize,
         line: &str,
@@ -98,7 +118,7 @@ impl DiskIoNode {
         else {
             return Err(bad("fewer than 3 columns".into()));
         };
-        if self.exclude.as_ref().is_some_and(|re| re.is_match(device)) {
+        if self.excluded(device) {
             return Ok(());
         }
         let mut values = [0u64; NODE_COLUMNS.len()];
@@ -320,6 +340,20 @@ mod tests {
     use super::*;
     use crate::collect::testutil::*;
     use crate::point::Value::Counter;
+
+    #[test]
+    fn node_exporter_excludes_answer_the_same_from_their_cache() {
+        let mut c = DiskIoNode::new();
+        let first = run(&mut c, "basic").unwrap();
+        assert!(c.seen.iter().any(|(_, x)| *x) && c.seen.iter().any(|(_, x)| !*x));
+        assert_eq!(run(&mut c, "basic").unwrap(), first);
+        c.seen.iter_mut().for_each(|(_, x)| *x = !*x);
+        assert_ne!(
+            run(&mut c, "basic").unwrap(),
+            first,
+            "the cache is what is used"
+        );
+    }
 
     #[test]
     fn node_exporter_columns_units_and_excludes() {

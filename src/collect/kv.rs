@@ -77,6 +77,19 @@ mod tests {
     }
 
     #[test]
+    fn keys_end_at_a_colon_or_else_a_space_and_come_in_any_order() {
+        let mut out = [None; 4];
+        pick(
+            Path::new("m"),
+            "  Spaced key : 5\nb 2\nc\nd:\t4 kB\na 1\nlone\n",
+            &["a", "Spaced key", "d", "b"],
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [Some(1), Some(5), Some(4096), Some(2)]);
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let mut out = [None; 1];
         for (text, want) in [

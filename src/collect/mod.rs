@@ -718,11 +718,15 @@ impl Runner {
     pub fn collect(&mut self, now: Timestamp, out: &mut Vec<Point>) -> usize {
         self.files.new_cycle();
         self.outcomes.clear();
+        // A collector's start in ns since the epoch is counted from the
+        // cycle's (one wall-clock read a cycle, not one a collector).
+        let (first, first_ns) = (Instant::now(), crate::point::now_ns());
         for (c, health) in &mut self.collectors {
-            if let Some(s) = &self.stats {
-                s.collecting.start(c.name(), crate::point::now_ns());
-            }
             let (started, before) = (Instant::now(), out.len());
+            if let Some(s) = &self.stats {
+                let since = i64::try_from((started - first).as_nanos()).unwrap_or(i64::MAX);
+                s.collecting.start(c.name(), first_ns.saturating_add(since));
+            }
             let result = c.collect(&mut self.files, now, out);
             let took = started.elapsed();
             if let Some(s) = &self.stats {
