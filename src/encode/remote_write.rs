@@ -153,10 +153,11 @@ pub struct Scratch {
     /// One TimeSeries message, and one Sample message.
     body: Vec<u8>,
     part: Vec<u8>,
-    /// The Label messages of the points whose series are written
-    /// (`point_labels_encoded`), and their ranges by point.
+    /// What the series of each point share (`point_encoded`), and its
+    /// ranges by point.
     encoded: Vec<u8>,
-    encoded_at: Vec<Option<(usize, usize, usize)>>,
+    names: String,
+    encoded_at: Vec<Option<PointEncoded>>,
 }
 
 /// Orders two samples by series (measurement, field, tags), then time, then
@@ -186,7 +187,7 @@ fn point_keys(batch: &Batch, keys: &mut Vec<u64>) {
     use std::hash::{Hash, Hasher};
     keys.clear();
     for p in &batch.points {
-        let mut h = std::hash::DefaultHasher::new();
+        let mut h = rustc_hash::FxHasher::default();
         p.measurement.hash(&mut h);
         for (k, v) in merged_tags(&batch.common_tags, &p.tags) {
             (k, v).hash(&mut h);
@@ -200,7 +201,7 @@ fn point_keys(batch: &Batch, keys: &mut Vec<u64>) {
 /// `by_series` then tells them apart).
 fn series_key(batch: &Batch, point_keys: &[u64], (p, f): At) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
+    let mut h = rustc_hash::FxHasher::default();
     point_keys.get(p as usize).hash(&mut h);
     batch.points[p as usize].fields[f as usize].0.hash(&mut h);
     h.finish()
@@ -288,22 +289,24 @@ fn series_labels(common: &[(String, String)], p: &crate::point::Point, sc: &mut 
 pub fn write(out: &mut Vec<u8>, batch: &Batch, sc: &mut Scratch) {
     group(batch, sc);
     sc.encoded.clear();
+    sc.names.clear();
     sc.encoded_at.clear();
     sc.encoded_at.resize(batch.points.len(), None);
     for si in 0..sc.series.runs.len() {
         let (first, start, end) = sc.series.runs[si];
         let p = &batch.points[first.0 as usize];
-        let (a, m, b) = point_labels_encoded(batch, first.0 as usize, sc);
+        let at = point_encoded(batch, first.0 as usize, sc);
         let mut body = std::mem::take(&mut sc.body);
         body.clear();
-        body.extend_from_slice(&sc.encoded[a..m]);
+        body.extend_from_slice(&sc.encoded[at.labels.0..at.labels.1]);
+        let measurement = &sc.names[at.measurement.0..at.measurement.1];
         name_label(
             &mut body,
             &mut sc.text,
-            &p.measurement,
+            measurement,
             &p.fields[first.1 as usize].0,
         );
-        body.extend_from_slice(&sc.encoded[m..b]);
+        body.extend_from_slice(&sc.encoded[at.labels.1..at.labels.2]);
         let run = &sc.series.values[start..end];
         for (i, &(pi, fi)) in run.iter().enumerate() {
             let q = &batch.points[pi as usize];
@@ -322,14 +325,25 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch, sc: &mut Scratch) {
     }
 }
 
-/// The Label messages of point `pi`'s series but `__name__`, encoded once
-/// for all of them (a point has a series per field): byte ranges in
-/// `sc.encoded` of those before `__name__`'s place, and of those after.
-fn point_labels_encoded(batch: &Batch, pi: usize, sc: &mut Scratch) -> (usize, usize, usize) {
+/// What the series of one point share, made once for all of them (a
+/// point has a series per field): byte ranges in `Scratch::encoded`.
+#[derive(Debug, Clone, Copy)]
+struct PointEncoded {
+    /// Its Label messages but `__name__`: (start, where `__name__` goes,
+    /// end).
+    labels: (usize, usize, usize),
+    /// Its measurement, sanitized (the start of each series' name), in
+    /// `Scratch::names`.
+    measurement: (usize, usize),
+}
+
+/// Point `pi`'s `PointEncoded`, made on its first series.
+fn point_encoded(batch: &Batch, pi: usize, sc: &mut Scratch) -> PointEncoded {
     if let Some(Some(at)) = sc.encoded_at.get(pi) {
         return *at;
     }
-    series_labels(&batch.common_tags, &batch.points[pi], sc);
+    let p = &batch.points[pi];
+    series_labels(&batch.common_tags, p, sc);
     let start = sc.encoded.len();
     let mut split = None;
     for &(n0, n1, v0, v1, _) in &sc.labels {
@@ -339,20 +353,29 @@ fn point_labels_encoded(batch: &Batch, pi: usize, sc: &mut Scratch) -> (usize, u
         }
         label(&mut sc.encoded, name, &sc.text[v0..v1]);
     }
-    let at = (start, split.unwrap_or(sc.encoded.len()), sc.encoded.len());
+    let labels = (start, split.unwrap_or(sc.encoded.len()), sc.encoded.len());
+    let m0 = sc.names.len();
+    sanitize(&mut sc.names, &p.measurement);
+    let at = PointEncoded {
+        labels,
+        measurement: (m0, sc.names.len()),
+    };
     if let Some(slot) = sc.encoded_at.get_mut(pi) {
         *slot = Some(at);
     }
     at
 }
 
-/// The `__name__` label, its value made at the end of `text` (and taken
-/// off again).
-fn name_label(body: &mut Vec<u8>, text: &mut String, m: &str, field: &str) {
-    let at = text.len();
-    super::promtext::series_name_into(text, m, field);
-    label(body, "__name__", &text[at..]);
-    text.truncate(at);
+/// The `__name__` label (`<measurement>_<field>`, the measurement already
+/// sanitized), its value made in `text`.
+fn name_label(body: &mut Vec<u8>, text: &mut String, measurement: &str, field: &str) {
+    text.clear();
+    text.push_str(measurement);
+    if field != crate::point::WHOLE {
+        text.push('_');
+        sanitize(text, field);
+    }
+    label(body, "__name__", text);
 }
 
 /// Snappy block compression (not the framed stream format), as remote write
@@ -507,7 +530,8 @@ mod tests {
         let mut b = batch();
         // A repeated sample at one millisecond, a value of 0, a label
         // repeated after sanitizing, a label longer than a one-byte length,
-        // and a series the second cycle adds.
+        // a series named by its measurement alone, and a series the second
+        // cycle adds.
         b.points.push(
             Point::new("mem", 2_000_400_000)
                 .tag("env", "prod")
@@ -521,6 +545,8 @@ mod tests {
                 .tag("long", "v".repeat(200))
                 .counter("bytes", 0),
         );
+        b.points
+            .push(Point::new("site.metric", 2_000_000_000).gauge(crate::point::WHOLE, 2.5));
         let mut sc = Scratch::default();
         for _ in 0..2 {
             let mut raw = Vec::new();
