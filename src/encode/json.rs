@@ -73,7 +73,7 @@ fn entry(out: &mut Vec<u8>, j: usize, key: &str) -> std::io::Result<()> {
 /// A JSON string: copied between quotes when nothing in it needs escaping
 /// (the names and nearly every value), else written by serde_json.
 fn string(out: &mut Vec<u8>, s: &str) -> std::io::Result<()> {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if plain(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
@@ -81,6 +81,33 @@ fn string(out: &mut Vec<u8>, s: &str) -> std::io::Result<()> {
     } else {
         Ok(serde_json::to_writer(out, s)?)
     }
+}
+
+/// Whether no byte of `s` needs escaping in JSON (a control character, `"`
+/// or `\\`): eight bytes at a time (the checks are the classic "has a
+/// byte less than" and "has a zero byte" word tricks; exact, no false
+/// answers), the rest one by one.
+fn plain(s: &[u8]) -> bool {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES * 0x80;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        let x = u64::from_le_bytes(b);
+        if below(x, 0x20)
+            | below(x ^ (ONES * u64::from(b'"')), 1)
+            | below(x ^ (ONES * u64::from(b'\\')), 1)
+            != 0
+        {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
 /// A number as serde_json writes it (a float that is not finite: `null`).
@@ -165,6 +192,22 @@ mod tests {
         let mut out = serde_json::to_vec(&env).unwrap();
         out.push(b'\n');
         out
+    }
+
+    #[test]
+    fn plain_is_exactly_no_byte_to_escape() {
+        let escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        for len in [1, 7, 8, 9, 16, 17] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    assert_eq!(plain(&s), !escape(b), "{b:#x} at {at} of {len}");
+                }
+            }
+        }
+        assert!(plain(b""));
+        assert!(plain("é€😀 ~\x7f".as_bytes()));
     }
 
     #[test]
