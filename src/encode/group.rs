@@ -48,8 +48,19 @@ pub fn group(
             }
         }
     }
-    g.keyed
-        .sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| order(a.1, b.1)));
+    // By key and place (integers: a fast sort), then each run of one key
+    // by `order` (the values of one group over several cycles, or two
+    // groups whose keys collide).
+    g.keyed.sort_unstable();
+    let mut start = 0;
+    while start < g.keyed.len() {
+        let key = g.keyed[start].0;
+        let end = start + g.keyed[start..].iter().take_while(|k| k.0 == key).count();
+        if end - start > 1 {
+            g.keyed[start..end].sort_unstable_by(|a, b| order(a.1, b.1));
+        }
+        start = end;
+    }
     g.values.clear();
     g.values.extend(g.keyed.iter().map(|k| k.1));
     let values = &g.values;
@@ -63,4 +74,51 @@ pub fn group(
         }
     }
     g.runs.sort_unstable_by_key(|r| r.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point::Point;
+    use std::sync::Arc;
+
+    #[test]
+    fn colliding_keys_still_make_each_group_one_run_in_order() {
+        let batch = Batch {
+            seq: 1,
+            common_tags: Arc::new(Vec::new()),
+            points: vec![
+                Point::new("b", 2).uint("x", 1),
+                Point::new("a", 2).uint("x", 2),
+                Point::new("b", 1).uint("x", 3),
+                Point::new("a", 1).uint("x", 4),
+            ],
+        };
+        let m = |at: At| &batch.points[at.0 as usize].measurement;
+        let t = |at: At| batch.points[at.0 as usize].timestamp;
+        for key in [|_: At| 7, |at: At| u64::from(at.0 % 2)] {
+            let mut g = Groups::default();
+            group(
+                &batch,
+                |_| true,
+                key,
+                |a, b| m(a).cmp(m(b)).then(t(a).cmp(&t(b))).then(a.cmp(&b)),
+                |a, b| m(a) == m(b),
+                &mut g,
+            );
+            // "b" appears first; each group's values by time.
+            let runs: Vec<(At, &[At])> = g
+                .runs
+                .iter()
+                .map(|&(f, s, e)| (f, &g.values[s..e]))
+                .collect();
+            assert_eq!(
+                runs,
+                vec![
+                    ((0, 0), &[(2, 0), (0, 0)][..]),
+                    ((1, 0), &[(3, 0), (1, 0)][..])
+                ]
+            );
+        }
+    }
 }

@@ -150,9 +150,6 @@ pub struct Scratch {
     /// the order the point gave them.
     labels: Vec<(usize, usize, usize, usize, usize)>,
     text: String,
-    /// One TimeSeries message, and one Sample message.
-    body: Vec<u8>,
-    part: Vec<u8>,
     /// What the series of each point share (`point_encoded`), and its
     /// ranges by point.
     encoded: Vec<u8>,
@@ -222,23 +219,42 @@ fn group(batch: &Batch, sc: &mut Scratch) {
     );
 }
 
+/// Appends a base-128 varint, low groups first (what prost's
+/// `encode_varint` writes, without its byte-at-a-time `BufMut` calls).
+fn varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// The bytes of a length-delimited field (tag, length, content) holding
+/// `n` bytes; 0 for an empty one (protobuf leaves out default values).
+fn field_len(n: usize) -> usize {
+    match n {
+        0 => 0,
+        n => 1 + prost::encoding::encoded_len_varint(n as u64) + n,
+    }
+}
+
 /// Appends a length-delimited field (`tag`: field number and wire type 2).
 fn delimited(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.push(tag);
-    prost::encoding::encode_varint(bytes.len() as u64, out);
+    varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
+}
+
+/// The content of one `Label` message.
+fn label_len(name: &str, value: &str) -> usize {
+    field_len(name.len()) + field_len(value.len())
 }
 
 /// Appends one `Label` message as field 1 of a TimeSeries (an empty string
 /// is left out, as protobuf leaves out default values).
 fn label(out: &mut Vec<u8>, name: &str, value: &str) {
-    use prost::encoding::encoded_len_varint;
-    let field = |s: &str| match s.len() {
-        0 => 0,
-        n => 1 + encoded_len_varint(n as u64) + n,
-    };
     out.push(0x0a);
-    prost::encoding::encode_varint((field(name) + field(value)) as u64, out);
+    varint(out, label_len(name, value) as u64);
     if !name.is_empty() {
         delimited(out, 0x0a, name.as_bytes());
     }
@@ -247,18 +263,41 @@ fn label(out: &mut Vec<u8>, name: &str, value: &str) {
     }
 }
 
+/// The content of one `Sample` message.
+fn sample_len(v: f64, ms: i64) -> usize {
+    let value = if v != 0.0 { 9 } else { 0 };
+    let time = match ms {
+        0 => 0,
+        ms => 1 + prost::encoding::encoded_len_varint(ms as u64),
+    };
+    value + time
+}
+
 /// Appends one `Sample` message as field 2 of a TimeSeries.
-fn sample(out: &mut Vec<u8>, part: &mut Vec<u8>, v: f64, ms: i64) {
-    part.clear();
+fn sample(out: &mut Vec<u8>, v: f64, ms: i64) {
+    out.push(0x12);
+    varint(out, sample_len(v, ms) as u64);
     if v != 0.0 {
-        part.push(0x09);
-        part.extend_from_slice(&v.to_le_bytes());
+        out.push(0x09);
+        out.extend_from_slice(&v.to_le_bytes());
     }
     if ms != 0 {
-        part.push(0x10);
-        prost::encoding::encode_varint(ms as u64, part);
+        out.push(0x10);
+        varint(out, ms as u64);
     }
-    delimited(out, 0x12, part);
+}
+
+/// The samples of a run of one series: (value, milliseconds), in time
+/// order; of two at one millisecond, the later point's.
+fn samples<'a>(batch: &'a Batch, run: &'a [At]) -> impl Iterator<Item = (f64, i64)> + 'a {
+    let ms = |pi: u32| batch.points[pi as usize].timestamp.div_euclid(1_000_000);
+    run.iter().enumerate().filter_map(move |(i, &(pi, fi))| {
+        let t = ms(pi);
+        if run.get(i + 1).map(|&(pj, _)| ms(pj)) == Some(t) {
+            return None;
+        }
+        Some((value(batch.points[pi as usize].fields[fi as usize].1), t))
+    })
 }
 
 /// One series' labels into `sc.labels`/`sc.text`: sanitized, without
@@ -296,32 +335,27 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch, sc: &mut Scratch) {
         let (first, start, end) = sc.series.runs[si];
         let p = &batch.points[first.0 as usize];
         let at = point_encoded(batch, first.0 as usize, sc);
-        let mut body = std::mem::take(&mut sc.body);
-        body.clear();
-        body.extend_from_slice(&sc.encoded[at.labels.0..at.labels.1]);
-        let measurement = &sc.names[at.measurement.0..at.measurement.1];
-        name_label(
-            &mut body,
+        let name = name_in(
             &mut sc.text,
-            measurement,
+            &sc.names[at.measurement.0..at.measurement.1],
             &p.fields[first.1 as usize].0,
         );
-        body.extend_from_slice(&sc.encoded[at.labels.1..at.labels.2]);
         let run = &sc.series.values[start..end];
-        for (i, &(pi, fi)) in run.iter().enumerate() {
-            let q = &batch.points[pi as usize];
-            let ms = q.timestamp.div_euclid(1_000_000);
-            // Two samples at one millisecond: the later point wins.
-            let next_ms = run
-                .get(i + 1)
-                .map(|&(pj, _)| batch.points[pj as usize].timestamp.div_euclid(1_000_000));
-            if next_ms == Some(ms) {
-                continue;
-            }
-            sample(&mut body, &mut sc.part, value(q.fields[fi as usize].1), ms);
+        // The TimeSeries' length first, so that it is written in place.
+        let labels = &sc.encoded[at.labels.0..at.labels.2];
+        let len = labels.len()
+            + field_len(label_len("__name__", name))
+            + samples(batch, run)
+                .map(|(v, ms)| field_len(sample_len(v, ms)))
+                .sum::<usize>();
+        out.push(0x0a);
+        varint(out, len as u64);
+        out.extend_from_slice(&sc.encoded[at.labels.0..at.labels.1]);
+        label(out, "__name__", name);
+        out.extend_from_slice(&sc.encoded[at.labels.1..at.labels.2]);
+        for (v, ms) in samples(batch, run) {
+            sample(out, v, ms);
         }
-        delimited(out, 0x0a, &body);
-        sc.body = body;
     }
 }
 
@@ -366,16 +400,16 @@ fn point_encoded(batch: &Batch, pi: usize, sc: &mut Scratch) -> PointEncoded {
     at
 }
 
-/// The `__name__` label (`<measurement>_<field>`, the measurement already
-/// sanitized), its value made in `text`.
-fn name_label(body: &mut Vec<u8>, text: &mut String, measurement: &str, field: &str) {
+/// A series' name, `<measurement>_<field>` (the measurement already
+/// sanitized), made in `text`.
+fn name_in<'a>(text: &'a mut String, measurement: &str, field: &str) -> &'a str {
     text.clear();
     text.push_str(measurement);
     if field != crate::point::WHOLE {
         text.push('_');
         sanitize(text, field);
     }
-    label(body, "__name__", text);
+    text
 }
 
 /// Snappy block compression (not the framed stream format), as remote write
@@ -559,6 +593,27 @@ mod tests {
                 raw, want,
                 "byte for byte, and again with the scratch reused"
             );
+        }
+    }
+
+    #[test]
+    fn varints_are_protobufs() {
+        for n in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            1_765_000_000_000,
+            u64::MAX,
+        ] {
+            let (mut ours, mut prosts) = (Vec::new(), Vec::new());
+            varint(&mut ours, n);
+            prost::encoding::encode_varint(n, &mut prosts);
+            assert_eq!(ours, prosts, "{n}");
+            assert_eq!(ours.len(), prost::encoding::encoded_len_varint(n));
         }
     }
 
