@@ -16,18 +16,29 @@ use crate::point::{Point, Value, merged_tags};
 /// A metric or label name with characters outside `[a-zA-Z0-9_]` (and a
 /// leading digit) replaced by `_`.
 pub fn sanitize(out: &mut String, s: &str) {
-    // Names are nearly always valid already: copy the valid (ASCII) start
-    // in one go, then go character by character from the first that is not.
-    let valid = s
-        .bytes()
-        .enumerate()
-        .take_while(|&(i, b)| name_char(i, b.into()))
-        .count();
-    out.push_str(&s[..valid]);
-    for (i, c) in s[valid..].chars().enumerate() {
-        out.push(if name_char(valid + i, c) { c } else { '_' });
+    // Names are nearly always valid already: then copied in one go.
+    let b = s.as_bytes();
+    if b.first().is_none_or(|c| !c.is_ascii_digit()) && b.iter().all(|&c| NAME_BYTE[usize::from(c)])
+    {
+        out.push_str(s);
+        return;
+    }
+    for (i, c) in s.chars().enumerate() {
+        out.push(if name_char(i, c) { c } else { '_' });
     }
 }
+
+/// The bytes of a Prometheus name: `[a-zA-Z0-9_]`.
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'_';
+        c += 1;
+    }
+    t
+};
 
 /// Whether `c` may stand at character `i` of a Prometheus name.
 fn name_char(i: usize, c: char) -> bool {

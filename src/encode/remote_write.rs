@@ -221,6 +221,7 @@ fn group(batch: &Batch, sc: &mut Scratch) {
 
 /// Appends a base-128 varint, low groups first (what prost's
 /// `encode_varint` writes, without its byte-at-a-time `BufMut` calls).
+#[inline]
 fn varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push(n as u8 | 0x80);
@@ -231,6 +232,7 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
 
 /// The bytes of a length-delimited field (tag, length, content) holding
 /// `n` bytes; 0 for an empty one (protobuf leaves out default values).
+#[inline]
 fn field_len(n: usize) -> usize {
     match n {
         0 => 0,
@@ -239,6 +241,7 @@ fn field_len(n: usize) -> usize {
 }
 
 /// Appends a length-delimited field (`tag`: field number and wire type 2).
+#[inline]
 fn delimited(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.push(tag);
     varint(out, bytes.len() as u64);
@@ -246,6 +249,7 @@ fn delimited(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
 }
 
 /// The content of one `Label` message.
+#[inline]
 fn label_len(name: &str, value: &str) -> usize {
     field_len(name.len()) + field_len(value.len())
 }
@@ -264,6 +268,7 @@ fn label(out: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// The content of one `Sample` message.
+#[inline]
 fn sample_len(v: f64, ms: i64) -> usize {
     let value = if v != 0.0 { 9 } else { 0 };
     let time = match ms {
