@@ -74,32 +74,34 @@ const NODE_HELP: &[Help] = &[
 /// `diskio` with node_exporter's names.
 pub struct DiskIoNode {
     exclude: Option<regex_lite::Regex>,
-    /// The exclude's answer for each device seen (the regex runs once per
-    /// new device, not every cycle); forgotten past `SEEN_MAX` devices.
-    seen: Vec<(Box<str>, bool)>,
+    /// The device and the exclude's answer on each line of the last
+    /// diskstats read: the kernel keeps its lines in order, so the regex
+    /// runs only for a line whose device changed.
+    by_line: Vec<(Box<str>, bool)>,
 }
-
-/// Devices whose exclude answer is kept: far more than a host has.
-const SEEN_MAX: usize = 4096;
 
 impl DiskIoNode {
     fn new() -> Self {
         DiskIoNode {
             exclude: regex_lite::Regex::new(NODE_EXCLUDE).ok(),
-            seen: Vec::new(),
+            by_line: Vec::new(),
         }
     }
 
-    /// Whether node_exporter's default exclude leaves `device` out.
-    fn excluded(&mut self, device: &str) -> bool {
-        if let Some((_, x)) = self.seen.iter().find(|(d, _)| **d == *device) {
+    /// Whether node_exporter's default exclude leaves out `device`, read
+    /// on line `number` (1-based).
+    fn excluded(&mut self, number: usize, device: &str) -> bool {
+        let i = number.saturating_sub(1);
+        if let Some((d, x)) = self.by_line.get(i)
+            && **d == *device
+        {
             return *x;
         }
         let x = self.exclude.as_ref().is_some_and(|re| re.is_match(device));
-        if self.seen.len() >= SEEN_MAX {
-            self.seen.clear();
+        if self.by_line.len() <= i {
+            self.by_line.resize(i + 1, (Box::default(), false));
         }
-        self.seen.push((device.into(), x));
+        self.by_line[i] = (device.into(), x);
         x
     }
 
@@ -118,7 +120,7 @@ impl DiskIoNode {
         else {
             return Err(bad("fewer than 3 columns".into()));
         };
-        if self.excluded(device) {
+        if self.excluded(number, device) {
             return Ok(());
         }
         let mut values = [0u64; NODE_COLUMNS.len()];
@@ -345,14 +347,31 @@ mod tests {
     fn node_exporter_excludes_answer_the_same_from_their_cache() {
         let mut c = DiskIoNode::new();
         let first = run(&mut c, "basic").unwrap();
-        assert!(c.seen.iter().any(|(_, x)| *x) && c.seen.iter().any(|(_, x)| !*x));
+        assert!(c.by_line.iter().any(|(_, x)| *x) && c.by_line.iter().any(|(_, x)| !*x));
         assert_eq!(run(&mut c, "basic").unwrap(), first);
-        c.seen.iter_mut().for_each(|(_, x)| *x = !*x);
+        c.by_line.iter_mut().for_each(|(_, x)| *x = !*x);
         assert_ne!(
             run(&mut c, "basic").unwrap(),
             first,
             "the cache is what is used"
         );
+    }
+
+    #[test]
+    fn a_line_whose_device_changed_is_asked_again() {
+        let mut c = DiskIoNode::new();
+        let devices = |text: &[u8], c: &mut DiskIoNode| -> Vec<String> {
+            let pts = run_on(c, &[("proc/diskstats", text)]).unwrap();
+            pts.iter()
+                .filter(|p| p.measurement == NODE_MEASUREMENT)
+                .filter_map(|p| p.tags.first().map(|t| t.1.to_string()))
+                .collect()
+        };
+        let sda = b"8 0 sda 1 2 3 4 5 6 7 8 9 10 11\n";
+        let loop0 = b"7 0 loop0 1 2 3 4 5 6 7 8 9 10 11\n";
+        assert_eq!(devices(sda, &mut c), ["sda"]);
+        assert!(devices(loop0, &mut c).is_empty(), "loop0 is excluded");
+        assert_eq!(devices(sda, &mut c), ["sda"]);
     }
 
     #[test]

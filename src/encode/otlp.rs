@@ -112,10 +112,16 @@ fn number(v: Value) -> Option<(Option<i64>, Option<f64>)> {
 /// a metric's data points keep the batch's order.
 fn group(batch: &Batch, sc: &mut Scratch) {
     let key = |at| metric_key(batch, at);
+    let hashed = |at| {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        key(at).hash(&mut h);
+        h.finish()
+    };
     super::group::group(
         batch,
         |v| number(v).is_some(),
-        |_| 0,
+        hashed,
         |a, b| key(a).cmp(&key(b)).then(a.cmp(&b)),
         |a, b| key(a) == key(b),
         &mut sc.metrics,

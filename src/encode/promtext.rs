@@ -42,7 +42,7 @@ static NAME_BYTE: [bool; 256] = {
 
 /// Whether `c` may stand at character `i` of a Prometheus name.
 fn name_char(i: usize, c: char) -> bool {
-    c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit())
+    c.is_ascii() && NAME_BYTE[c as usize] && !(i == 0 && c.is_ascii_digit())
 }
 
 /// The series name of a field: `<measurement>_<field>`, or the

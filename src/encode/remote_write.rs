@@ -146,8 +146,8 @@ pub struct Scratch {
     series: Groups,
     /// A hash of each point's measurement and tags (`point_keys`).
     point_keys: Vec<u64>,
-    /// One series' labels: the byte ranges of name and value in `text`, in
-    /// the order the point gave them.
+    /// One point's labels: the byte ranges of name and value in `text`, in
+    /// the order the point gave them (`text` also makes a series' name).
     labels: Vec<(usize, usize, usize, usize, usize)>,
     text: String,
     /// What the series of each point share (`point_encoded`), and its
@@ -305,7 +305,7 @@ fn samples<'a>(batch: &'a Batch, run: &'a [At]) -> impl Iterator<Item = (f64, i6
     })
 }
 
-/// One series' labels into `sc.labels`/`sc.text`: sanitized, without
+/// One point's labels (those of each of its series) into `sc.labels`/`sc.text`: sanitized, without
 /// `__name__` or empty values, sorted by name, a repeated name kept once.
 fn series_labels(common: &[(String, String)], p: &crate::point::Point, sc: &mut Scratch) {
     sc.labels.clear();
@@ -347,8 +347,7 @@ pub fn write(out: &mut Vec<u8>, batch: &Batch, sc: &mut Scratch) {
         );
         let run = &sc.series.values[start..end];
         // The TimeSeries' length first, so that it is written in place.
-        let labels = &sc.encoded[at.labels.0..at.labels.2];
-        let len = labels.len()
+        let len = at.labels.2 - at.labels.0
             + field_len(label_len("__name__", name))
             + samples(batch, run)
                 .map(|(v, ms)| field_len(sample_len(v, ms)))
