@@ -44,20 +44,48 @@ impl Resolver for CachingResolver {
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let key = format!(
-            "{}://{}",
-            uri.scheme_str().unwrap_or(""),
-            uri.authority().map_or("", |a| a.as_str())
-        );
+        let scheme = uri.scheme_str().unwrap_or("");
+        let authority = uri.authority().map_or("", |a| a.as_str());
         if let Some((k, addrs, at)) = &*self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
-            && *k == key
+            && is_key_of(k, scheme, authority)
             && at.elapsed() < TTL
         {
             return Ok(addrs.clone());
         }
         let addrs = self.inner.resolver.resolve(uri, config, timeout)?;
-        *self.inner.cache.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((key, addrs.clone(), Instant::now()));
+        *self.inner.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((
+            format!("{scheme}://{authority}"),
+            addrs.clone(),
+            Instant::now(),
+        ));
         Ok(addrs)
+    }
+}
+
+/// Whether a cached answer's key (`scheme://authority`) is the one of this
+/// scheme and authority: compared in place, nothing allocated on a hit.
+fn is_key_of(key: &str, scheme: &str, authority: &str) -> bool {
+    key.strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix("://"))
+        == Some(authority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_matches_only_its_own_scheme_and_authority() {
+        let key = "http://127.0.0.1:8428";
+        assert!(is_key_of(key, "http", "127.0.0.1:8428"));
+        assert!(!is_key_of(key, "https", "127.0.0.1:8428"));
+        assert!(!is_key_of(
+            "https://127.0.0.1:8428",
+            "http",
+            "127.0.0.1:8428"
+        ));
+        assert!(!is_key_of(key, "http", "127.0.0.1:8429"));
+        assert!(!is_key_of(key, "http", "127.0.0.1:842"));
+        assert!(!is_key_of(key, "http", ""));
     }
 }

@@ -27,6 +27,14 @@ fn batches_arrive_gzipped_with_auth_and_headers() {
     env.push(("PROCSHIP_TAGS", "dc=ams,role=db".into()));
     let a = Agent::start(&refs(&env));
     wait_for("3 batches", SECS(20), || l.received().len() >= 3);
+    // The shipper never preempts on waking; the collector keeps the
+    // default policy.
+    let policies = thread_policies(a.pid());
+    assert!(
+        policies.contains(&("procship-ship".into(), 3)),
+        "{policies:?}"
+    );
+    assert!(policies.contains(&("procship".into(), 0)), "{policies:?}");
     let (status, _, stderr) = a.stop(SECS(10));
     assert!(status.success(), "{stderr}");
 

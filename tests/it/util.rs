@@ -425,6 +425,24 @@ pub fn wait_delivered(port: u16, n: u64, within: Duration) {
     });
 }
 
+/// The scheduling policy (`sched_setscheduler`'s number: 0 the default,
+/// 3 SCHED_BATCH) of each of a process's threads, by thread name, from
+/// field 41 of /proc/PID/task/TID/stat.
+pub fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let (head, rest) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_string();
+        // After the name come fields 3, 4, ...: field 41 is the 39th.
+        let policy = rest.split_whitespace().nth(38).unwrap().parse().unwrap();
+        out.push((name, policy));
+    }
+    out
+}
+
 /// A fast agent against `url` running only `collectors`, with more variables.
 pub fn fast_agent(url: &str, collectors: &str, extra: &[(&'static str, String)]) -> Agent {
     let mut env = fast(url);
