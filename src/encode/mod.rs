@@ -116,9 +116,11 @@ impl Format {
     }
 
     /// Headers the protocol itself requires, besides the content headers.
+    /// Names in lower case, as HTTP/1.1 sends them and as the shipper takes
+    /// them without parsing (`HeaderName::from_static`).
     pub fn protocol_headers(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Format::Prometheus => &[("X-Prometheus-Remote-Write-Version", "0.1.0")],
+            Format::Prometheus => &[("x-prometheus-remote-write-version", "0.1.0")],
             _ => &[],
         }
     }
