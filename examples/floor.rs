@@ -3,9 +3,12 @@
 //! per tick, and does nothing with the bytes: no parsing, no encoding, no
 //! network. What procship costs above it is the price of being an agent.
 //!
-//! Like procship it keeps the files open and re-reads them with `pread`, and
-//! statvfs's each block-device mount of `/proc/1/mountinfo`, reads every
-//! interface's link attributes and asks the clock's state. With `-p` it
+//! Like procship it keeps the files open and re-reads them with `pread`,
+//! statvfs's each block-device mount of `/proc/1/mountinfo` (read again,
+//! as procship does, only when a `poll` of it says the mount table
+//! changed), reads `/proc/vmstat` only while `/proc/swaps` lists a swap
+//! area or after that list changed (as procship's swap collector), reads
+//! every interface's link attributes and asks the clock's state. With `-p` it
 //! also walks `/proc/[pid]/stat` (what the `processes` collector reads).
 //!
 //! With `-n` it reads what procship reads with `PROCSHIP_NAMES=node_exporter`
@@ -37,7 +40,6 @@ use std::time::{Duration, Instant};
 const FILES: &[&str] = &[
     "/proc/stat",
     "/proc/meminfo",
-    "/proc/vmstat",
     "/proc/diskstats",
     "/proc/net/dev",
     "/proc/loadavg",
@@ -46,7 +48,6 @@ const FILES: &[&str] = &[
     "/proc/pressure/cpu",
     "/proc/pressure/memory",
     "/proc/pressure/io",
-    "/proc/1/mountinfo",
     "/proc/softirqs",
     "/proc/sys/fs/file-nr",
     "/proc/sys/net/netfilter/nf_conntrack_count",
@@ -153,8 +154,9 @@ fn read_all(f: &File, buf: &mut [u8]) -> usize {
     off
 }
 
-/// statvfs of every mount whose source is a block device.
-fn statvfs_mounts(mountinfo: &[u8]) {
+/// The mount points whose source is a block device.
+fn block_mounts(mountinfo: &[u8]) -> Vec<String> {
+    let mut points = Vec::new();
     for line in String::from_utf8_lossy(mountinfo).lines() {
         let mut halves = line.splitn(2, " - ");
         let (Some(left), Some(right)) = (halves.next(), halves.next()) else {
@@ -166,7 +168,69 @@ fn statvfs_mounts(mountinfo: &[u8]) {
             .nth(4)
             .filter(|_| source.starts_with("/dev/"))
         {
-            let _ = nix::sys::statvfs::statvfs(point.replace("\\040", " ").as_str());
+            points.push(point.replace("\\040", " "));
+        }
+    }
+    points
+}
+
+/// A kept-open /proc file whose poll tells a change (`POLLPRI`): the mount
+/// table, the list of swap areas.
+struct Watched(Option<File>, bool);
+
+impl Watched {
+    fn open(path: &str) -> Watched {
+        Watched(File::open(path).ok(), false)
+    }
+
+    /// Its text into `buf` when first asked or changed since; else `None`.
+    fn changed(&mut self, buf: &mut [u8]) -> Option<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let f = self.0.as_ref()?;
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLPRI)];
+        let changed = poll(&mut fds, PollTimeout::ZERO).is_err()
+            || fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR));
+        let first = !std::mem::replace(&mut self.1, true);
+        (changed || first).then(|| read_all(f, buf))
+    }
+}
+
+/// statvfs of the block-device mounts every tick, the table read again
+/// only when it changed.
+struct Mounts(Watched, Vec<String>);
+
+impl Mounts {
+    fn tick(&mut self, buf: &mut [u8]) {
+        if let Some(n) = self.0.changed(buf) {
+            self.1 = block_mounts(&buf[..n]);
+        }
+        for point in &self.1 {
+            let _ = nix::sys::statvfs::statvfs(point.as_str());
+        }
+    }
+}
+
+/// /proc/vmstat (for the swap counters) while a swap area is on, and once
+/// after each change of their list.
+struct Swaps(Watched, bool, Option<File>);
+
+impl Swaps {
+    fn tick(&mut self, buf: &mut [u8]) {
+        let changed = match self.0.changed(buf) {
+            Some(n) => {
+                self.1 = buf[..n]
+                    .split(|b| *b == b'\n')
+                    .skip(1)
+                    .any(|l| !l.is_empty());
+                true
+            }
+            None => self.0.0.is_none(),
+        };
+        if let Some(f) = self.2.as_ref().filter(|_| changed || self.1) {
+            read_all(f, buf);
         }
     }
 }
@@ -263,15 +327,20 @@ fn main() {
     if let Some(slice) = arg::<String>(&args, "-c") {
         files.extend(cgroup_files(&slice));
     }
+    let mut mounts = Mounts(Watched::open("/proc/1/mountinfo"), Vec::new());
+    let mut swaps = Swaps(
+        Watched::open("/proc/swaps"),
+        true,
+        File::open("/proc/vmstat").ok(),
+    );
     let mut buf = vec![0u8; 1 << 16];
     let start = Instant::now();
     for tick in 1u32.. {
-        for (path, f) in &files {
-            let n = read_all(f, &mut buf);
-            if path.ends_with("mountinfo") {
-                statvfs_mounts(&buf[..n]);
-            }
+        for (_, f) in &files {
+            read_all(f, &mut buf);
         }
+        mounts.tick(&mut buf);
+        swaps.tick(&mut buf);
         adjtimex();
         if procs {
             walk_processes(&mut buf);

@@ -365,10 +365,15 @@ pub struct Disk {
     timeout: Duration,
     /// Network mounts whose statvfs has not answered yet.
     pending: HashMap<PathBuf, mpsc::Receiver<nix::Result<FsStats>>>,
-    /// The mountinfo text last parsed and its mounts: parsed again only
-    /// when the text changes (mounts change rarely; parsing is most of the
-    /// collector's own work).
+    /// The mountinfo text last parsed and its mounts: read again only when
+    /// the kernel says the mount table changed (`Files::proc_if_changed`),
+    /// parsed again only when the text did (mounts change rarely; reading
+    /// and parsing were most of the collector's cost).
     last_mountinfo: String,
+    /// Whether the last cycle's mount table was read and parsed: if not
+    /// (the first cycle, a read or parse that failed), it is read whole,
+    /// whatever the poll says.
+    parsed: bool,
     mounts: Vec<Mount>,
     /// Each mount's path as seen from here (under `root`), in `mounts`' order.
     full: Vec<PathBuf>,
@@ -387,10 +392,49 @@ impl Disk {
             timeout: opts.statfs_timeout,
             pending: HashMap::new(),
             last_mountinfo: String::new(),
+            parsed: false,
             mounts: Vec::new(),
             full: Vec::new(),
             node: None,
         }
+    }
+
+    /// Reads the mount table when the kernel says it changed (or the last
+    /// cycle's was not read and parsed), and parses it when its text did.
+    fn refresh_mounts(&mut self, files: &mut Files) -> Result<(), CollectError> {
+        let parsed = std::mem::replace(&mut self.parsed, false);
+        if !parsed
+            && self.fallback.is_some()
+            && let Err(e) = files.proc(self.mountinfo)
+            && let Some(own) = self.fallback.take()
+        {
+            tracing::debug!("{e}; reading the agent's own {own} instead");
+            self.mountinfo = own;
+        }
+        let path = files.proc_path(self.mountinfo);
+        let text = if parsed {
+            files.proc_if_changed(self.mountinfo)?
+        } else {
+            Some(files.proc(self.mountinfo)?)
+        };
+        if let Some(text) = text
+            && (text != self.last_mountinfo || self.last_mountinfo.is_empty())
+        {
+            self.mounts = match &self.node {
+                Some(f) => node_mounts(&path, text, f)?,
+                None => real_mounts(&path, text, &self.ignore_fs, self.network_fs)?,
+            };
+            self.last_mountinfo.clear();
+            self.last_mountinfo.push_str(text);
+            // Where each mount is seen from here: made once per change.
+            self.full = self
+                .mounts
+                .iter()
+                .map(|m| self.root.join(m.path.strip_prefix("/").unwrap_or(&m.path)))
+                .collect();
+        }
+        self.parsed = true;
+        Ok(())
     }
 
     /// statvfs in a helper thread, waited for at most `timeout`; `None` while
@@ -446,29 +490,7 @@ impl Collector for Disk {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        if self.fallback.is_some()
-            && let Err(e) = files.proc(self.mountinfo)
-            && let Some(own) = self.fallback.take()
-        {
-            tracing::debug!("{e}; reading the agent's own {own} instead");
-            self.mountinfo = own;
-        }
-        let path = files.proc_path(self.mountinfo);
-        let text = files.proc(self.mountinfo)?;
-        if text != self.last_mountinfo || self.last_mountinfo.is_empty() {
-            self.mounts = match &self.node {
-                Some(f) => node_mounts(&path, text, f)?,
-                None => real_mounts(&path, text, &self.ignore_fs, self.network_fs)?,
-            };
-            self.last_mountinfo.clear();
-            self.last_mountinfo.push_str(text);
-            // Where each mount is seen from here: made once per change.
-            self.full = self
-                .mounts
-                .iter()
-                .map(|m| self.root.join(m.path.strip_prefix("/").unwrap_or(&m.path)))
-                .collect();
-        }
+        self.refresh_mounts(files)?;
         // Taken out for the loop (statvfs of a network mount needs &mut self), put back after.
         let mounts = std::mem::take(&mut self.mounts);
         let fulls = std::mem::take(&mut self.full);

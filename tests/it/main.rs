@@ -10,6 +10,7 @@ mod cli;
 mod delivery;
 mod formats;
 mod layers;
+mod live;
 mod node_exporter;
 mod notify;
 mod proxy;

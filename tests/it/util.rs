@@ -45,6 +45,23 @@ pub fn procship(vars: &[(&str, &str)]) -> Command {
     c
 }
 
+/// `procship(vars)` run by `wrapper` (a program and its arguments, such as
+/// `unshare …`), with the same clean environment and directory.
+pub fn procship_under(wrapper: &[&str], vars: &[(&str, &str)]) -> Command {
+    let direct = procship(vars);
+    let mut c = Command::new(wrapper[0]);
+    c.args(&wrapper[1..]).arg(BIN).env_clear();
+    if let Some(dir) = direct.get_current_dir() {
+        c.current_dir(dir);
+    }
+    for (k, v) in direct.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c
+}
+
 /// A running agent: output captured by reader threads; killed on drop.
 pub struct Agent {
     child: Child,
@@ -70,8 +87,15 @@ impl Agent {
     }
 
     pub fn start_args(vars: &[(&str, &str)], args: &[&str]) -> Agent {
-        let mut child = procship(vars)
-            .args(args)
+        let mut c = procship(vars);
+        c.args(args);
+        Self::spawn(c)
+    }
+
+    /// Starts `c` (`procship`'s command, or one that runs it) with its
+    /// output captured.
+    pub fn spawn(mut c: Command) -> Agent {
+        let mut child = c
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
