@@ -93,7 +93,7 @@ const NODE_LINK_ATTRS: &[&str] = &[
 
 /// Every interface's link attributes under /sys/class/net, opened once:
 /// `LINK_ATTRS` but of `lo`, or with `node` `NODE_LINK_ATTRS` of all.
-fn link_files(node: bool) -> Vec<(&'static str, File)> {
+fn link_files(node: bool) -> Vec<File> {
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
         return Vec::new();
     };
@@ -102,7 +102,7 @@ fn link_files(node: bool) -> Vec<(&'static str, File)> {
     for entry in dir.flatten().filter(|e| node || e.file_name() != "lo") {
         for attr in attrs {
             if let Ok(f) = File::open(entry.path().join(attr)) {
-                files.push(("link", f));
+                files.push(f);
             }
         }
     }
@@ -119,7 +119,7 @@ const CGROUP_FILES: &[&str] = &[
 ];
 
 /// The cgroup files of every group directly under `slice`, opened once.
-fn cgroup_files(slice: &str) -> Vec<(&'static str, File)> {
+fn cgroup_files(slice: &str) -> Vec<File> {
     let Ok(dir) = std::fs::read_dir(slice) else {
         return Vec::new();
     };
@@ -127,7 +127,7 @@ fn cgroup_files(slice: &str) -> Vec<(&'static str, File)> {
     for entry in dir.flatten().filter(|e| e.path().is_dir()) {
         for name in CGROUP_FILES {
             if let Ok(f) = File::open(entry.path().join(name)) {
-                files.push(("cgroup", f));
+                files.push(f);
             }
         }
     }
@@ -315,14 +315,11 @@ fn main() {
         },
         None => None,
     };
-    let mut files: Vec<(&str, File)> = FILES
-        .iter()
-        .filter_map(|p| Some((*p, File::open(p).ok()?)))
-        .collect();
+    let mut files: Vec<File> = FILES.iter().filter_map(|p| File::open(p).ok()).collect();
     files.extend(link_files(node));
     if node {
         let pool = "/proc/sys/kernel/random/poolsize";
-        files.extend(File::open(pool).ok().map(|f| (pool, f)));
+        files.extend(File::open(pool).ok());
     }
     if let Some(slice) = arg::<String>(&args, "-c") {
         files.extend(cgroup_files(&slice));
@@ -336,7 +333,7 @@ fn main() {
     let mut buf = vec![0u8; 1 << 16];
     let start = Instant::now();
     for tick in 1u32.. {
-        for (_, f) in &files {
+        for f in &files {
             read_all(f, &mut buf);
         }
         mounts.tick(&mut buf);

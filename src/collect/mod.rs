@@ -465,11 +465,11 @@ impl Files {
     }
 
     /// `rel`'s text if it may have changed since this was last asked, else
-    /// `None`: for the kernel's mount tables (`mountinfo`), which signal a
-    /// change to a poller with `POLLPRI`, one `poll` that does not wait
-    /// instead of a read. Generating mountinfo is the dearest read of a
-    /// cycle (~50 µs with 20 mounts, growing with each one) and it changes
-    /// rarely. Read, and so `Some`, when there is no open handle yet (the
+    /// `None`: for the files that signal a change to a poller with
+    /// `POLLPRI` (the mount tables, `mountinfo`; the list of swap areas,
+    /// `swaps`), one `poll` that does not wait instead of a read.
+    /// Generating mountinfo is the dearest read of a cycle (~50 µs with 20
+    /// mounts, growing with each one) and it changes rarely. Read, and so `Some`, when there is no open handle yet (the
     /// kernel counts changes from the open), when the file is not procfs's
     /// (a fixture tree's regular file cannot tell) or when the poll fails.
     /// Only for files whose kernel side implements that poll: another /proc
@@ -1114,18 +1114,16 @@ mod tests {
             files.new_cycle();
             assert!(files.proc_if_changed("self/mountinfo").unwrap().is_some());
         }
-        // A handle that failed is dropped; the next ask opens and reads.
-        let dir = std::env::temp_dir().join(format!("procship-poll-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("self")).unwrap();
-        let mut files = Files::new(HostPaths {
-            proc: dir.clone(),
-            ..HostPaths::default()
-        });
+        // A file that cannot be opened is an error, and is opened and read
+        // at the next ask once it is there.
+        let (dir, paths) = testutil::tree(&[]);
+        let mut files = Files::new(paths);
         assert!(files.proc_if_changed("self/mountinfo").is_err());
-        std::fs::write(dir.join("self/mountinfo"), "x").unwrap();
+        std::fs::create_dir_all(dir.join("proc/self")).unwrap();
+        std::fs::write(dir.join("proc/self/mountinfo"), "x").unwrap();
         files.new_cycle();
         assert_eq!(files.proc_if_changed("self/mountinfo").unwrap(), Some("x"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
@@ -1365,6 +1363,17 @@ pub mod testutil {
         c: &mut dyn Collector,
         files: &[(&str, &[u8])],
     ) -> (Vec<Point>, Option<CollectError>) {
+        let (dir, paths) = tree(files);
+        let mut f = Files::new(paths);
+        let mut out = Vec::new();
+        let e = c.collect(&mut f, 1_000, &mut out).err();
+        std::fs::remove_dir_all(&dir).ok();
+        (out, e)
+    }
+
+    /// A tree written into a fresh temporary directory: `files` are (path
+    /// under the tree, contents); (the directory, its roots).
+    pub fn tree(files: &[(&str, &[u8])]) -> (PathBuf, HostPaths) {
         let dir = tempdir();
         for (rel, data) in files {
             let p = dir.join(rel);
@@ -1376,11 +1385,7 @@ pub mod testutil {
             sys: dir.join("sys"),
             root: dir.join("root"),
         };
-        let mut f = Files::new(paths);
-        let mut out = Vec::new();
-        let e = c.collect(&mut f, 1_000, &mut out).err();
-        std::fs::remove_dir_all(&dir).ok();
-        (out, e)
+        (dir, paths)
     }
 
     pub fn tempdir() -> PathBuf {
