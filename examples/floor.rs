@@ -8,7 +8,10 @@
 //! as procship does, only when a `poll` of it says the mount table
 //! changed), reads `/proc/vmstat` only while `/proc/swaps` lists a swap
 //! area or after that list changed (as procship's swap collector), reads
-//! every interface's link attributes and asks the clock's state. With `-p` it
+//! every interface's link attributes when a netlink socket subscribed to
+//! link changes has a message and once a minute (as procship's netclass
+//! does where the interfaces are its namespace's), and asks the clock's
+//! state. With `-p` it
 //! also walks `/proc/[pid]/stat` (what the `processes` collector reads).
 //!
 //! With `-n` it reads what procship reads with `PROCSHIP_NAMES=node_exporter`
@@ -107,6 +110,59 @@ fn link_files(node: bool) -> Vec<File> {
         }
     }
     files
+}
+
+/// The link attributes, read when rtnetlink announced a link change (any
+/// message on a socket subscribed to its link group) and every minute.
+struct Links {
+    files: Vec<File>,
+    notices: Option<std::os::fd::OwnedFd>,
+    read: Option<Instant>,
+}
+
+impl Links {
+    fn open(node: bool) -> Links {
+        use nix::sys::socket::{AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
+        use std::os::fd::AsRawFd;
+        let notices = nix::sys::socket::socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )
+        .ok()
+        .filter(|fd| {
+            let link = NetlinkAddr::new(0, nix::libc::RTMGRP_LINK as u32);
+            nix::sys::socket::bind(fd.as_raw_fd(), &link).is_ok()
+        });
+        Links {
+            files: link_files(node),
+            notices,
+            read: None,
+        }
+    }
+
+    fn tick(&mut self, buf: &mut [u8]) {
+        use std::os::fd::AsRawFd;
+        let noticed = self.notices.as_ref().is_none_or(|fd| {
+            let flags = nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+            (0..256)
+                .map(|_| nix::sys::socket::recv(fd.as_raw_fd(), buf, flags))
+                .take_while(|r| *r != Err(nix::errno::Errno::EAGAIN))
+                .count()
+                > 0
+        });
+        if noticed
+            || self
+                .read
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            for f in &self.files {
+                read_all(f, buf);
+            }
+            self.read = Some(Instant::now());
+        }
+    }
 }
 
 /// The files the `cgroup` collector reads of a v2 group.
@@ -316,7 +372,7 @@ fn main() {
         None => None,
     };
     let mut files: Vec<File> = FILES.iter().filter_map(|p| File::open(p).ok()).collect();
-    files.extend(link_files(node));
+    let mut links = Links::open(node);
     if node {
         let pool = "/proc/sys/kernel/random/poolsize";
         files.extend(File::open(pool).ok());
@@ -336,6 +392,7 @@ fn main() {
         for f in &files {
             read_all(f, &mut buf);
         }
+        links.tick(&mut buf);
         mounts.tick(&mut buf);
         swaps.tick(&mut buf);
         adjtimex();

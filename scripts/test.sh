@@ -9,8 +9,9 @@
 #     makes its CA and certificates with it), tinyproxy (tests/it/proxy.rs) and
 #     nginx-light (TLS with client certificates in front of VictoriaMetrics),
 #     prometheus-node-exporter (tests/it/node_exporter.rs compares its series),
-#     systemd (its env-file parser, in tests/it/cli.rs; no systemd PID 1 needed).
-#     Their services are not
+#     systemd (its env-file parser, in tests/it/cli.rs; no systemd PID 1 needed),
+#     iproute2 (tests/it/live.rs adds a veth pair in a network namespace of
+#     its own). Their services are not
 #     started: the tests start their own servers.
 #   - from PyPI, pinned in tests/py/requirements.txt, into target/pydeps:
 #     opentelemetry-proto (the OTLP JSON parser) and jsonschema.
@@ -28,6 +29,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 [ -x /usr/bin/prometheus-node-exporter ] || missing+=(prometheus-node-exporter)
 [ -x /usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator ] || missing+=(systemd)
+[ -x /usr/bin/ip ] || [ -x /bin/ip ] || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     sudo_=()

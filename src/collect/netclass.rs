@@ -14,9 +14,22 @@
 //!
 //! The interfaces are found by listing the directory again every
 //! `REFRESH` (at once when one vanished); each attribute's file stays open
-//! and is re-read with `pread`, one syscall per attribute and cycle.
+//! and is re-read with `pread`. The kernel announces every change of a
+//! link (added, removed, up or down, carrier, MTU: rtnetlink's link group)
+//! to a netlink socket in the agent's network namespace (`Watch`); where
+//! the listed interfaces are that namespace's (each one's `ifindex` is the
+//! index the namespace gives its name: the host's /sys and its network, or
+//! a container's `/host/sys` with `--network=host`), a cycle without a
+//! notice repeats the last read's values instead of reading them again,
+//! the interfaces are listed again at a notice (a new one is reported at
+//! the next cycle), and `REFRESH` still lists and reads them all (a driver
+//! may change a speed without a notice). A read with an error is made
+//! again every cycle, so the error is not quiet. Elsewhere (a container
+//! that sees the host's /sys from a network of its own, a fixture tree, no
+//! netlink) the attributes are read every cycle.
 
 use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -120,7 +133,7 @@ const NODE_MEASUREMENT: &str = "node_network";
 #[derive(Default)]
 pub struct NetClassNode {
     links: Vec<NodeLink>,
-    refreshed: Option<Instant>,
+    cache: Cache,
 }
 
 /// One interface with its `NODE_INFO` and `NODE_ATTRS` files kept open
@@ -265,7 +278,12 @@ impl Collector for NetClassNode {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let mut partial = Partial::default();
-        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+        let plan = self.cache.plan();
+        if plan == Plan::Replay {
+            self.cache.replay(now, out);
+            return Ok(());
+        }
+        if plan == Plan::List {
             let base = files.sys_path("class/net");
             self.links = interfaces(&base, true)
                 .into_iter()
@@ -274,16 +292,184 @@ impl Collector for NetClassNode {
                     NodeLink::open(n, dir, &mut partial)
                 })
                 .collect();
-            self.refreshed = Some(Instant::now());
+            let links = self
+                .links
+                .iter()
+                .map(|l| (l.name.as_str(), l.dir.as_path()));
+            self.cache.listed(links);
         }
+        let start = out.len();
+        let mut gone = false;
         for link in &self.links {
-            if link.points(now, out, &mut partial).is_err() {
-                // Listed again next cycle.
-                self.refreshed = None;
-            }
+            gone |= link.points(now, out, &mut partial).is_err();
         }
+        if gone {
+            // Listed again next cycle.
+            self.cache.listed = None;
+        }
+        self.cache
+            .read(&out[start..], !gone && partial.count() == 0);
         partial.result()
     }
+}
+
+/// Link change notices: a netlink socket subscribed to rtnetlink's link
+/// group, read without waiting. Any message, or a lost one (the queue
+/// overflowed: ENOBUFS), is a change; what changed is not parsed.
+#[derive(Default)]
+struct Watch {
+    sock: Option<OwnedFd>,
+    /// Set once the socket was tried.
+    tried: bool,
+    /// Whether the listed interfaces are this namespace's (`same_namespace`,
+    /// checked at each listing).
+    trusted: bool,
+}
+
+impl Watch {
+    /// Whether the kernel announced a change since the last call; true at
+    /// the first call, which subscribes (before the first read, so that no
+    /// change after it is missed), and false without a socket.
+    fn noticed(&mut self) -> bool {
+        if !self.tried {
+            self.tried = true;
+            self.sock = subscribe()
+                .inspect_err(|e| {
+                    tracing::debug!("netclass: no link notices ({e}): reading every cycle")
+                })
+                .ok();
+            return true;
+        }
+        self.sock.as_ref().is_some_and(drain)
+    }
+}
+
+fn subscribe() -> nix::Result<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType};
+    let fd = nix::sys::socket::socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    let groups = u32::try_from(nix::libc::RTMGRP_LINK).unwrap_or(1);
+    nix::sys::socket::bind(fd.as_raw_fd(), &NetlinkAddr::new(0, groups))?;
+    Ok(fd)
+}
+
+/// At most this many messages are taken from the socket in one cycle; more
+/// waiting counts as a change too.
+const DRAIN_MAX: usize = 256;
+
+/// Empties the socket's queue; true when it held a message or an error.
+fn drain(sock: &OwnedFd) -> bool {
+    use nix::errno::Errno;
+    let mut buf = [0u8; 4096];
+    let mut changed = false;
+    for _ in 0..DRAIN_MAX {
+        match nix::sys::socket::recv(
+            sock.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        ) {
+            Err(Errno::EAGAIN) => return changed,
+            Ok(_) | Err(_) => changed = true,
+        }
+    }
+    true
+}
+
+/// Whether every interface listed (name, directory) is the one this
+/// network namespace knows by that name: its `ifindex` attribute is the
+/// index the namespace gives the name. Two namespaces' interfaces rarely
+/// share all names and indexes; where they do, `REFRESH` bounds the error.
+fn same_namespace<'a>(mut links: impl Iterator<Item = (&'a str, &'a Path)>) -> bool {
+    links.all(|(name, dir)| {
+        let Ok(f) = crate::host::open_file(&dir.join("ifindex")) else {
+            return false;
+        };
+        let mut buf = [0u8; ATTR_MAX];
+        let listed = read_attr(&f, &mut buf)
+            .ok()
+            .and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<u32>().ok());
+        listed.is_some() && nix::net::if_::if_nametoindex(name).ok() == listed
+    })
+}
+
+/// What a cycle does with the interfaces.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Plan {
+    /// List them again, then read them.
+    List,
+    /// Read their attributes.
+    Read,
+    /// Repeat the last read's values.
+    Replay,
+}
+
+/// The plan from the facts: a notice or an old listing lists again; a
+/// quiet cycle repeats the values where notices are trusted and the last
+/// read was whole; any other cycle reads.
+fn plan(noticed: bool, list_due: bool, trusted: bool, kept: bool) -> Plan {
+    if noticed || list_due {
+        Plan::List
+    } else if trusted && kept {
+        Plan::Replay
+    } else {
+        Plan::Read
+    }
+}
+
+/// A collector's listing age, its notices and its last values.
+#[derive(Default)]
+struct Cache {
+    watch: Watch,
+    listed: Option<Instant>,
+    /// The points of the last read, when it had no error.
+    last: Option<Vec<Point>>,
+}
+
+impl Cache {
+    fn plan(&mut self) -> Plan {
+        let noticed = self.watch.noticed();
+        let list_due = self.listed.is_none_or(|t| t.elapsed() >= REFRESH);
+        plan(noticed, list_due, self.watch.trusted, self.last.is_some())
+    }
+
+    /// After a listing of the interfaces (name, directory).
+    fn listed<'a>(&mut self, links: impl Iterator<Item = (&'a str, &'a Path)>) {
+        self.listed = Some(Instant::now());
+        self.watch.trusted = self.watch.sock.is_some() && same_namespace(links);
+    }
+
+    /// After a read that made `points` (`whole`: without an error, and
+    /// no interface gone).
+    fn read(&mut self, points: &[Point], whole: bool) {
+        let mut last = self.last.take().unwrap_or_default();
+        last.clear();
+        if whole {
+            last.extend(points.iter().map(|p| replay(p, p.timestamp)));
+            self.last = Some(last);
+        }
+    }
+
+    /// The last read's points again, at `now`.
+    fn replay(&self, now: Timestamp, out: &mut Vec<Point>) {
+        if let Some(last) = &self.last {
+            out.extend(last.iter().map(|p| replay(p, now)));
+        }
+    }
+}
+
+/// A copy of `p` at `now`, made from the point pool (no allocation in a
+/// steady cycle).
+fn replay(p: &Point, now: Timestamp) -> Point {
+    let mut q = Point::new(p.measurement.clone(), now);
+    for (k, v) in &p.tags {
+        q = q.tag(k.clone(), v);
+    }
+    q.fields.extend(p.fields.iter().cloned());
+    q
 }
 
 /// How long the discovered interface list is trusted.
@@ -325,7 +511,7 @@ struct Link {
 #[derive(Default)]
 pub struct NetClass {
     links: Vec<Link>,
-    refreshed: Option<Instant>,
+    cache: Cache,
 }
 
 /// The interfaces under `base`, sorted; `lo` too when `with_lo`.
@@ -357,7 +543,11 @@ impl NetClass {
                 Link { name, dir, files }
             })
             .collect();
-        self.refreshed = Some(Instant::now());
+        let links = self
+            .links
+            .iter()
+            .map(|l| (l.name.as_str(), l.dir.as_path()));
+        self.cache.listed(links);
     }
 }
 
@@ -441,9 +631,15 @@ impl Collector for NetClass {
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
         let mut partial = Partial::default();
-        if self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH) {
+        let plan = self.cache.plan();
+        if plan == Plan::Replay {
+            self.cache.replay(now, out);
+            return Ok(());
+        }
+        if plan == Plan::List {
             self.refresh(files, &mut partial);
         }
+        let start = out.len();
         let mut gone = false;
         for link in &self.links {
             match link.point(now, &mut partial) {
@@ -454,8 +650,10 @@ impl Collector for NetClass {
         }
         if gone {
             // Listed again next cycle.
-            self.refreshed = None;
+            self.cache.listed = None;
         }
+        self.cache
+            .read(&out[start..], !gone && partial.count() == 0);
         partial.result()
     }
 }
@@ -538,6 +736,95 @@ mod tests {
             let e = e.unwrap().to_string();
             assert!(e.contains("eth9/mtu") && e.len() < 300, "{e}");
         }
+    }
+
+    #[test]
+    fn a_notice_or_an_old_listing_lists_a_trusted_quiet_cycle_repeats() {
+        use Plan::*;
+        for trusted in [false, true] {
+            for kept in [false, true] {
+                assert_eq!(plan(true, false, trusted, kept), List);
+                assert_eq!(plan(false, true, trusted, kept), List);
+            }
+        }
+        assert_eq!(plan(false, false, true, true), Replay);
+        assert_eq!(
+            plan(false, false, true, false),
+            Read,
+            "the last read had an error"
+        );
+        assert_eq!(
+            plan(false, false, false, true),
+            Read,
+            "not this namespace's links"
+        );
+    }
+
+    #[test]
+    fn links_are_this_namespace_s_when_each_index_is_the_one_its_name_has() {
+        let (dir, _) = tree(&[
+            ("lo/ifindex", b"1\n"),
+            ("lo7/ifindex", b"7\n"),
+            ("nosuch0/ifindex", b"3\n"),
+            ("noindex/mtu", b"1500\n"),
+        ]);
+        let at = |name: &str| dir.join(name);
+        let one = |name: &str| same_namespace([(name, at(name).as_path())].into_iter());
+        // The loopback interface is 1 in every network namespace.
+        assert!(one("lo"));
+        assert!(!one("lo7") && !one("nosuch0") && !one("noindex"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The collector's cycles with notices made up: no socket (so no
+    /// host's notice comes in) and the namespace's trust set by hand.
+    #[test]
+    fn a_quiet_cycle_repeats_the_last_read_only_where_notices_are_trusted() {
+        let (dir, paths) = tree(&[
+            ("sys/class/net/eth0/operstate", b"up\n"),
+            ("sys/class/net/eth0/mtu", b"1500\n"),
+        ]);
+        let mtu = dir.join("sys/class/net/eth0/mtu");
+        let mut c = NetClass::default();
+        let mut files = Files::new(paths);
+        let mut cycle = |c: &mut NetClass, now| {
+            let mut out = Vec::new();
+            let r = c.collect(&mut files, now, &mut out);
+            (out, r)
+        };
+        let (out, r) = cycle(&mut c, 1_000);
+        assert!(r.is_ok() && out[0].field("mtu") == Some(Int(1_500)));
+        assert!(
+            !c.cache.watch.trusted,
+            "a fixture tree is not the namespace's"
+        );
+        c.cache.watch.sock = None;
+        std::fs::write(&mtu, "9000\n").unwrap();
+        let (out, _) = cycle(&mut c, 2_000);
+        assert_eq!(out[0].field("mtu"), Some(Int(9_000)), "read every cycle");
+
+        c.cache.watch.trusted = true;
+        std::fs::write(&mtu, "1280\n").unwrap();
+        let (out, _) = cycle(&mut c, 3_000);
+        assert_eq!(out[0].field("mtu"), Some(Int(9_000)), "repeated");
+        assert_eq!(out[0].timestamp, 3_000);
+        assert_eq!(out[0].tag_value("interface"), Some("eth0"));
+        c.cache.listed = None;
+        let (out, _) = cycle(&mut c, 4_000);
+        assert_eq!(
+            out[0].field("mtu"),
+            Some(Int(1_280)),
+            "listed and read again"
+        );
+
+        std::fs::write(&mtu, "lots\n").unwrap();
+        c.cache.listed = None;
+        for now in [5_000, 6_000] {
+            let (out, r) = cycle(&mut c, now);
+            assert!(r.is_err(), "an error is said every cycle");
+            assert_eq!(out[0].field("mtu"), None);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
