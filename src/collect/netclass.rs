@@ -774,6 +774,12 @@ mod tests {
         assert!(one("lo"));
         assert!(!one("lo7") && !one("nosuch0") && !one("noindex"));
         let _ = std::fs::remove_dir_all(dir);
+        // Another namespace's interface of the same name.
+        let (dir, _) = tree(&[("lo/ifindex", b"7\n")]);
+        assert!(!same_namespace(
+            [("lo", dir.join("lo").as_path())].into_iter()
+        ));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// The collector's cycles with notices made up: no socket (so no
