@@ -277,39 +277,20 @@ impl Collector for NetClassNode {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let mut partial = Partial::default();
-        let plan = self.cache.plan();
-        if plan == Plan::Replay {
-            self.cache.replay(now, out);
-            return Ok(());
-        }
-        if plan == Plan::List {
+        let list = |partial: &mut Partial| {
             let base = files.sys_path("class/net");
-            self.links = interfaces(&base, true)
+            interfaces(&base, true)
                 .into_iter()
                 .map(|n| {
                     let dir = base.join(&n);
-                    NodeLink::open(n, dir, &mut partial)
+                    NodeLink::open(n, dir, partial)
                 })
-                .collect();
-            let links = self
-                .links
-                .iter()
-                .map(|l| (l.name.as_str(), l.dir.as_path()));
-            self.cache.listed(links);
-        }
-        let start = out.len();
-        let mut gone = false;
-        for link in &self.links {
-            gone |= link.points(now, out, &mut partial).is_err();
-        }
-        if gone {
-            // Listed again next cycle.
-            self.cache.listed = None;
-        }
-        self.cache
-            .read(&out[start..], !gone && partial.count() == 0);
-        partial.result()
+                .collect()
+        };
+        let read = |link: &NodeLink, out: &mut Vec<Point>, partial: &mut Partial| {
+            link.points(now, out, partial)
+        };
+        self.cache.cycle(&mut self.links, now, out, list, read)
     }
 }
 
@@ -420,6 +401,30 @@ fn plan(noticed: bool, list_due: bool, trusted: bool, kept: bool) -> Plan {
     }
 }
 
+/// An interface as a netclass collector keeps it.
+trait Iface {
+    fn name(&self) -> &str;
+    fn dir(&self) -> &Path;
+}
+
+impl Iface for Link {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Iface for NodeLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 /// A collector's listing age, its notices and its last values.
 #[derive(Default)]
 struct Cache {
@@ -436,10 +441,40 @@ impl Cache {
         plan(noticed, list_due, self.watch.trusted, self.last.is_some())
     }
 
-    /// After a listing of the interfaces (name, directory).
-    fn listed<'a>(&mut self, links: impl Iterator<Item = (&'a str, &'a Path)>) {
-        self.listed = Some(Instant::now());
-        self.watch.trusted = self.watch.sock.is_some() && same_namespace(links);
+    /// One cycle of a netclass collector over `links`: the last read's
+    /// points again on a quiet cycle; else the links made anew by `list`
+    /// when the plan says so, and each one's points pushed by `read`
+    /// (`Err` when it went away: listed again next cycle).
+    fn cycle<L: Iface>(
+        &mut self,
+        links: &mut Vec<L>,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+        list: impl FnOnce(&mut Partial) -> Vec<L>,
+        read: impl Fn(&L, &mut Vec<Point>, &mut Partial) -> Result<(), Unread>,
+    ) -> Result<(), CollectError> {
+        let mut partial = Partial::default();
+        let plan = self.plan();
+        if plan == Plan::Replay {
+            self.replay(now, out);
+            return Ok(());
+        }
+        if plan == Plan::List {
+            *links = list(&mut partial);
+            self.listed = Some(Instant::now());
+            let listed = links.iter().map(|l| (l.name(), l.dir()));
+            self.watch.trusted = self.watch.sock.is_some() && same_namespace(listed);
+        }
+        let start = out.len();
+        let mut gone = false;
+        for link in links.iter() {
+            gone |= read(link, out, &mut partial).is_err();
+        }
+        if gone {
+            self.listed = None;
+        }
+        self.read(&out[start..], !gone && partial.count() == 0);
+        partial.result()
     }
 
     /// After a read that made `points` (`whole`: without an error, and
@@ -527,12 +562,12 @@ fn interfaces(base: &Path, with_lo: bool) -> Vec<String> {
     names
 }
 
-impl NetClass {
+impl Link {
     /// Lists the interfaces and opens their attributes; one that is there
     /// but cannot be opened (not a regular file) is the error.
-    fn refresh(&mut self, files: &Files, partial: &mut Partial) {
+    fn open_all(files: &Files, partial: &mut Partial) -> Vec<Link> {
         let base = files.sys_path("class/net");
-        self.links = interfaces(&base, false)
+        interfaces(&base, false)
             .into_iter()
             .map(|name| {
                 let dir = base.join(&name);
@@ -542,12 +577,7 @@ impl NetClass {
                     .collect();
                 Link { name, dir, files }
             })
-            .collect();
-        let links = self
-            .links
-            .iter()
-            .map(|l| (l.name.as_str(), l.dir.as_path()));
-        self.cache.listed(links);
+            .collect()
     }
 }
 
@@ -595,8 +625,14 @@ fn read_attr<'b>(f: &File, buf: &'b mut [u8]) -> Result<&'b [u8], Unread> {
 }
 
 impl Link {
-    /// This interface's point, or `None` when it went away.
-    fn point(&self, now: Timestamp, partial: &mut Partial) -> Option<Point> {
+    /// This interface's point (unless it has no field); `Err` when it went
+    /// away.
+    fn points(
+        &self,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+        partial: &mut Partial,
+    ) -> Result<(), Unread> {
         let mut p = Point::new("netclass", now).tag("interface", self.name.as_str());
         let mut buf = [0u8; ATTR_MAX];
         for ((file, field, kind), f) in ATTRS.iter().zip(&self.files) {
@@ -604,7 +640,7 @@ impl Link {
             let bytes = match read_attr(f, &mut buf) {
                 Ok(b) => b,
                 Err(Unread::Unknown) => continue,
-                Err(Unread::Gone) => return None,
+                Err(gone) => return Err(gone),
             };
             let path = || self.dir.join(file);
             let v = match std::str::from_utf8(bytes) {
@@ -615,7 +651,10 @@ impl Link {
                 p.fields.push(((*field).into(), v));
             }
         }
-        Some(p)
+        if !p.fields.is_empty() {
+            out.push(p);
+        }
+        Ok(())
     }
 }
 
@@ -630,31 +669,11 @@ impl Collector for NetClass {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let mut partial = Partial::default();
-        let plan = self.cache.plan();
-        if plan == Plan::Replay {
-            self.cache.replay(now, out);
-            return Ok(());
-        }
-        if plan == Plan::List {
-            self.refresh(files, &mut partial);
-        }
-        let start = out.len();
-        let mut gone = false;
-        for link in &self.links {
-            match link.point(now, &mut partial) {
-                Some(p) if !p.fields.is_empty() => out.push(p),
-                Some(_) => {}
-                None => gone = true,
-            }
-        }
-        if gone {
-            // Listed again next cycle.
-            self.cache.listed = None;
-        }
-        self.cache
-            .read(&out[start..], !gone && partial.count() == 0);
-        partial.result()
+        let list = |partial: &mut Partial| Link::open_all(files, partial);
+        let read = |link: &Link, out: &mut Vec<Point>, partial: &mut Partial| {
+            link.points(now, out, partial)
+        };
+        self.cache.cycle(&mut self.links, now, out, list, read)
     }
 }
 
