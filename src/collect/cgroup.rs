@@ -28,13 +28,16 @@
 //! open, re-read with `pread` (one syscall per file and cycle), and closed
 //! when it is no longer listed, or listed with another inode (a restarted
 //! service's group is removed and made again under its name), or when a
-//! read says it is gone (ENODEV). The listing allocates the names it reads
-//! (a directory walk per slice and cycle), so this collector allocates in a
-//! steady cycle. Off by default: up to five reads per group every cycle.
+//! read says it is gone (ENODEV). The listing (a directory walk per slice
+//! and cycle, `getdents` into a kept buffer) writes the names it finds into
+//! buffers kept from cycle to cycle and compares them with the tracked
+//! groups', so a cycle that finds the groups the last one found allocates
+//! nothing (tests/it/alloc.rs); a new group allocates its names and paths
+//! once. Off by default: up to five reads per group every cycle.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::DirEntryExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{Build, CollectError, Collector, Context, Entry, Files, Partial, Setup};
@@ -193,16 +196,44 @@ fn single(path: &Path, text: &str) -> Result<u64, CollectError> {
         .map_err(|_| CollectError::parse(path, format!("{t:?} is not a number")))
 }
 
-/// Per device: [read bytes, write bytes, read ios, write ios].
-type Io = Vec<(String, [u64; 4])>;
+/// Per device: [read bytes, write bytes, read ios, write ios]. The slots,
+/// and their names' buffers, are kept from group to group and cycle to
+/// cycle: a steady cycle names its devices without allocating.
+#[derive(Default)]
+pub struct Io {
+    slots: Vec<(String, [u64; 4])>,
+    used: usize,
+}
 
-fn io_entry<'a>(io: &'a mut Io, dev: &str) -> &'a mut [u64; 4] {
-    if let Some(i) = io.iter().position(|(d, _)| d == dev) {
-        return &mut io[i].1;
+impl Io {
+    pub fn new() -> Io {
+        Io::default()
     }
-    io.push((dev.to_string(), [0; 4]));
-    let last = io.len() - 1;
-    &mut io[last].1
+
+    fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    /// The devices of the group being read, in the order first seen.
+    pub fn devices(&self) -> &[(String, [u64; 4])] {
+        &self.slots[..self.used]
+    }
+
+    fn entry(&mut self, dev: &str) -> &mut [u64; 4] {
+        let used = self.used;
+        if let Some(i) = self.slots[..used].iter().position(|(d, _)| d == dev) {
+            return &mut self.slots[i].1;
+        }
+        if used == self.slots.len() {
+            self.slots.push((String::new(), [0; 4]));
+        }
+        self.used += 1;
+        let (name, counts) = &mut self.slots[used];
+        name.clear();
+        name.push_str(dev);
+        *counts = [0; 4];
+        counts
+    }
 }
 
 /// v2 io.stat: `8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0`.
@@ -210,7 +241,7 @@ pub fn parse_io_stat(path: &Path, text: &str, io: &mut Io) -> Result<(), Collect
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut w = line.split_ascii_whitespace();
         let dev = w.next().unwrap_or("");
-        let slot = io_entry(io, dev);
+        let slot = io.entry(dev);
         for kv in w {
             let (k, v) = kv
                 .split_once('=')
@@ -233,9 +264,9 @@ pub fn parse_io_stat(path: &Path, text: &str, io: &mut Io) -> Result<(), Collect
 /// v1 blkio.throttle.*: `8:0 Read 123` lines; `bytes` picks the slots.
 pub fn parse_blkio(path: &Path, text: &str, io: &mut Io, bytes: bool) -> Result<(), CollectError> {
     for line in text.lines() {
-        let w: Vec<&str> = line.split_ascii_whitespace().collect();
-        let (dev, op, v) = match w.as_slice() {
-            [dev, op, v] => (*dev, *op, *v),
+        let mut w = line.split_ascii_whitespace();
+        let (dev, op, v) = match (w.next(), w.next(), w.next(), w.next()) {
+            (Some(dev), Some(op), Some(v), None) => (dev, op, v),
             _ => continue, // "Total 123" and blank lines
         };
         let i = match (op, bytes) {
@@ -245,7 +276,7 @@ pub fn parse_blkio(path: &Path, text: &str, io: &mut Io, bytes: bool) -> Result<
             ("Write", false) => 3,
             _ => continue,
         };
-        io_entry(io, dev)[i] = v
+        io.entry(dev)[i] = v
             .parse()
             .map_err(|_| CollectError::parse(path, format!("{dev} {op}: {v:?} is not a number")))?;
     }
@@ -335,11 +366,196 @@ pub struct Cgroup {
     /// The count last cut to the maximum (warned once per change).
     cut: Option<usize>,
     /// The groups of the last cycle, sorted by (slice, unit), and whether
-    /// they were found in the unified hierarchy.
+    /// they were found in the unified hierarchy; `spare` is the list the
+    /// next cycle fills (the two swap, so tracking allocates nothing).
     tracked: Vec<Tracked>,
+    spare: Vec<Tracked>,
     unified: bool,
+    listing: Listing,
+    paths: Option<Paths>,
     buf: Vec<u8>,
     usage: Usage,
+}
+
+/// The cgroup paths of one `sys` directory, made once.
+struct Paths {
+    sys: PathBuf,
+    root: PathBuf,
+    /// `cgroup.controllers`: there, the hierarchy is unified (v2).
+    controllers: PathBuf,
+    /// v1: the hierarchies the groups are listed from, the first found wins.
+    v1: [PathBuf; 3],
+}
+
+impl Paths {
+    fn of(sys: &Path) -> Paths {
+        let root = sys.join("fs/cgroup");
+        Paths {
+            sys: sys.to_path_buf(),
+            controllers: root.join("cgroup.controllers"),
+            v1: ["cpuacct", "cpu,cpuacct", "memory"].map(|h| root.join(h)),
+            root,
+        }
+    }
+
+    /// The hierarchy the groups are listed from and whether it is
+    /// unified; `None` without a cgroup file system.
+    fn hierarchy(&self) -> Option<(&Path, bool)> {
+        if self.controllers.exists() {
+            return Some((&self.root, true));
+        }
+        self.v1
+            .iter()
+            .find(|p| p.is_dir())
+            .map(|p| (p.as_path(), false))
+    }
+}
+
+/// getdents' buffer for one directory's listing.
+const DENTS: usize = 32 * 1024;
+
+/// A group found by this cycle's listing: its slice (an index into the
+/// options' slices), its path below the slice (a range of `Listing::units`),
+/// how deep it is (0: a child of the slice) and its directory's inode.
+#[derive(Clone, Copy, PartialEq)]
+struct Found {
+    slice: usize,
+    unit: (usize, usize),
+    level: usize,
+    ino: u64,
+}
+
+/// The groups under the watched slices, listed again every cycle into
+/// buffers kept from cycle to cycle: a listing that finds what the last
+/// one found allocates nothing.
+#[derive(Default)]
+struct Listing {
+    /// Every found group's path below its slice, one after another.
+    units: String,
+    found: Vec<Found>,
+    /// The directory being listed, its group's path below the slice (empty
+    /// for the slice), and getdents' buffer.
+    path: PathBuf,
+    prefix: String,
+    dents: Vec<u8>,
+    /// The last listing, in readdir's order: a listing that finds the same
+    /// (names, inodes, places) needs no sort and no merge.
+    last_units: String,
+    last_found: Vec<Found>,
+}
+
+impl Listing {
+    fn unit(&self, f: &Found) -> &str {
+        self.units.get(f.unit.0..f.unit.1).unwrap_or_default()
+    }
+
+    /// Lists the groups below each of `slices` in `hierarchy`, `depth`
+    /// levels down, in readdir's order; says whether it found what the last
+    /// listing found, in the same order.
+    fn list(&mut self, hierarchy: &Path, slices: &[String], depth: usize) -> Listed {
+        self.units.clear();
+        self.found.clear();
+        for (s, slice) in slices.iter().enumerate() {
+            let first = self.found.len();
+            self.list_dir(hierarchy, slice, s, None);
+            // The groups found are listed in turn, down to `depth` levels.
+            let mut i = first;
+            while let Some(f) = self.found.get(i).copied() {
+                if f.level + 1 < depth {
+                    self.list_dir(hierarchy, slice, s, Some(f));
+                }
+                i += 1;
+            }
+        }
+        if self.units == self.last_units && self.found == self.last_found {
+            return Listed::AsLast;
+        }
+        self.last_units.clone_from(&self.units);
+        self.last_found.clone_from(&self.found);
+        Listed::Other
+    }
+
+    /// Sorts what was found by (slice, unit): the order, and so what a cut
+    /// keeps, does not depend on readdir's.
+    fn sort(&mut self, slices: &[String]) {
+        let (units, found) = (&self.units, &mut self.found);
+        let key = |f: &Found| {
+            let slice = slices.get(f.slice).map_or("", String::as_str);
+            (slice, units.get(f.unit.0..f.unit.1).unwrap_or_default())
+        };
+        found.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    }
+
+    /// Adds the directories in `slice`, or in the group `below` of it. A
+    /// directory that cannot be listed (a slice the host lacks, a group
+    /// removed meanwhile) adds nothing.
+    fn list_dir(&mut self, hierarchy: &Path, slice: &str, s: usize, below: Option<Found>) {
+        self.path.as_mut_os_string().clear();
+        self.path.push(hierarchy);
+        self.path.push(slice);
+        self.prefix.clear();
+        if let Some(b) = below {
+            self.prefix
+                .push_str(self.units.get(b.unit.0..b.unit.1).unwrap_or_default());
+            self.path.push(&self.prefix);
+        }
+        // Opened as `open_dir` does, without naming the path in an error
+        // that would be dropped: a missing slice is the common case.
+        let Ok(dir) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NONBLOCK)
+            .open(&self.path)
+        else {
+            return;
+        };
+        if self.dents.capacity() < DENTS {
+            self.dents.reserve(DENTS);
+        }
+        let mut entries = rustix::fs::RawDir::new(&dir, self.dents.spare_capacity_mut());
+        while let Some(Ok(e)) = entries.next() {
+            let Ok(name) = e.file_name().to_str() else {
+                continue;
+            };
+            if name == "." || name == ".." || !is_dir(&dir, &e) {
+                continue;
+            }
+            let start = self.units.len();
+            if below.is_some() {
+                self.units.push_str(&self.prefix);
+                self.units.push('/');
+            }
+            self.units.push_str(name);
+            self.found.push(Found {
+                slice: s,
+                unit: (start, self.units.len()),
+                level: below.map_or(0, |b| b.level + 1),
+                ino: e.ino(),
+            });
+        }
+    }
+}
+
+/// What a listing found.
+#[derive(PartialEq)]
+enum Listed {
+    /// The same groups as the last listing, in the same order.
+    AsLast,
+    /// Other groups, or another order.
+    Other,
+}
+
+/// Whether a listed entry is a directory: its type from getdents, or from
+/// `fstatat` where the file system does not say (`DT_UNKNOWN`).
+fn is_dir(dir: &File, e: &rustix::fs::RawDirEntry<'_>) -> bool {
+    use rustix::fs::FileType;
+    match e.file_type() {
+        FileType::Directory => true,
+        FileType::Unknown => {
+            rustix::fs::statat(dir, e.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        }
+        _ => false,
+    }
 }
 
 impl Cgroup {
@@ -350,57 +566,31 @@ impl Cgroup {
             devnames: HashMap::new(),
             cut: None,
             tracked: Vec::new(),
+            spare: Vec::new(),
             unified: false,
+            listing: Listing::default(),
+            paths: None,
             buf: Vec::new(),
             usage: Usage::default(),
         }
     }
 
-    fn groups(&mut self, hierarchy: &Path) -> Vec<Group> {
-        let mut out = Vec::new();
-        for slice in &self.opts.slices {
-            let mut stack = vec![(PathBuf::new(), 0usize)];
-            while let Some((below, level)) = stack.pop() {
-                if level >= self.opts.depth {
-                    continue;
-                }
-                let dir = hierarchy.join(slice).join(&below);
-                let Ok(rd) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                let names: Vec<(String, u64)> = rd
-                    .filter_map(|e| {
-                        let e = e.ok()?;
-                        let name = e.file_name().into_string().ok()?;
-                        e.file_type().ok()?.is_dir().then(|| (name, e.ino()))
-                    })
-                    .collect();
-                // Sorted once, below: the order and the cut do not depend on readdir.
-                for (n, ino) in names {
-                    let unit = below.join(&n);
-                    out.push(Group {
-                        slice: slice.clone(),
-                        unit: unit.to_string_lossy().into_owned(),
-                        rel: Path::new(slice).join(&unit),
-                        ino,
-                    });
-                    stack.push((unit, level + 1));
-                }
-            }
-        }
-        out.sort_by(|a, b| (&a.slice, &a.unit).cmp(&(&b.slice, &b.unit)));
-        if out.len() > self.opts.max {
-            if self.cut != Some(out.len()) {
+    /// Sorts the groups listed and cuts them to the maximum (said once per
+    /// count cut).
+    fn sort_and_cut(&mut self) {
+        self.listing.sort(&self.opts.slices);
+        let found = self.listing.found.len();
+        if found > self.opts.max {
+            if self.cut != Some(found) {
                 tracing::warn!(
-                    found = out.len(),
+                    found,
                     max = self.opts.max,
                     "cgroup: more groups than PROCSHIP_CGROUP_MAX; the rest are not reported"
                 );
-                self.cut = Some(out.len());
+                self.cut = Some(found);
             }
-            out.truncate(self.opts.max);
+            self.listing.found.truncate(self.opts.max);
         }
-        out
     }
 
     /// This cycle's groups: the last cycle's kept (files open) where
@@ -412,31 +602,61 @@ impl Cgroup {
             self.tracked.clear();
             self.unified = unified;
         }
-        let mut old = std::mem::take(&mut self.tracked).into_iter().peekable();
-        for g in self.groups(hierarchy) {
+        // The same listing as the last cycle's: the groups it tracks are
+        // these, unless one was dropped (gone) or is to be opened again.
+        let listed = self
+            .listing
+            .list(hierarchy, &self.opts.slices, self.opts.depth);
+        if listed == Listed::AsLast
+            && self.tracked.len() == self.listing.found.len().min(self.opts.max)
+            && self.tracked.iter().all(|t| t.complete)
+        {
+            return;
+        }
+        self.sort_and_cut();
+        let mut last = std::mem::take(&mut self.tracked);
+        let mut now = std::mem::take(&mut self.spare);
+        let mut old = last.drain(..).peekable();
+        for f in &self.listing.found {
+            let slice = self.opts.slices.get(f.slice).map_or("", String::as_str);
+            let unit = self.listing.unit(f);
             while old
-                .next_if(|t| (&t.group.slice, &t.group.unit) < (&g.slice, &g.unit))
+                .next_if(|t| (t.group.slice.as_str(), t.group.unit.as_str()) < (slice, unit))
                 .is_some()
             {}
-            let same = |t: &Tracked| t.complete && t.group == g;
+            let same = |t: &Tracked| {
+                t.complete && t.group.ino == f.ino && t.group.slice == slice && t.group.unit == unit
+            };
             match old.next_if(same) {
-                Some(t) => self.tracked.push(t),
-                None => self.tracked.push(open_group(root, g, unified, partial)),
+                Some(t) => now.push(t),
+                None => {
+                    let g = Group {
+                        slice: slice.to_string(),
+                        unit: unit.to_string(),
+                        rel: Path::new(slice).join(unit),
+                        ino: f.ino,
+                    };
+                    now.push(open_group(root, g, unified, partial));
+                }
             }
         }
+        drop(old);
+        self.tracked = now;
+        self.spare = last;
     }
+}
 
-    fn device(&mut self, sys: &Path, dev: &str) -> String {
-        if let Some(n) = self.devnames.get(dev) {
-            return n.clone();
-        }
+/// The name a device number (`8:0`) has under `<sys>/dev/block`, looked up
+/// once and kept; the number itself where it has none.
+fn device<'a>(devnames: &'a mut HashMap<String, String>, sys: &Path, dev: &'a str) -> &'a str {
+    if !devnames.contains_key(dev) {
         let name = std::fs::read_link(sys.join("dev/block").join(dev))
             .ok()
             .and_then(|p| p.file_name()?.to_str().map(str::to_string))
             .unwrap_or_else(|| dev.to_string());
-        self.devnames.insert(dev.to_string(), name.clone());
-        name
+        devnames.insert(dev.to_string(), name);
     }
+    devnames.get(dev).map_or(dev, String::as_str)
 }
 
 /// Opens `path` for re-reading: `None` when it is not there (a controller
@@ -566,27 +786,19 @@ impl Collector for Cgroup {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let sys = files.paths.sys.clone();
-        let root = sys.join("fs/cgroup");
-        let unified = root.join("cgroup.controllers").exists();
-        let hierarchy = if unified {
-            root.clone()
-        } else {
-            // v1: the groups are listed from whichever CPU hierarchy exists.
-            match ["cpuacct", "cpu,cpuacct", "memory"]
-                .iter()
-                .map(|h| root.join(h))
-                .find(|p| p.is_dir())
-            {
-                Some(h) => h,
-                None => {
-                    self.tracked.clear();
-                    return Ok(());
-                }
-            }
+        if self.paths.as_ref().is_none_or(|p| p.sys != files.paths.sys) {
+            self.paths = Some(Paths::of(&files.paths.sys));
+        }
+        let Some(paths) = self.paths.take() else {
+            return Ok(());
+        };
+        let Some((hierarchy, unified)) = paths.hierarchy() else {
+            self.tracked.clear();
+            self.paths = Some(paths);
+            return Ok(());
         };
         let mut partial = Partial::default();
-        self.track(&root, &hierarchy, unified, &mut partial);
+        self.track(&paths.root, hierarchy, unified, &mut partial);
         let mut usage = std::mem::take(&mut self.usage);
         let mut tracked = std::mem::take(&mut self.tracked);
         // A group gone since it was listed is dropped: listed again, it is
@@ -595,10 +807,11 @@ impl Collector for Cgroup {
             usage.clear();
             let there = self.read_group(t, &mut usage, &mut partial);
             if there {
-                self.points(t, &usage, &sys, now, out);
+                self.points(t, &usage, &paths.sys, now, out);
             }
             there
         });
+        self.paths = Some(paths);
         self.tracked = tracked;
         self.usage = usage;
         partial.result()
@@ -649,8 +862,8 @@ impl Cgroup {
         if !p.fields.is_empty() {
             out.push(p);
         }
-        for (dev, [rb, wb, ri, wi]) in &usage.io {
-            let device = self.device(sys, dev);
+        for (dev, [rb, wb, ri, wi]) in usage.io.devices() {
+            let device = device(&mut self.devnames, sys, dev);
             out.push(
                 tag(Point::new("cgroup_io", now))
                     .tag("device", device)
@@ -831,6 +1044,12 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(cycle(), [("a.service".into(), 1), ("b.service".into(), 2)]);
+        write("system.slice/a.service/memory.current", "5\n");
+        assert_eq!(
+            cycle(),
+            [("a.service".into(), 5), ("b.service".into(), 2)],
+            "the same groups listed again: kept, in order, read anew"
+        );
         write("system.slice/a.service/memory.current", "10\n");
         std::fs::remove_dir_all(root.join("system.slice/b.service")).unwrap();
         write("system.slice/c.service/memory.current", "3\n");

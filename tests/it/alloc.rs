@@ -150,6 +150,20 @@ fn no_default_collector_allocates_in_a_steady_cycle() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+/// `cgroup` is off by default, and scales with the host: a steady cycle
+/// (the same groups listed again, their kept files read) allocates
+/// nothing, on a unified hierarchy (services, containers with io.stat, a
+/// VM) and on the v1 hierarchies.
+#[test]
+fn the_cgroup_collector_allocates_nothing_in_a_steady_cycle() {
+    for name in ["basic", "cgroup-v1"] {
+        let sys = fixture(name).join("sys");
+        let sys = sys.to_str().unwrap_or_default();
+        let n = collector_allocations("cgroup", &[("HOST_SYS", sys), ("CGROUP_DEPTH", "2")]);
+        assert_eq!(n, 0, "cgroup on the {name} tree: {n} allocations per cycle");
+    }
+}
+
 /// Waits (bounded) until every CPU's counters in /proc/stat have moved, as
 /// they always have between two real cycles: back to back, the cpu
 /// collector would find no time passed and make fewer points, and the
