@@ -223,10 +223,6 @@ pub struct Io {
 }
 
 impl Io {
-    pub fn new() -> Io {
-        Io::default()
-    }
-
     fn clear(&mut self) {
         self.used = 0;
     }
@@ -461,11 +457,12 @@ struct Listing {
     last_found: Vec<Found>,
 }
 
-impl Listing {
-    fn unit(&self, f: &Found) -> &str {
-        self.units.get(f.unit.0..f.unit.1).unwrap_or_default()
-    }
+/// A found group's path below its slice, in `units`.
+fn unit_of<'a>(units: &'a str, f: &Found) -> &'a str {
+    units.get(f.unit.0..f.unit.1).unwrap_or_default()
+}
 
+impl Listing {
     /// Lists the groups below each of `slices` in `hierarchy`, `depth`
     /// levels down, in readdir's order; says whether it found what the last
     /// listing found, in the same order.
@@ -498,7 +495,7 @@ impl Listing {
         let (units, found) = (&self.units, &mut self.found);
         let key = |f: &Found| {
             let slice = slices.get(f.slice).map_or("", String::as_str);
-            (slice, units.get(f.unit.0..f.unit.1).unwrap_or_default())
+            (slice, unit_of(units, f))
         };
         found.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
     }
@@ -512,8 +509,7 @@ impl Listing {
         self.path.push(slice);
         self.prefix.clear();
         if let Some(b) = below {
-            self.prefix
-                .push_str(self.units.get(b.unit.0..b.unit.1).unwrap_or_default());
+            self.prefix.push_str(unit_of(&self.units, &b));
             self.path.push(&self.prefix);
         }
         // Opened as `open_dir` does, without naming the path in an error
@@ -636,7 +632,7 @@ impl Cgroup {
         let mut old = last.drain(..).peekable();
         for f in &self.listing.found {
             let slice = self.opts.slices.get(f.slice).map_or("", String::as_str);
-            let unit = self.listing.unit(f);
+            let unit = unit_of(&self.listing.units, f);
             while old
                 .next_if(|t| (t.group.slice.as_str(), t.group.unit.as_str()) < (slice, unit))
                 .is_some()
@@ -1140,7 +1136,7 @@ mod tests {
                 .to_string()
                 .contains("not a number")
         );
-        let mut io = Io::new();
+        let mut io = Io::default();
         assert!(
             parse_io_stat(p, "8:0 rbytes\n", &mut io)
                 .unwrap_err()

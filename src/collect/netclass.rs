@@ -220,8 +220,29 @@ impl NodeLink {
             attrs,
         }
     }
+}
 
-    /// This interface's series; `Err` when it went away.
+impl Iface for NodeLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Lists the interfaces, `lo` too, and opens their attributes.
+    fn open_all(files: &Files, partial: &mut Partial) -> Vec<NodeLink> {
+        let base = files.sys_path("class/net");
+        interfaces(&base, true)
+            .into_iter()
+            .map(|n| {
+                let dir = base.join(&n);
+                NodeLink::open(n, dir, partial)
+            })
+            .collect()
+    }
+
     fn points(
         &self,
         now: Timestamp,
@@ -277,20 +298,7 @@ impl Collector for NetClassNode {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let list = |partial: &mut Partial| {
-            let base = files.sys_path("class/net");
-            interfaces(&base, true)
-                .into_iter()
-                .map(|n| {
-                    let dir = base.join(&n);
-                    NodeLink::open(n, dir, partial)
-                })
-                .collect()
-        };
-        let read = |link: &NodeLink, out: &mut Vec<Point>, partial: &mut Partial| {
-            link.points(now, out, partial)
-        };
-        self.cache.cycle(&mut self.links, now, out, list, read)
+        self.cache.cycle(&mut self.links, files, now, out)
     }
 }
 
@@ -402,27 +410,21 @@ fn plan(noticed: bool, list_due: bool, trusted: bool, kept: bool) -> Plan {
 }
 
 /// An interface as a netclass collector keeps it.
-trait Iface {
+trait Iface: Sized {
     fn name(&self) -> &str;
     fn dir(&self) -> &Path;
-}
-
-impl Iface for Link {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Iface for NodeLink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn dir(&self) -> &Path {
-        &self.dir
-    }
+    /// The interfaces under `class/net`, their attributes opened; one
+    /// that is there but cannot be opened (not a regular file) is the
+    /// error.
+    fn open_all(files: &Files, partial: &mut Partial) -> Vec<Self>;
+    /// This interface's points (none without a field); `Err` when it
+    /// went away.
+    fn points(
+        &self,
+        now: Timestamp,
+        out: &mut Vec<Point>,
+        partial: &mut Partial,
+    ) -> Result<(), Unread>;
 }
 
 /// A collector's listing age, its notices and its last values.
@@ -442,16 +444,15 @@ impl Cache {
     }
 
     /// One cycle of a netclass collector over `links`: the last read's
-    /// points again on a quiet cycle; else the links made anew by `list`
-    /// when the plan says so, and each one's points pushed by `read`
-    /// (`Err` when it went away: listed again next cycle).
+    /// points again on a quiet cycle; else the links listed and opened
+    /// anew when the plan says so, and each one's points pushed (one gone
+    /// away: listed again next cycle).
     fn cycle<L: Iface>(
         &mut self,
         links: &mut Vec<L>,
+        files: &Files,
         now: Timestamp,
         out: &mut Vec<Point>,
-        list: impl FnOnce(&mut Partial) -> Vec<L>,
-        read: impl Fn(&L, &mut Vec<Point>, &mut Partial) -> Result<(), Unread>,
     ) -> Result<(), CollectError> {
         let mut partial = Partial::default();
         let plan = self.plan();
@@ -460,7 +461,7 @@ impl Cache {
             return Ok(());
         }
         if plan == Plan::List {
-            *links = list(&mut partial);
+            *links = L::open_all(files, &mut partial);
             self.listed = Some(Instant::now());
             let listed = links.iter().map(|l| (l.name(), l.dir()));
             self.watch.trusted = self.watch.sock.is_some() && same_namespace(listed);
@@ -468,7 +469,7 @@ impl Cache {
         let start = out.len();
         let mut gone = false;
         for link in links.iter() {
-            gone |= read(link, out, &mut partial).is_err();
+            gone |= link.points(now, out, &mut partial).is_err();
         }
         if gone {
             self.listed = None;
@@ -562,25 +563,6 @@ fn interfaces(base: &Path, with_lo: bool) -> Vec<String> {
     names
 }
 
-impl Link {
-    /// Lists the interfaces and opens their attributes; one that is there
-    /// but cannot be opened (not a regular file) is the error.
-    fn open_all(files: &Files, partial: &mut Partial) -> Vec<Link> {
-        let base = files.sys_path("class/net");
-        interfaces(&base, false)
-            .into_iter()
-            .map(|name| {
-                let dir = base.join(&name);
-                let files = ATTRS
-                    .iter()
-                    .map(|(file, _, _)| open_attr(&dir, file, partial))
-                    .collect();
-                Link { name, dir, files }
-            })
-            .collect()
-    }
-}
-
 /// One attribute's field value from its text; `Ok(None)` when the kernel
 /// says it does not know.
 fn value(
@@ -624,9 +606,31 @@ fn read_attr<'b>(f: &File, buf: &'b mut [u8]) -> Result<&'b [u8], Unread> {
     }
 }
 
-impl Link {
-    /// This interface's point (unless it has no field); `Err` when it went
-    /// away.
+impl Iface for Link {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Lists the interfaces but `lo` and opens their attributes.
+    fn open_all(files: &Files, partial: &mut Partial) -> Vec<Link> {
+        let base = files.sys_path("class/net");
+        interfaces(&base, false)
+            .into_iter()
+            .map(|name| {
+                let dir = base.join(&name);
+                let files = ATTRS
+                    .iter()
+                    .map(|(file, _, _)| open_attr(&dir, file, partial))
+                    .collect();
+                Link { name, dir, files }
+            })
+            .collect()
+    }
+
     fn points(
         &self,
         now: Timestamp,
@@ -669,11 +673,7 @@ impl Collector for NetClass {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        let list = |partial: &mut Partial| Link::open_all(files, partial);
-        let read = |link: &Link, out: &mut Vec<Point>, partial: &mut Partial| {
-            link.points(now, out, partial)
-        };
-        self.cache.cycle(&mut self.links, now, out, list, read)
+        self.cache.cycle(&mut self.links, files, now, out)
     }
 }
 
