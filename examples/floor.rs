@@ -32,7 +32,7 @@
 //! back.
 //!
 //!     cargo build --release --example floor
-//!     target/release/examples/floor [-p] [-n] [-c DIR] [-i MILLISECONDS] [-u PORT [-b BYTES]]   # until killed
+//!     target/release/examples/floor [-p] [-n] [-c DIR] [-i MILLISECONDS] [-e] [-u PORT [-b BYTES] [-t]]   # until killed
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -350,6 +350,41 @@ impl Post {
     }
 }
 
+/// Where the POST of a tick is made: here, or by a second thread woken
+/// once a tick (`-t`), whose failure ends the process.
+enum Sender {
+    Here(Post),
+    Thread(std::sync::mpsc::SyncSender<()>),
+}
+
+impl Sender {
+    fn new(post: Post, thread: bool) -> Sender {
+        if !thread {
+            return Sender::Here(post);
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let mut post = post;
+        std::thread::spawn(move || {
+            while rx.recv().is_ok() {
+                if let Err(e) = post.send() {
+                    eprintln!("floor: POST: {e}");
+                    std::process::exit(1);
+                }
+            }
+        });
+        Sender::Thread(tx)
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        match self {
+            Sender::Here(post) => post.send(),
+            Sender::Thread(tx) => tx
+                .send(())
+                .map_err(|_| std::io::Error::other("the POST thread ended")),
+        }
+    }
+}
+
 /// The value after `flag`, parsed.
 fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
     let i = args.iter().position(|a| a == flag)?;
@@ -361,9 +396,10 @@ fn main() {
     let procs = args.iter().any(|a| a == "-p");
     let node = args.iter().any(|a| a == "-n");
     let ms = arg(&args, "-i").unwrap_or(1000);
+    let thread = args.iter().any(|a| a == "-t");
     let mut post = match arg::<u16>(&args, "-u") {
         Some(port) => match Post::connect(port, arg(&args, "-b").unwrap_or(2200)) {
-            Ok(p) => Some(p),
+            Ok(p) => Some(Sender::new(p, thread)),
             Err(e) => {
                 eprintln!("floor: 127.0.0.1:{port}: {e}");
                 std::process::exit(1);
@@ -388,6 +424,12 @@ fn main() {
     );
     let mut buf = vec![0u8; 1 << 16];
     let start = Instant::now();
+    if args.iter().any(|a| a == "-e") {
+        for tick in 1u32.. {
+            let next = start + Duration::from_millis(ms) * tick;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    }
     for tick in 1u32.. {
         for f in &files {
             read_all(f, &mut buf);
@@ -399,7 +441,7 @@ fn main() {
         if procs {
             walk_processes(&mut buf);
         }
-        if let Some(Err(e)) = post.as_mut().map(Post::send) {
+        if let Some(Err(e)) = post.as_mut().map(Sender::send) {
             eprintln!("floor: POST: {e}");
             std::process::exit(1);
         }

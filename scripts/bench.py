@@ -18,7 +18,11 @@ The "+ POST" rows are the floor of a push agent: the floor's reads plus
 one POST a cycle of a body the size of procship's (POST_BYTES) to the same
 sink over one kept-alive connection (one write, one read; examples/floor.rs
 -u): what handing the bytes to the kernel and hearing back costs, on this
-machine, without any encoding. The "-n" rows read what procship reads
+machine, without any encoding. The "+ POST, 2 threads" rows make that POST
+from a second thread the reading thread wakes once a cycle (-t), as
+procship's main thread hands its batch to its shipper: the floor of a push
+agent with DESIGN.md's threads. "wake-up only" reads nothing (-e): what
+waking once a second costs on this machine. The "-n" rows read what procship reads
 with node_exporter's names (every interface's netclass attributes, about
 22 a link instead of 6: examples/floor.rs -n), the floor of those rows.
 RSS: VmHWM (peak) and RssAnon at the window's end, from /proc/PID/status.
@@ -180,10 +184,13 @@ def rows(peers, site):
         "PROCSHIP_HOSTNAME": "bench",
     }
     out = [
+        ("wake-up only", [FLOOR, "-e"], {}, None),
         ("floor-procs", [FLOOR, "-p"], {}, None),
         ("floor", [FLOOR], {}, None),
         ("floor-procs + POST", [FLOOR, "-p"], {}, "post"),
         ("floor + POST", [FLOOR], {}, "post"),
+        ("floor-procs + POST, 2 threads", [FLOOR, "-p", "-t"], {}, "post"),
+        ("floor + POST, 2 threads", [FLOOR, "-t"], {}, "post"),
         ("floor-procs -n", [FLOOR, "-p", "-n"], {}, None),
         ("floor-procs -n + POST", [FLOOR, "-p", "-n"], {}, "post"),
         ("procship", [PROCSHIP], env, "push"),
@@ -269,10 +276,13 @@ def table(results, runs):
                 "procship + site": "procship",
                 "node_exporter": "floor-procs", "floor + POST": "floor",
                 "floor-procs + POST": "floor-procs",
+                "floor + POST, 2 threads": "floor",
+                "floor-procs + POST, 2 threads": "floor-procs",
                 "floor-procs -n + POST": "floor-procs -n"}
     print(f"\n| row (1 s cadence, {runs} rounds) | CPU µs/cycle, median (min–max) | vs floor "
-          "| vs floor + POST | peak RSS | anon RSS | wire B/cycle | threads |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| vs floor + POST | vs floor + POST, 2 threads | peak RSS | anon RSS | wire B/cycle "
+          "| threads |")
+    print("|---|---|---|---|---|---|---|---|---|")
 
     def ratio(name, floor):
         if floor not in med or floor == name:
@@ -281,10 +291,11 @@ def table(results, runs):
 
     for name, rs in results.items():
         floor = floor_of.get(name)
-        push_floor = f"{floor} + POST" if floor and floor.startswith("floor") else None
+        pushed = floor and floor.startswith("floor") and name.startswith("procship")
         wire = [r["wire"] for r in rs if r["wire"] is not None]
         print(f"| {name} | {fmt([r['cpu_us'] for r in rs])} | {ratio(name, floor)} | "
-              f"{ratio(name, push_floor) if name != 'node_exporter' else '–'} | "
+              f"{ratio(name, f'{floor} + POST') if pushed else '–'} | "
+              f"{ratio(name, f'{floor} + POST, 2 threads') if pushed else '–'} | "
               f"{statistics.median(r['hwm_kib'] for r in rs) / 1024:.1f} MiB | "
               f"{statistics.median(r['anon_kib'] for r in rs) / 1024:.2f} MiB | "
               f"{fmt(wire) if wire else '–'} | {rs[0]['threads']} |")

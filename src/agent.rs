@@ -15,6 +15,7 @@ use crate::deliver::ship::{self, Shipper};
 use crate::deliver::spool::Spool;
 use crate::encode::{Encoder, Identity};
 use crate::host::Facts;
+use crate::operate::footprint::release_start_up_pages;
 use crate::operate::log::{self, SetLevel};
 use crate::operate::notify::Notifier;
 use crate::operate::status;
@@ -664,6 +665,8 @@ fn main_loop(
             }
             if l.cycle() > 0 && !ready {
                 ready = true;
+                let released = release_start_up_pages();
+                tracing::debug!(bytes = released, "start-up's file pages handed back");
                 notify.ready(&l.status_line());
             }
         }
