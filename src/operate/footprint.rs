@@ -85,8 +85,11 @@ pub fn release_start_up_pages() -> usize {
             // private, read-only and holds no page of its own (`releasable`):
             // MADV_DONTNEED only unmaps its pages, and each comes back from
             // the same file, byte for byte, at its next touch (as after the
-            // kernel reclaims a clean page under memory pressure). Nothing
-            // can write it meanwhile without an `mprotect`, which this
+            // kernel reclaims a clean page under memory pressure). The
+            // mapping is still there: procship maps no file itself, so a
+            // file mapping is the executable's or a shared object's, and
+            // nothing unloads a shared object (glibc keeps the NSS modules it
+            // loads). Nothing writes it without an `mprotect`, which this
             // program never makes.
             let r = unsafe {
                 nix::libc::madvise(
