@@ -358,12 +358,11 @@ enum Sender {
 }
 
 impl Sender {
-    fn new(post: Post, thread: bool) -> Sender {
+    fn new(mut post: Post, thread: bool) -> Sender {
         if !thread {
             return Sender::Here(post);
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let mut post = post;
         std::thread::spawn(move || {
             while rx.recv().is_ok() {
                 if let Err(e) = post.send() {
@@ -396,6 +395,13 @@ fn main() {
     let procs = args.iter().any(|a| a == "-p");
     let node = args.iter().any(|a| a == "-n");
     let ms = arg(&args, "-i").unwrap_or(1000);
+    if args.iter().any(|a| a == "-e") {
+        let start = Instant::now();
+        for tick in 1u32.. {
+            let next = start + Duration::from_millis(ms) * tick;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    }
     let thread = args.iter().any(|a| a == "-t");
     let mut post = match arg::<u16>(&args, "-u") {
         Some(port) => match Post::connect(port, arg(&args, "-b").unwrap_or(2200)) {
@@ -424,12 +430,6 @@ fn main() {
     );
     let mut buf = vec![0u8; 1 << 16];
     let start = Instant::now();
-    if args.iter().any(|a| a == "-e") {
-        for tick in 1u32.. {
-            let next = start + Duration::from_millis(ms) * tick;
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        }
-    }
     for tick in 1u32.. {
         for f in &files {
             read_all(f, &mut buf);

@@ -799,11 +799,10 @@ impl Collector for Cgroup {
         now: Timestamp,
         out: &mut Vec<Point>,
     ) -> Result<(), CollectError> {
-        if self.paths.as_ref().is_none_or(|p| p.sys != files.paths.sys) {
-            self.paths = Some(Paths::of(&files.paths.sys));
-        }
-        let Some(paths) = self.paths.take() else {
-            return Ok(());
+        // Taken out for the cycle (`track` and `points` borrow `self`).
+        let paths = match self.paths.take() {
+            Some(p) if p.sys == files.paths.sys => p,
+            _ => Paths::of(&files.paths.sys),
         };
         let Some((hierarchy, unified)) = paths.hierarchy() else {
             self.tracked.clear();

@@ -203,7 +203,19 @@ fn open_attr(dir: &Path, file: &str, partial: &mut Partial) -> Option<File> {
     }
 }
 
-impl NodeLink {
+impl Iface for NodeLink {
+    /// node_exporter's netclass lists `lo` too.
+    const WITH_LO: bool = true;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens `NODE_INFO`'s and `NODE_ATTRS`' files.
     fn open(name: String, dir: PathBuf, partial: &mut Partial) -> NodeLink {
         let info = NODE_INFO
             .iter()
@@ -219,28 +231,6 @@ impl NodeLink {
             info,
             attrs,
         }
-    }
-}
-
-impl Iface for NodeLink {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Lists the interfaces, `lo` too, and opens their attributes.
-    fn open_all(files: &Files, partial: &mut Partial) -> Vec<NodeLink> {
-        let base = files.sys_path("class/net");
-        interfaces(&base, true)
-            .into_iter()
-            .map(|n| {
-                let dir = base.join(&n);
-                NodeLink::open(n, dir, partial)
-            })
-            .collect()
     }
 
     fn points(
@@ -413,10 +403,22 @@ fn plan(noticed: bool, list_due: bool, trusted: bool, kept: bool) -> Plan {
 trait Iface: Sized {
     fn name(&self) -> &str;
     fn dir(&self) -> &Path;
-    /// The interfaces under `class/net`, their attributes opened; one
-    /// that is there but cannot be opened (not a regular file) is the
-    /// error.
-    fn open_all(files: &Files, partial: &mut Partial) -> Vec<Self>;
+    /// Whether `lo` is listed.
+    const WITH_LO: bool;
+    /// The interface `name` in `dir`, its attributes opened; one that is
+    /// there but cannot be opened (not a regular file) is the error.
+    fn open(name: String, dir: PathBuf, partial: &mut Partial) -> Self;
+    /// The interfaces under `class/net`, each opened.
+    fn open_all(files: &Files, partial: &mut Partial) -> Vec<Self> {
+        let base = files.sys_path("class/net");
+        interfaces(&base, Self::WITH_LO)
+            .into_iter()
+            .map(|name| {
+                let dir = base.join(&name);
+                Self::open(name, dir, partial)
+            })
+            .collect()
+    }
     /// This interface's points (none without a field); `Err` when it
     /// went away.
     fn points(
@@ -607,6 +609,8 @@ fn read_attr<'b>(f: &File, buf: &'b mut [u8]) -> Result<&'b [u8], Unread> {
 }
 
 impl Iface for Link {
+    const WITH_LO: bool = false;
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -615,20 +619,13 @@ impl Iface for Link {
         &self.dir
     }
 
-    /// Lists the interfaces but `lo` and opens their attributes.
-    fn open_all(files: &Files, partial: &mut Partial) -> Vec<Link> {
-        let base = files.sys_path("class/net");
-        interfaces(&base, false)
-            .into_iter()
-            .map(|name| {
-                let dir = base.join(&name);
-                let files = ATTRS
-                    .iter()
-                    .map(|(file, _, _)| open_attr(&dir, file, partial))
-                    .collect();
-                Link { name, dir, files }
-            })
-            .collect()
+    /// Opens `ATTRS`' files.
+    fn open(name: String, dir: PathBuf, partial: &mut Partial) -> Link {
+        let files = ATTRS
+            .iter()
+            .map(|(file, _, _)| open_attr(&dir, file, partial))
+            .collect();
+        Link { name, dir, files }
     }
 
     fn points(
