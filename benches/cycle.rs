@@ -1,7 +1,9 @@
 //! Criterion benches of the per-cycle work: one full collection cycle on
 //! this host's /proc and /sys (every default collector, and without the
 //! process walk), one cycle on the fixture tree (repeatable anywhere), and
-//! encoding one cycle's batch in each format, with and without gzip.
+//! encoding one cycle's batch in each format, with and without gzip; the
+//! `cgroup` collector on a generated tree of 300 groups and the JSON of
+//! their points (what a group costs beyond its reads).
 //! `cargo bench --bench cycle`; the README lists the figures.
 
 use std::hint::black_box;
@@ -148,11 +150,7 @@ fn encoding(c: &mut Criterion) {
         common_tags: Arc::new(vec![("host".into(), "bench-host".into())]),
         points,
     };
-    let id = Identity {
-        host: "bench-host".into(),
-        run: 1,
-        boot: 0,
-    };
+    let id = identity();
     let mut g = c.benchmark_group("encode");
     for (name, format, compression) in [
         ("json", Format::Json, Compression::None),
@@ -191,5 +189,78 @@ fn encoding(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cycles, per_collector, site, encoding);
+/// A cgroup v2 tree of `n` services under `system.slice`, each with the
+/// files a real group has (cpu.stat, memory.current and .peak,
+/// pids.current, io.stat with one disk), in a temporary directory.
+fn cgroup_tree(n: usize) -> std::path::PathBuf {
+    let base = std::env::temp_dir().join(format!("procship-bench-cgroup-{}", std::process::id()));
+    let root = base.join("sys/fs/cgroup");
+    std::fs::create_dir_all(&root).expect("a temporary directory");
+    std::fs::write(root.join("cgroup.controllers"), "cpu io memory pids\n").expect("a file");
+    let files = [
+        (
+            "cpu.stat",
+            "usage_usec 123456789\nuser_usec 100000000\nsystem_usec 23456789\nnr_periods 0\n\
+             nr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n",
+        ),
+        ("memory.current", "123456789\n"),
+        ("memory.peak", "234567890\n"),
+        ("pids.current", "12\n"),
+        (
+            "io.stat",
+            "8:0 rbytes=1234567 wbytes=7654321 rios=1234 wios=4321 dbytes=0 dios=0\n",
+        ),
+    ];
+    for i in 0..n {
+        let dir = root.join(format!("system.slice/service-{i}.service"));
+        std::fs::create_dir_all(&dir).expect("a group's directory");
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("a group's file");
+        }
+    }
+    base
+}
+
+/// The cgroup collector on 300 groups, and the JSON of their points: what
+/// a group costs a cycle beyond its reads.
+fn cgroups(c: &mut Criterion) {
+    let base = cgroup_tree(300);
+    let paths = HostPaths {
+        proc: base.join("proc"),
+        sys: base.join("sys"),
+        root: base.join("root"),
+    };
+    let mut one = runner(&["cgroup"], paths);
+    let mut points = Vec::with_capacity(1024);
+    let mut g = c.benchmark_group("collector");
+    g.bench_function("cgroup_300_groups", |b| {
+        b.iter(|| {
+            procship::point::recycle(&mut points);
+            black_box(one.collect(1, &mut points));
+        })
+    });
+    g.finish();
+    let batch = Batch {
+        seq: 1,
+        common_tags: Arc::new(vec![("host".into(), "bench-host".into())]),
+        points: std::mem::take(&mut points),
+    };
+    let mut enc = Encoder::new(Format::Json, Compression::None, identity());
+    let mut g = c.benchmark_group("encode");
+    g.bench_function("json_cgroup_300_groups", |b| {
+        b.iter(|| black_box(enc.encode(&batch).map(|e| e.body.len())))
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+fn identity() -> Identity {
+    Identity {
+        host: "bench-host".into(),
+        run: 1,
+        boot: 0,
+    }
+}
+
+criterion_group!(benches, cycles, per_collector, site, encoding, cgroups);
 criterion_main!(benches);

@@ -21,7 +21,9 @@
 //!
 //! With `-c DIR` it also reads, each tick, the files procship's `cgroup`
 //! collector reads (cgroup v2) of every group directly under DIR (a slice
-//! such as `/sys/fs/cgroup/system.slice`), listed and opened once.
+//! such as `/sys/fs/cgroup/system.slice`), opened once, and lists DIR, as
+//! the collector lists its slice each cycle to find a new group (open,
+//! `getdents` into a kept buffer, close).
 //!
 //! With `-u PORT` it is the floor of a push agent instead: after the reads,
 //! one POST of `-b BYTES` (default 2,200: a gzip'd batch of the default
@@ -188,6 +190,28 @@ fn cgroup_files(slice: &str) -> Vec<File> {
         }
     }
     files
+}
+
+/// Lists `slice` as the `cgroup` collector does each cycle, into `dents`
+/// (kept from tick to tick): its subdirectories, counted and dropped.
+fn list_groups(slice: &str, dents: &mut Vec<u8>) -> usize {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(dir) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NONBLOCK)
+        .open(slice)
+    else {
+        return 0;
+    };
+    let mut entries = rustix::fs::RawDir::new(&dir, dents.spare_capacity_mut());
+    let mut n = 0;
+    while let Some(Ok(e)) = entries.next() {
+        let name = e.file_name().to_bytes();
+        if name != b"." && name != b".." && e.file_type() == rustix::fs::FileType::Directory {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The clock's state, read only: the syscall `timex` makes.
@@ -419,9 +443,11 @@ fn main() {
         let pool = "/proc/sys/kernel/random/poolsize";
         files.extend(File::open(pool).ok());
     }
-    if let Some(slice) = arg::<String>(&args, "-c") {
-        files.extend(cgroup_files(&slice));
+    let slice = arg::<String>(&args, "-c");
+    if let Some(slice) = &slice {
+        files.extend(cgroup_files(slice));
     }
+    let mut dents = Vec::with_capacity(32 * 1024);
     let mut mounts = Mounts(Watched::open("/proc/1/mountinfo"), Vec::new());
     let mut swaps = Swaps(
         Watched::open("/proc/swaps"),
@@ -433,6 +459,9 @@ fn main() {
     for tick in 1u32.. {
         for f in &files {
             read_all(f, &mut buf);
+        }
+        if let Some(slice) = &slice {
+            std::hint::black_box(list_groups(slice, &mut dents));
         }
         links.tick(&mut buf);
         mounts.tick(&mut buf);

@@ -89,7 +89,13 @@ impl Point {
         if value.is_empty() {
             return self;
         }
-        let i = self.tags.binary_search_by(|(k, _)| k.as_ref().cmp(&key));
+        // Tags added in key order (most collectors' order) are appended
+        // without a search.
+        let i = match self.tags.last() {
+            None => Err(0),
+            Some((last, _)) if last.as_ref() < key.as_ref() => Err(self.tags.len()),
+            Some(_) => self.tags.binary_search_by(|(k, _)| k.as_ref().cmp(&key)),
+        };
         match i {
             Ok(i) => {
                 self.tags[i].1.clear();

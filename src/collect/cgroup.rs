@@ -35,7 +35,7 @@
 //! nothing (tests/it/alloc.rs); a new group allocates its names and paths
 //! once. Off by default: up to five reads per group every cycle.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -375,7 +375,7 @@ struct Tracked {
 pub struct Cgroup {
     opts: Options,
     ticks_per_sec: u64,
-    devnames: HashMap<String, String>,
+    devnames: FxHashMap<String, String>,
     /// The count last cut to the maximum (warned once per change).
     cut: Option<usize>,
     /// The groups of the last cycle, sorted by (slice, unit), and whether
@@ -576,7 +576,7 @@ impl Cgroup {
         Cgroup {
             opts,
             ticks_per_sec: facts.ticks_per_sec,
-            devnames: HashMap::new(),
+            devnames: FxHashMap::default(),
             cut: None,
             tracked: Vec::new(),
             spare: Vec::new(),
@@ -661,7 +661,7 @@ impl Cgroup {
 
 /// The name a device number (`8:0`) has under `<sys>/dev/block`, looked up
 /// once and kept; the number itself where it has none.
-fn device<'a>(devnames: &'a mut HashMap<String, String>, sys: &Path, dev: &'a str) -> &'a str {
+fn device<'a>(devnames: &'a mut FxHashMap<String, String>, sys: &Path, dev: &'a str) -> &'a str {
     if !devnames.contains_key(dev) {
         let name = std::fs::read_link(sys.join("dev/block").join(dev))
             .ok()
@@ -855,10 +855,11 @@ impl Cgroup {
         out: &mut Vec<Point>,
     ) {
         let tag = |p: Point| {
+            // In key order: each is appended (Point::tag).
             let p = p
-                .tag("unit", &t.group.unit)
                 .tag("kind", t.kind)
-                .tag("slice", &t.group.slice);
+                .tag("slice", &t.group.slice)
+                .tag("unit", &t.group.unit);
             match (t.kind, &t.domain) {
                 ("vm", Some(d)) => p.tag("domain", d),
                 _ => p,
