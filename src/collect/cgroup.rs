@@ -172,45 +172,93 @@ pub fn domain(name: &str) -> Option<String> {
 }
 
 /// Each `key value` line of `text` (cpu.stat, cpuacct.stat) given to `f`;
-/// a line that is not one is the error.
+/// a line that is not one is the error. One pass over the bytes: the key,
+/// the blanks, the digits (words after the value are ignored).
 fn each_key(path: &Path, text: &str, mut f: impl FnMut(&str, u64)) -> Result<(), CollectError> {
-    for line in lines(text) {
-        let mut w = line.split_ascii_whitespace();
-        let (Some(k), Some(v)) = (w.next(), w.next()) else {
+    let b = text.as_bytes();
+    let mut i = skip(b, 0, |c| c.is_ascii_whitespace());
+    while i < b.len() {
+        let (k, end) = word_at(text, i);
+        i = skip(b, end, blank);
+        if b.get(i).is_none_or(|&c| c == b'\n') {
             return Err(CollectError::parse(
                 path,
-                format!("{line:?}: expected a key and a value"),
+                format!("{k:?}: expected a key and a value"),
             ));
-        };
-        let v = v
-            .parse()
-            .map_err(|_| CollectError::parse(path, format!("{k}: {v:?} is not a number")))?;
+        }
+        let (v, end) = value(text, i)
+            .map_err(|v| CollectError::parse(path, format!("{k}: {v:?} is not a number")))?;
+        i = skip(b, end, |c| c != b'\n');
         f(k, v);
+        i = skip(b, i, |c| c.is_ascii_whitespace());
     }
     Ok(())
 }
 
-/// The lines of a group's small file that are not blank, trimmed, found
-/// byte by byte (`str::lines` sets up `memchr` for lines of a few bytes).
-fn lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = text;
-    std::iter::from_fn(move || {
-        while !rest.is_empty() {
-            let end = rest.bytes().position(|b| b == b'\n').unwrap_or(rest.len());
-            let line = rest.get(..end).unwrap_or_default().trim_ascii();
-            rest = rest.get(end + 1..).unwrap_or_default();
-            if !line.is_empty() {
-                return Some(line);
+/// Space or tab: what separates the words of a line.
+fn blank(c: u8) -> bool {
+    c != b'\n' && c.is_ascii_whitespace()
+}
+
+/// The index of the first byte of `b` from `i` on that `keep` refuses.
+fn skip(b: &[u8], mut i: usize, keep: impl Fn(u8) -> bool) -> usize {
+    while i < b.len() && keep(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// The word that starts at `i` (up to ASCII whitespace) and its end.
+fn word_at(text: &str, i: usize) -> (&str, usize) {
+    let end = skip(text.as_bytes(), i, |c| !c.is_ascii_whitespace());
+    (part(text, i, end), end)
+}
+
+/// `text[start..end]`, or "" where that would not be whole characters
+/// (the ends found here are always at an ASCII byte or the end).
+fn part(text: &str, start: usize, end: usize) -> &str {
+    text.get(start..end).unwrap_or_default()
+}
+
+/// The number that starts at `i` and ends the word there: ASCII digits
+/// only (no sign), at most `u64::MAX`; its end; else the word, for the
+/// error.
+fn value(text: &str, i: usize) -> Result<(u64, usize), &str> {
+    let b = text.as_bytes();
+    let mut n = 0u64;
+    let mut end = i;
+    while let Some(&c) = b.get(end) {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        if end - i < 19 {
+            // Nineteen digits are below u64::MAX: no check needed.
+            n = n * 10 + u64::from(digit);
+        } else {
+            match n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(digit)))
+            {
+                Some(m) => n = m,
+                None => break, // too large: the word does not end here
             }
         }
-        None
-    })
+        end += 1;
+    }
+    if end > i && b.get(end).is_none_or(|c| c.is_ascii_whitespace()) {
+        Ok((n, end))
+    } else {
+        Err(word_at(text, i).0)
+    }
 }
 
 fn single(path: &Path, text: &str) -> Result<u64, CollectError> {
     let t = text.trim_ascii();
-    t.parse()
-        .map_err(|_| CollectError::parse(path, format!("{t:?} is not a number")))
+    match value(t, 0) {
+        Ok((n, end)) if end == t.len() => Ok(n),
+        _ => Err(CollectError::parse(path, format!("{t:?} is not a number"))),
+    }
 }
 
 /// Per device: [read bytes, write bytes, read ios, write ios]. The slots,
@@ -251,25 +299,44 @@ impl Io {
 
 /// v2 io.stat: `8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0`.
 pub fn parse_io_stat(path: &Path, text: &str, io: &mut Io) -> Result<(), CollectError> {
-    for line in lines(text) {
-        let mut w = line.split_ascii_whitespace();
-        let dev = w.next().unwrap_or("");
+    let b = text.as_bytes();
+    let mut i = skip(b, 0, |c| c.is_ascii_whitespace());
+    while i < b.len() {
+        let (dev, end) = word_at(text, i);
+        i = end;
         let slot = io.entry(dev);
-        for kv in w {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| CollectError::parse(path, format!("{kv:?}: expected key=value")))?;
-            let i = match k {
-                "rbytes" => 0,
-                "wbytes" => 1,
-                "rios" => 2,
-                "wios" => 3,
-                _ => continue,
+        // The line's `key=value` words.
+        loop {
+            i = skip(b, i, blank);
+            if b.get(i).is_none_or(|&c| c == b'\n') {
+                break;
+            }
+            let start = i;
+            i = skip(b, i, |c| c != b'=' && !c.is_ascii_whitespace());
+            let k = part(text, start, i);
+            if b.get(i) != Some(&b'=') {
+                return Err(CollectError::parse(
+                    path,
+                    format!("{k:?}: expected key=value"),
+                ));
+            }
+            let slot_of = match k {
+                "rbytes" => Some(0),
+                "wbytes" => Some(1),
+                "rios" => Some(2),
+                "wios" => Some(3),
+                _ => None,
             };
-            slot[i] = v.parse().map_err(|_| {
-                CollectError::parse(path, format!("{dev} {k}: {v:?} is not a number"))
-            })?;
+            if let Some(n) = slot_of {
+                let (v, end) = value(text, i + 1).map_err(|v| {
+                    CollectError::parse(path, format!("{dev} {k}: {v:?} is not a number"))
+                })?;
+                slot[n] = v;
+                i = end;
+            }
+            i = skip(b, i, |c| !c.is_ascii_whitespace());
         }
+        i = skip(b, i, |c| c.is_ascii_whitespace());
     }
     Ok(())
 }
@@ -1113,6 +1180,47 @@ mod tests {
             assert_eq!(a.field("pids_current"), Some(Int(4)), "cycle {cycle}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn one_pass_parsers_read_every_layout_and_refuse_the_rest() {
+        let p = Path::new("/sys/fs/cgroup/x/cpu.stat");
+        let keys = |text: &str| {
+            let mut got = Vec::new();
+            each_key(p, text, |k, v| got.push((k.to_string(), v))).map(|()| got)
+        };
+        let want = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        // Tabs, CRLF, blank lines, words after the value, no last newline.
+        assert_eq!(
+            keys("a\t1\r\n\n  b 2 extra\nc 18446744073709551615").unwrap(),
+            want(&[("a", 1), ("b", 2), ("c", u64::MAX)])
+        );
+        assert_eq!(keys("").unwrap(), want(&[]));
+        assert_eq!(
+            keys("a 0000000000000000000000042\n").unwrap(),
+            want(&[("a", 42)])
+        );
+        for bad in ["a 18446744073709551616\n", "a 5x\n", "a +5\n", "a\nb 1\n"] {
+            assert!(keys(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(single(p, " 42\n").unwrap(), 42);
+        assert!(single(p, "4 2\n").is_err());
+        let mut io = Io::default();
+        parse_io_stat(
+            p,
+            "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=9 dios=9 \n\n259:0 rbytes=5\twios=6",
+            &mut io,
+        )
+        .unwrap();
+        assert_eq!(
+            io.devices(),
+            &[
+                ("8:0".to_string(), [1, 2, 3, 4]),
+                ("259:0".to_string(), [5, 0, 0, 6])
+            ]
+        );
     }
 
     #[test]
