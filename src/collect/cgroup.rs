@@ -195,7 +195,8 @@ fn each_key(path: &Path, text: &str, mut f: impl FnMut(&str, u64)) -> Result<(),
     Ok(())
 }
 
-/// Space or tab: what separates the words of a line.
+/// ASCII whitespace other than the newline (a space, a tab; a stray
+/// `\r`): what separates the words of a line.
 fn blank(c: u8) -> bool {
     c != b'\n' && c.is_ascii_whitespace()
 }
